@@ -1,0 +1,103 @@
+"""Run budgets: steps executed, model calls, tokens, cost and working time.
+
+A `Budget` is made at the start of each node from what the state has recorded, and
+counts what the node adds. A model call is reserved before it is made, so the
+model-call budget is never exceeded; tokens and cost are known only after a call, so
+those budgets can be overshot by the calls already in flight when they run out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from planexec.context import Context
+from planexec.state import State, Usage
+
+
+class BudgetExhaustedError(Exception):
+    """A budget ran out; the run ends with status "budget_exhausted"."""
+
+    def __init__(self, budget: str, limit: float, used: float, unit: str) -> None:
+        self.budget = budget
+        self.limit = limit
+        self.used = used
+        super().__init__(
+            f"budget {budget} exhausted: {_fmt(used)} {unit} used of {_fmt(limit)} allowed"
+        )
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
+
+
+def steps_executed(state: State) -> int:
+    """Steps that ran (done or failed), in every plan revision."""
+    return sum(1 for r in (state.get("results") or {}).values() if r["status"] != "skipped")
+
+
+@dataclass
+class Budget:
+    """What a run may still spend, counted from its state plus this node's work."""
+
+    context: Context
+    calls: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    steps: int = 0
+    active_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, state: State, context: Context) -> Budget:
+        """The budget left for a node that starts now on `state`."""
+        usage = (state.get("usage") or {}).values()
+        return cls(
+            context=context,
+            calls=sum(u["calls"] for u in usage),
+            tokens=sum(u["input_tokens"] + u["output_tokens"] for u in usage),
+            cost_usd=sum(u["cost_usd"] for u in usage),
+            steps=steps_executed(state),
+            active_s=float(state.get("active_s") or 0.0),
+        )
+
+    def elapsed(self) -> float:
+        """Seconds this node has been working."""
+        return time.monotonic() - self.started
+
+    def check(self) -> None:
+        """Raise `BudgetExhaustedError` if tokens, cost or working time have run out."""
+        ctx = self.context
+        if ctx.max_tokens is not None and self.tokens >= ctx.max_tokens:
+            raise BudgetExhaustedError("max_tokens", ctx.max_tokens, self.tokens, "tokens")
+        if ctx.max_cost_usd is not None and self.cost_usd >= ctx.max_cost_usd:
+            raise BudgetExhaustedError("max_cost_usd", ctx.max_cost_usd, self.cost_usd, "USD")
+        spent = self.active_s + self.elapsed()
+        if ctx.time_budget_s is not None and spent >= ctx.time_budget_s:
+            raise BudgetExhaustedError("time_budget_s", ctx.time_budget_s, spent, "seconds")
+
+    def reserve_model_call(self) -> None:
+        """Count a model call about to be made, or raise if the budgets forbid it."""
+        with self._lock:
+            self.check()
+            limit = self.context.max_model_calls
+            if limit is not None and self.calls >= limit:
+                raise BudgetExhaustedError("max_model_calls", limit, self.calls, "calls")
+            self.calls += 1
+
+    def reserve_step(self) -> None:
+        """Count a step about to run, or raise if the budgets forbid it."""
+        with self._lock:
+            self.check()
+            limit = self.context.max_steps_executed
+            if limit is not None and self.steps >= limit:
+                raise BudgetExhaustedError("max_steps_executed", limit, self.steps, "steps")
+            self.steps += 1
+
+    def spend(self, usage: Usage) -> None:
+        """Add a finished call's tokens and cost (its call was counted when reserved)."""
+        with self._lock:
+            self.tokens += usage["input_tokens"] + usage["output_tokens"]
+            self.cost_usd += usage["cost_usd"]

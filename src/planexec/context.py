@@ -1,0 +1,140 @@
+"""Run settings: the graph's `context_schema`.
+
+`Context` is plain data. Nothing here reads the environment; the command line
+does that once and passes values in. A run given no context uses these defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+ReviewMode = Literal["always", "never"]
+ReplanPolicy = Literal["on_failure", "after_each_step", "never"]
+
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+}
+"""USD per million (input, output) tokens for models whose price is known."""
+
+
+@dataclass(
+    frozen=True,
+    kw_only=True,
+    config=ConfigDict(use_attribute_docstrings=True, extra="forbid"),
+)
+class Context:
+    """Settings for one run, passed as `graph.invoke(..., context=Context(...))`.
+
+    A dict with the same keys also works; unknown keys and values of the wrong type
+    are rejected with a `pydantic.ValidationError` that names the field.
+
+    Example:
+        ```python
+        Context(planner_model="openai:gpt-4.1", executor_model="openai:gpt-4.1-mini")
+        ```
+    """
+
+    planner_model: str = "openai:gpt-4.1"
+    """Model that writes the plan, as "openai:<model name>"."""
+
+    executor_model: str = "openai:gpt-4.1-mini"
+    """Model that carries out steps that need reasoning, as "openai:<model name>"."""
+
+    replanner_model: str | None = None
+    """Model that revises the plan and writes the final answer; the planner's when unset."""
+
+    review: ReviewMode = "always"
+    """Whether the run pauses for a person to review each plan before it runs."""
+
+    replan_policy: ReplanPolicy = "on_failure"
+    """When the replanner is asked: after a failure and at the end of the plan
+    ("on_failure"), after every step ("after_each_step"), or never ("never": the run
+    ends with the last step's result, or fails with the first failure)."""
+
+    max_replans: int = Field(default=3, ge=0)
+    """How many times the plan may be revised after it first runs."""
+
+    max_plan_steps: int = Field(default=20, ge=1)
+    """The most steps one plan may have."""
+
+    max_plan_attempts: int = Field(default=3, ge=1)
+    """How many replies the planner or replanner gets to produce a valid plan before
+    the run fails; each retry is shown the previous reply's errors."""
+
+    step_attempts: int = Field(default=3, ge=1)
+    """Attempts per step, the first included, when a tool or model call fails in a way
+    that may succeed on retry (a timeout, a connection error, a rate limit)."""
+
+    retry_initial_interval: float = Field(default=0.5, ge=0)
+    """Seconds before the first retry of a step; each further retry waits twice as long."""
+
+    step_timeout: float = Field(default=120.0, gt=0)
+    """Seconds one attempt of a step may take before it is cancelled and counts as failed."""
+
+    tool_timeouts: dict[str, float] = Field(default_factory=dict)
+    """Per-tool attempt timeouts in seconds, overriding `step_timeout` for those tools."""
+
+    max_concurrency: int = Field(default=4, ge=1)
+    """The most steps that run at the same time."""
+
+    approval_tools: list[str] = Field(default_factory=list)
+    """Tools whose every call waits for a person's approval, besides tools whose
+    metadata says `{"requires_approval": True}`."""
+
+    max_steps_executed: int | None = Field(default=None, ge=1)
+    """Budget: the most steps the run may execute; unlimited when unset."""
+
+    max_model_calls: int | None = Field(default=None, ge=1)
+    """Budget: the most model calls, all roles together; unlimited when unset."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Budget: the most tokens (input and output, all roles); unlimited when unset."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Budget: the most the run may spend in USD, priced with `prices`; unlimited when unset."""
+
+    time_budget_s: float | None = Field(default=None, gt=0)
+    """Budget: seconds the run may spend working (planning, executing, replanning),
+    not counting time paused for review; unlimited when unset."""
+
+    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    """USD per million (input, output) tokens, by model name without the provider."""
+
+    model_timeout: float = Field(default=60.0, gt=0)
+    """Seconds one HTTP request to a model may take."""
+
+    model_max_retries: int = Field(default=2, ge=0)
+    """Retries of a failed model request by the client (rate limits, server errors)."""
+
+    workspace: str = "."
+    """Directory that the built-in file tools may read and write; nothing outside it."""
+
+    @property
+    def replanner(self) -> str:
+        """The replanner's model string, falling back to the planner's."""
+        return self.replanner_model or self.planner_model
+
+    def timeout_for(self, tool: str | None) -> float:
+        """The attempt timeout for a step that calls `tool` (or the executor model)."""
+        if tool is not None and tool in self.tool_timeouts:
+            return self.tool_timeouts[tool]
+        return self.step_timeout
+
+
+def resolve_context(value: Context | dict[str, Any] | None) -> Context:
+    """The run's `Context`: as given, built from a dict, or the defaults.
+
+    LangGraph hands nodes `None` when a caller passes no context.
+    """
+    if value is None:
+        return Context()
+    if isinstance(value, Context):
+        return value
+    return Context(**value)

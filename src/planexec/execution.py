@@ -1,0 +1,265 @@
+"""How one step runs.
+
+- A tool step whose arguments are complete calls its tool directly: no model call.
+- A tool step with `args: null` asks the executor model for the arguments, offering it
+  that one tool and no other; any other call it asks for is refused and recorded.
+- A step with `tool: null` asks the executor model to answer in text.
+
+The executor model sees the goal, the step and the results of the step's dependencies,
+never the rest of the plan or its history. The only tool a step can run is the one its
+approved plan step names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool, InjectedToolCallId
+from langgraph.config import get_config
+from langgraph.prebuilt import ToolRuntime
+from langgraph.runtime import Runtime
+from pydantic import BaseModel
+
+from planexec.budget import Budget, BudgetExhaustedError
+from planexec.context import Context
+from planexec.errors import ExecutorReplyError, PlanexecError, StepTimeoutError, TransientError
+from planexec.plan import StepDict, as_text, check_args, resolve_args
+from planexec.prompts import executor as prompts
+from planexec.prompts import render
+from planexec.resources import Resources
+from planexec.state import State, StepResult, ToolCallRecord, Usage, sum_usage, timestamp
+
+
+class StepArgumentsError(PlanexecError):
+    """A step's arguments, after substitution, do not fit its tool."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed attempt may succeed if tried again."""
+    if isinstance(exc, BudgetExhaustedError):
+        return False
+    if isinstance(exc, TransientError | TimeoutError | ConnectionError | httpx.TransportError):
+        return True
+    return bool(getattr(exc, "is_retryable", False))
+
+
+@dataclass
+class StepEnv:
+    """What every step of one executor pass shares."""
+
+    resources: Resources
+    context: Context
+    budget: Budget
+    state: State
+    runtime: Runtime[Context]
+    revision: int
+    thread_id: str
+
+    @property
+    def goal(self) -> str:
+        """The run's goal."""
+        return self.state.get("goal", "")
+
+
+@dataclass
+class StepRecord:
+    """What one step's attempts in this process have done so far."""
+
+    attempts: int = 0
+    started: float = 0.0
+    started_at: str | None = None
+    usage: Usage | None = None
+    refused: list[ToolCallRecord] = field(default_factory=list)
+    args: dict[str, Any] | None = None
+
+    def begin(self) -> None:
+        """Count an attempt; the first one sets the start time."""
+        self.attempts += 1
+        if self.attempts == 1:
+            self.started = time.monotonic()
+            self.started_at = timestamp()
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add one model call's use."""
+        self.usage = usage if self.usage is None else sum_usage(self.usage, usage)
+
+    def result(self, step: StepDict, revision: int, **outcome: Any) -> StepResult:
+        """The step's result record with this record's history."""
+        return {
+            "status": outcome["status"],
+            "output": outcome.get("output"),
+            "error": outcome.get("error"),
+            "tool": step["tool"],
+            "args": self.args,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "duration_s": round(time.monotonic() - self.started, 4) if self.started else 0.0,
+            "revision": revision,
+            "usage": self.usage,
+            "refused_calls": list(self.refused),
+        }
+
+
+def idempotency_key(thread_id: str, revision: int, step_id: str) -> str:
+    """A key that is the same for every attempt and resume of one step of one revision."""
+    return f"{thread_id}:r{revision}:{step_id}"
+
+
+async def run_step(
+    step: StepDict,
+    outputs: dict[str, Any],
+    env: StepEnv,
+    record: StepRecord,
+    approved_args: dict[str, Any] | None = None,
+) -> StepResult:
+    """One attempt at `step`, given its dependencies' outputs.
+
+    Raises on failure; `is_transient` says whether another attempt may help.
+    """
+    record.begin()
+    timeout = env.context.timeout_for(step["tool"])
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            output = await _attempt(step, outputs, env, record, approved_args)
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
+        raise
+    return record.result(step, env.revision, status="done", output=output)
+
+
+async def _attempt(
+    step: StepDict,
+    outputs: dict[str, Any],
+    env: StepEnv,
+    record: StepRecord,
+    approved_args: dict[str, Any] | None,
+) -> Any:
+    messages = _messages(step, outputs, env)
+    if step["tool"] is None:
+        reply, usage = await env.resources.ask("executor", env.context, env.budget, messages)
+        record.add_usage(usage)
+        record.refused.extend({"name": c["name"], "args": c["args"]} for c in reply.tool_calls)
+        text = reply.text.strip()
+        if not text:
+            raise ExecutorReplyError("the executor model's reply was empty")
+        return text
+    tool = env.resources.tools[step["tool"]]
+    if approved_args is not None:
+        args = approved_args
+    elif step["args"] is not None:
+        args = resolve_args(step["args"], outputs)
+        problems = check_args(tool, args)
+        if problems:
+            raise StepArgumentsError("; ".join(problems))
+    else:
+        args = await _choose_args(tool, messages, env, record)
+    record.args = args
+    return jsonable(await invoke_tool(tool, args, env, step))
+
+
+async def _choose_args(
+    tool: BaseTool, messages: list[BaseMessage], env: StepEnv, record: StepRecord
+) -> dict[str, Any]:
+    reply, usage = await env.resources.ask("executor", env.context, env.budget, messages, tool)
+    record.add_usage(usage)
+    chosen: dict[str, Any] | None = None
+    for call in reply.tool_calls:
+        if call["name"] == tool.name and chosen is None:
+            chosen = call["args"]
+        else:
+            record.refused.append({"name": call["name"], "args": call["args"]})
+    if chosen is None:
+        asked = [c["name"] for c in reply.tool_calls]
+        detail = (
+            f"; it asked for {', '.join(asked)}, which the plan does not allow" if asked else ""
+        )
+        raise ExecutorReplyError(f"the executor model did not call {tool.name}{detail}")
+    problems = check_args(tool, chosen)
+    if problems:
+        raise ExecutorReplyError("the executor model's arguments: " + "; ".join(problems))
+    return chosen
+
+
+def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[BaseMessage]:
+    system = (
+        render(prompts.SYSTEM_REASON)
+        if step["tool"] is None or step["args"] is not None
+        else render(prompts.SYSTEM_TOOL, tool=step["tool"])
+    )
+    results = "\n".join(
+        f'<result step="{dep}">\n{as_text(outputs[dep])}\n</result>' for dep in step["depends_on"]
+    )
+    user = render(
+        prompts.USER,
+        goal=env.goal,
+        step_id=step["id"],
+        description=step["description"],
+        results=results or "(this step depends on no other step)",
+    )
+    return [SystemMessage(system), HumanMessage(user)]
+
+
+async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: StepDict) -> Any:
+    """Call `tool` with `args`, injecting a `ToolRuntime` or tool call id where it asks.
+
+    The tool call id is the step's idempotency key, stable across retries and resumes.
+    """
+    key = idempotency_key(env.thread_id, env.revision, step["id"])
+    call_args = dict(args)
+    for name, kind in _injected_params(tool).items():
+        if kind == "tool_call_id":
+            call_args[name] = key
+        else:
+            call_args[name] = ToolRuntime(
+                state=env.state,
+                context=env.context,
+                config=get_config(),
+                stream_writer=env.runtime.stream_writer,
+                tool_call_id=key,
+                store=env.runtime.store,
+                tools=[tool],
+                execution_info=env.runtime.execution_info,
+                server_info=env.runtime.server_info,
+            )
+    return await tool.ainvoke(call_args)
+
+
+def _injected_params(tool: BaseTool) -> dict[str, str]:
+    func = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
+    if func is None:
+        return {}
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except (NameError, TypeError):
+        return {}
+    injected: dict[str, str] = {}
+    for name, hint in hints.items():
+        if hint is ToolRuntime or typing.get_origin(hint) is ToolRuntime:
+            injected[name] = "runtime"
+        elif typing.get_origin(hint) is typing.Annotated and any(
+            meta is InjectedToolCallId or isinstance(meta, InjectedToolCallId)
+            for meta in typing.get_args(hint)[1:]
+        ):
+            injected[name] = "tool_call_id"
+    return injected
+
+
+def jsonable(value: Any) -> Any:
+    """A tool's output as JSON data: kept when it already is, converted or stringified if not."""
+    if isinstance(value, ToolMessage):
+        value = value.content
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return value

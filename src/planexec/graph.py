@@ -1,0 +1,182 @@
+"""The planner-executor graph: assembly and routing.
+
+    planner -> review -> executor -> replanner -> END
+       ^  |      |          |  ^         |
+       +--+      |     approval          +--> review / executor / replanner
+
+`graph` is the graph compiled without a checkpointer, for `langgraph.json`; apps call
+`build_graph()` with their own tools, models and saver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
+from langgraph.types import Checkpointer
+
+from planexec.context import Context, resolve_context
+from planexec.models import ModelFactory, Models, default_model_factory
+from planexec.nodes.approval import approval
+from planexec.nodes.executor import executor
+from planexec.nodes.planner import planner
+from planexec.nodes.replanner import replanner
+from planexec.nodes.review import review
+from planexec.resources import Resources
+from planexec.state import InputState, OutputState, State, is_approved
+from planexec.tools import default_tools
+
+PlanexecGraph = CompiledStateGraph[State, Context, InputState, OutputState]
+
+
+def _after_plan(
+    state: State, runtime: Runtime[Context]
+) -> Literal["review", "executor", "__end__"]:
+    if state.get("status"):
+        return "__end__"
+    if resolve_context(runtime.context).review == "always" and not is_approved(state):
+        return "review"
+    return "executor"
+
+
+def route_after_planner(
+    state: State, runtime: Runtime[Context]
+) -> Literal["planner", "review", "executor", "__end__"]:
+    """Ask again after an invalid reply, then review the plan (if on) or run it."""
+    if not state.get("status") and state.get("draft_errors"):
+        return "planner"
+    return _after_plan(state, runtime)
+
+
+def route_after_executor(state: State) -> Literal["approval", "replanner", "__end__"]:
+    """Stop when a budget ran out; ask for step approvals; otherwise let the replanner decide."""
+    if state.get("status"):
+        return "__end__"
+    if state.get("awaiting_approval"):
+        return "approval"
+    return "replanner"
+
+
+def route_after_replanner(
+    state: State, runtime: Runtime[Context]
+) -> Literal["replanner", "review", "executor", "__end__"]:
+    """End when finished or out of budget; else ask again, review or run the revision."""
+    if not state.get("status") and state.get("draft_errors"):
+        return "replanner"
+    return _after_plan(state, runtime)
+
+
+def build_graph(
+    *,
+    tools: Sequence[BaseTool] | None = None,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    planner: BaseChatModel | None = None,
+    executor: BaseChatModel | None = None,
+    replanner: BaseChatModel | None = None,
+    model_factory: ModelFactory | None = None,
+) -> PlanexecGraph:
+    """Compile the planner-executor graph.
+
+    Args:
+        tools: The tools plans may use; None means the built-in ones (calculator and
+            workspace file tools). Functions decorated with `@tool` are tools.
+        checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
+            be resumed after the plan-review interrupt.
+        store: A LangGraph store, handed to tools through their runtime.
+        planner: A chat model for planning; overrides `Context.planner_model`.
+        executor: A chat model for steps; overrides `Context.executor_model`.
+        replanner: A chat model for replanning; overrides `Context.replanner_model`
+            (and defaults to `planner` when only that is given).
+        model_factory: Makes a chat model from a model string and the run's context;
+            the default makes `ChatOpenAI` clients.
+
+    Example:
+        ```python
+        from langgraph.checkpoint.memory import InMemorySaver
+        from planexec import build_graph, Context
+
+        graph = build_graph(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": "t1"}}
+        graph.invoke({"goal": "What is 12 * 4 + 5?"}, config, context=Context(review="never"))
+        ```
+    """
+    chosen = list(tools) if tools is not None else default_tools()
+    names = [t.name for t in chosen]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+    resources = Resources(
+        tools={t.name: t for t in chosen},
+        models=Models(
+            planner=planner,
+            executor=executor,
+            replanner=replanner,
+            factory=model_factory or default_model_factory,
+        ),
+    )
+    builder = StateGraph(
+        State, context_schema=Context, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node(
+        "planner", partial(_planner_node, resources=resources), metadata={"role": "planner"}
+    )
+    builder.add_node(
+        "review",
+        partial(_review_node, resources=resources),
+        destinations=("planner", "replanner", "executor", END),
+    )
+    builder.add_node(
+        "executor", partial(_executor_node, resources=resources), metadata={"role": "executor"}
+    )
+    builder.add_node("approval", partial(_approval_node, resources=resources))
+    builder.add_node(
+        "replanner", partial(_replanner_node, resources=resources), metadata={"role": "replanner"}
+    )
+    builder.add_edge(START, "planner")
+    builder.add_conditional_edges("planner", route_after_planner)
+    builder.add_conditional_edges("executor", route_after_executor)
+    builder.add_edge("approval", "executor")
+    builder.add_conditional_edges("replanner", route_after_replanner)
+    return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
+
+
+# The node functions keep their module names; these aliases keep `build_graph`'s
+# keyword arguments (planner=, executor=, replanner=) from shadowing them.
+_planner_node = planner
+_review_node = review
+_executor_node = executor
+_approval_node = approval
+_replanner_node = replanner
+
+
+def recursion_limit(context: Context) -> int:
+    """A LangGraph recursion limit that a run within `context`'s bounds cannot reach.
+
+    Each plan revision costs at most `max_plan_attempts` planner or replanner supersteps,
+    a review, and per step an executor pass and an approval; the limit allows that for the
+    first plan and every replan, with room for a few rejected reviews.
+    """
+    per_revision = 2 * context.max_plan_attempts + 2 + 2 * (context.max_plan_steps + 1)
+    return 25 + (context.max_replans + 1 + 5) * per_revision
+
+
+def run_config(thread_id: str, context: Context | None = None, **extra: Any) -> RunnableConfig:
+    """The config for a run on `thread_id`, with the recursion limit set from the budgets."""
+    config: RunnableConfig = {
+        "configurable": {"thread_id": thread_id},
+        "recursion_limit": recursion_limit(context or Context()),
+    }
+    config.update(extra)  # type: ignore[typeddict-item]
+    return config
+
+
+graph = build_graph()

@@ -1,0 +1,210 @@
+"""Chat models: the one place that turns a model string into a chat model.
+
+Model strings look like `"openai:<model name>"`. The `openai` provider is
+`langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url` arguments win, and
+otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as it always does,
+so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM Studio...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel, ValidationError
+
+from planexec.context import Context
+from planexec.errors import ModelConfigError
+from planexec.state import Role, Usage
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+ModelFactory = Callable[[str, Context], BaseChatModel]
+"""Makes the chat model for a model string under a run's context."""
+
+
+def split_model_spec(spec: str) -> tuple[str, str]:
+    """`"openai:gpt-4.1"` -> `("openai", "gpt-4.1")`."""
+    provider, sep, name = spec.partition(":")
+    if not sep or not provider or not name:
+        raise ModelConfigError(f"model '{spec}' is not of the form 'openai:<model name>'")
+    return provider, name
+
+
+def chat_model(
+    spec: str,
+    *,
+    timeout: float,
+    max_retries: int,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> BaseChatModel:
+    """A chat model for `spec` with a request timeout and temperature 0.
+
+    Raises:
+        ModelConfigError: the provider is unknown, or neither an API key nor a base URL
+            is known (a real model needs one; a local server needs only its URL).
+    """
+    provider, name = split_model_spec(spec)
+    if provider != "openai":
+        raise ModelConfigError(
+            f"unknown model provider '{provider}' in '{spec}': use 'openai:<model name>' "
+            "(OPENAI_BASE_URL points it at any OpenAI-compatible server)"
+        )
+    from langchain_openai import ChatOpenAI
+
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    url = base_url or os.environ.get("OPENAI_BASE_URL")
+    if not key and not url:
+        raise ModelConfigError(
+            f"no credentials for model '{spec}': set OPENAI_API_KEY, or OPENAI_BASE_URL for "
+            "an OpenAI-compatible server (run `planexec demo` to try it offline)"
+        )
+    options: dict[str, Any] = {
+        "model": name,
+        "temperature": 0,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "stream_usage": True,
+        # Local servers speak chat completions only; OpenAI's newer models accept it too.
+        "use_responses_api": False,
+    }
+    # A local server needs no key, but the client insists on one.
+    options["api_key"] = key or "not-needed"
+    if url:
+        options["base_url"] = url
+    return ChatOpenAI(**options)
+
+
+def default_model_factory(spec: str, context: Context) -> BaseChatModel:
+    """Make a model from its string with the run's timeout and retry settings."""
+    return chat_model(spec, timeout=context.model_timeout, max_retries=context.model_max_retries)
+
+
+@dataclass
+class Models:
+    """The chat model for each role: a caller's instance, or one made from the context.
+
+    Models made from strings are cached by string and settings, so a run makes one
+    client per model rather than one per call.
+    """
+
+    planner: BaseChatModel | None = None
+    executor: BaseChatModel | None = None
+    replanner: BaseChatModel | None = None
+    factory: ModelFactory = default_model_factory
+    _cache: dict[tuple[str, float, int], BaseChatModel] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def spec(self, role: Role, context: Context) -> str:
+        """The model string that `role` uses under `context` (for records and prices)."""
+        given = self._instance(role, context)
+        if given is not None:
+            return model_name(given)
+        if role == "planner":
+            return context.planner_model
+        if role == "executor":
+            return context.executor_model
+        return context.replanner
+
+    def _instance(self, role: Role, context: Context) -> BaseChatModel | None:
+        given: BaseChatModel | None = getattr(self, role)
+        if given is None and role == "replanner" and context.replanner_model is None:
+            return self.planner
+        return given
+
+    def get(self, role: Role, context: Context) -> BaseChatModel:
+        """The chat model for `role`."""
+        given = self._instance(role, context)
+        if given is not None:
+            return given
+        spec = self.spec(role, context)
+        key = (spec, context.model_timeout, context.model_max_retries)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self.factory(spec, context)
+            return self._cache[key]
+
+
+def model_name(model: BaseChatModel) -> str:
+    """A model instance's name as the provider knows it, for records and prices."""
+    for attr in ("model_name", "model"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+def usage_of(message: BaseMessage, model: str, prices: dict[str, tuple[float, float]]) -> Usage:
+    """One call's tokens and cost, from the reply's usage metadata."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    inputs = int(meta.get("input_tokens", 0) or 0)
+    outputs = int(meta.get("output_tokens", 0) or 0)
+    name = model.split(":", 1)[1] if model.startswith("openai:") else model
+    price_in, price_out = prices.get(name, (0.0, 0.0))
+    cost = (inputs * price_in + outputs * price_out) / 1_000_000
+    return {
+        "calls": 1,
+        "input_tokens": inputs,
+        "output_tokens": outputs,
+        "cost_usd": round(cost, 8),
+    }
+
+
+@dataclass
+class StructuredReply(Generic[ModelT]):
+    """A model's reply to a request for structured output."""
+
+    raw: AIMessage
+    parsed: ModelT | None
+    errors: list[str]
+    """Why the reply did not parse; empty when `parsed` is set."""
+
+    @property
+    def text(self) -> str:
+        """What the model sent, as text: its call's arguments, or its words."""
+        if self.raw.tool_calls:
+            return json.dumps(self.raw.tool_calls[0]["args"], ensure_ascii=False)
+        if self.raw.invalid_tool_calls:
+            return str(self.raw.invalid_tool_calls[0].get("args") or "")
+        return self.raw.text
+
+
+async def structured_reply(
+    model: BaseChatModel, schema: type[ModelT], messages: Sequence[BaseMessage]
+) -> StructuredReply[ModelT]:
+    """Ask `model` for a `schema` object through a forced tool call named after the schema.
+
+    This is LangChain's "function calling" structured output, parsed here so that a reply
+    that does not parse is data (with readable errors) rather than an exception, whatever
+    the model class.
+    """
+    bound = model.bind_tools([schema], tool_choice=schema.__name__)
+    raw = await bound.ainvoke(list(messages))
+    if not isinstance(raw, AIMessage):
+        raw = AIMessage(content=str(getattr(raw, "content", raw)))
+    name = schema.__name__
+    calls = [call for call in raw.tool_calls if call["name"] == name]
+    if not calls:
+        bad = [call for call in raw.invalid_tool_calls if call.get("name") in (name, None)]
+        if bad:
+            detail = bad[0].get("error") or "its arguments are not valid JSON"
+            return StructuredReply(raw, None, [f"the {name} call did not parse: {detail}"])
+        others = [call["name"] for call in raw.tool_calls]
+        said = f" it called {', '.join(others)}" if others else f" it said: {raw.text[:300]!r}"
+        return StructuredReply(raw, None, [f"the reply has no {name} call;{said}"])
+    try:
+        return StructuredReply(raw, schema.model_validate(calls[0]["args"]), [])
+    except ValidationError as exc:
+        return StructuredReply(raw, None, [_field_error(error) for error in exc.errors()])
+
+
+def _field_error(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])

@@ -1,0 +1,249 @@
+"""The executor node: runs the approved plan's steps as a task graph.
+
+Each pending step is one LangGraph task, launched up front in a fixed topological order
+so that task ids are the same when a crashed run resumes: a step whose task finished
+is not run again. A task waits for its dependencies inside the run, so a step starts as
+soon as its last dependency finishes, at most `max_concurrency` at a time. A step whose
+dependency failed or was skipped is skipped. Transient failures are retried by
+LangGraph's retry policy with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from langgraph.func import task
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
+
+from planexec.budget import Budget, BudgetExhaustedError
+from planexec.context import Context, resolve_context
+from planexec.events import emit
+from planexec.execution import StepEnv, StepRecord, is_transient, run_step
+from planexec.plan import StepDict, step_hash, topological_order
+from planexec.resources import Resources
+from planexec.state import (
+    State,
+    StepApproval,
+    StepResult,
+    Usage,
+    current_revision,
+    is_approved,
+    sum_usage,
+)
+
+
+class _Unreached(Exception):
+    """A step was not run because a budget ran out before it or a dependency ran."""
+
+
+def unauthorised(state: State, context: Context) -> str | None:
+    """Why the current plan may not run, or None when it may."""
+    revision = current_revision(state)
+    if revision is None or state.get("plan") is None:
+        return "there is no plan to run"
+    if state["plan"] != revision["plan"]:
+        return "the plan in state is not the plan of its recorded revision; refusing to run it"
+    if context.review == "always" and not is_approved(state):
+        return f"plan revision {revision['revision']} has not been approved; refusing to run it"
+    return None
+
+
+def approval_of(step: StepDict, approvals: Mapping[str, StepApproval]) -> StepApproval | None:
+    """A person's standing decision on `step`, if it was made on the step as it is now."""
+    approval = approvals.get(step["id"])
+    if approval is not None and approval.get("step_hash") == step_hash(step):
+        return approval
+    return None
+
+
+def held_steps(
+    pending: list[StepDict],
+    results: Mapping[str, StepResult],
+    state: State,
+    context: Context,
+    resources: Resources,
+) -> set[str]:
+    """Pending steps that wait for a person's approval, with the steps that depend on them."""
+    approvals = state.get("approvals") or {}
+    held: set[str] = set()
+    for step in pending:
+        deps = [results.get(d, {}).get("status") for d in step["depends_on"]]
+        if any(d in held for d in step["depends_on"]):
+            held.add(step["id"])
+        elif any(status in ("failed", "skipped") for status in deps):
+            continue
+        elif (
+            resources.needs_approval(step["tool"], context) and approval_of(step, approvals) is None
+        ):
+            held.add(step["id"])
+    return held
+
+
+async def executor(
+    state: State, runtime: Runtime[Context], *, resources: Resources
+) -> dict[str, Any]:
+    """Run every pending step that may run now, and record each one's result."""
+    context = resolve_context(runtime.context)
+    budget = Budget.of(state, context)
+    refusal = unauthorised(state, context)
+    if refusal is not None:
+        return {"status": "failed", "reason": refusal, "active_s": budget.elapsed()}
+    revision = current_revision(state)
+    plan = state.get("plan")
+    if revision is None or plan is None:  # unauthorised() said otherwise
+        raise AssertionError("no plan to run")
+    results: dict[str, StepResult] = dict(state.get("results") or {})
+    steps = topological_order(plan["steps"])
+    pending = [s for s in steps if s["id"] not in results]
+    held = held_steps(pending, results, state, context, resources)
+    runnable = [s for s in pending if s["id"] not in held]
+    if context.replan_policy == "after_each_step":
+        runnable = [s for s in runnable if all(d in results for d in s["depends_on"])][:1]
+    env = StepEnv(
+        resources=resources,
+        context=context,
+        budget=budget,
+        state=state,
+        runtime=runtime,
+        revision=revision["revision"],
+        thread_id=str(runtime.execution_info.thread_id or "") if runtime.execution_info else "",
+    )
+    work = _Pass(runnable, results, env)
+    finished = await work.run()
+    exhausted = work.exhausted[0] if work.exhausted else None
+    update: dict[str, Any] = {"results": finished, "active_s": budget.elapsed()}
+    usage = _total_usage(finished.values())
+    if usage is not None:
+        update["usage"] = {"executor": usage}
+    done = {**results, **finished}
+    update["awaiting_approval"] = [
+        s["id"]
+        for s in pending
+        if s["id"] in held and all(done.get(d, {}).get("status") == "done" for d in s["depends_on"])
+    ]
+    if exhausted is not None:
+        update["status"] = "budget_exhausted"
+        update["reason"] = f"{exhausted}; every finished step's result is kept"
+    return update
+
+
+class _Pass:
+    """One executor pass: a task per runnable step, each waiting for its dependencies."""
+
+    def __init__(
+        self, runnable: list[StepDict], results: Mapping[str, StepResult], env: StepEnv
+    ) -> None:
+        self.steps = {step["id"]: step for step in runnable}
+        self.results = results
+        self.env = env
+        self.records = {step_id: StepRecord() for step_id in self.steps}
+        self.approvals = env.state.get("approvals") or {}
+        self.gate = asyncio.Semaphore(env.context.max_concurrency)
+        self.futures: dict[str, Awaitable[StepResult]] = {}
+        self.outcomes: dict[str, asyncio.Task[tuple[str, StepResult | None]]] = {}
+        self.exhausted: list[BudgetExhaustedError] = []
+
+    async def run(self) -> dict[str, StepResult]:
+        """Run the pass; the results of the steps that ran or were skipped, in plan order."""
+        retry = RetryPolicy(
+            max_attempts=self.env.context.step_attempts,
+            initial_interval=self.env.context.retry_initial_interval,
+            backoff_factor=2.0,
+            jitter=False,
+            retry_on=is_transient,
+        )
+        # `task` is typed for decorating module-level functions; the method is one task.
+        as_task: Any = task(name="step", retry_policy=retry)
+        launch: Callable[[str], Awaitable[StepResult]] = as_task(self._run_one)
+        # Launch order fixes each task's id. It depends on the state alone, so a resumed
+        # run finds the results its tasks already recorded instead of running them again.
+        for step_id in self.steps:
+            self.futures[step_id] = launch(step_id)
+        for step_id in self.steps:
+            self.outcomes[step_id] = asyncio.ensure_future(self._settle(step_id))
+        finished: dict[str, StepResult] = {}
+        for next_done in asyncio.as_completed(list(self.outcomes.values())):
+            step_id, result = await next_done
+            if result is not None:
+                finished[step_id] = result
+                self._report(step_id, result)
+        return {i: finished[i] for i in self.steps if i in finished}
+
+    async def _settle(self, step_id: str) -> tuple[str, StepResult | None]:
+        try:
+            return step_id, await self.futures[step_id]
+        except BudgetExhaustedError as exc:
+            self.exhausted.append(exc)
+        except _Unreached:
+            pass
+        except Exception as exc:
+            record = self.records[step_id]
+            step = self.steps[step_id]
+            return step_id, record.result(
+                step, self.env.revision, status="failed", error=_describe(exc)
+            )
+        return step_id, None
+
+    async def _outcome(self, step_id: str) -> StepResult | None:
+        if step_id in self.results:
+            return self.results[step_id]
+        return (await self.outcomes[step_id])[1]
+
+    async def _run_one(self, step_id: str) -> StepResult:
+        step = self.steps[step_id]
+        record = self.records[step_id]
+        outputs: dict[str, Any] = {}
+        for dep in step["depends_on"]:
+            result = await self._outcome(dep)
+            if result is None:
+                raise _Unreached(step_id)
+            if result["status"] != "done":
+                error = f"not run: step {dep} {result['status']}"
+                return record.result(step, self.env.revision, status="skipped", error=error)
+            outputs[dep] = result["output"]
+        async with self.gate:
+            if record.attempts == 0:
+                self.env.budget.reserve_step()
+                emit(
+                    self.env.runtime.stream_writer,
+                    "step_started",
+                    step=step_id,
+                    tool=step["tool"],
+                    revision=self.env.revision,
+                )
+            approval = approval_of(step, self.approvals)
+            approved_args = approval["args"] if approval else None
+            return await run_step(step, outputs, self.env, record, approved_args)
+
+    def _report(self, step_id: str, result: StepResult) -> None:
+        emit(
+            self.env.runtime.stream_writer,
+            "step_finished",
+            step=step_id,
+            status=result["status"],
+            duration_s=result.get("duration_s"),
+            attempts=result.get("attempts"),
+            error=result.get("error"),
+            tokens=_tokens(result.get("usage")),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc) or type(exc).__name__
+    return message if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {message}"
+
+
+def _tokens(usage: Usage | None) -> int:
+    return 0 if usage is None else usage["input_tokens"] + usage["output_tokens"]
+
+
+def _total_usage(results: Any) -> Usage | None:
+    total: Usage | None = None
+    for result in results:
+        usage = result.get("usage")
+        if usage:
+            total = usage if total is None else sum_usage(total, usage)
+    return total

@@ -1,0 +1,119 @@
+"""The planner node: the goal and the tools in, a validated plan out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langchain_core.exceptions import ModelError
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from planexec.budget import Budget, BudgetExhaustedError
+from planexec.context import Context, resolve_context
+from planexec.errors import InvalidGoalError
+from planexec.events import emit
+from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
+from planexec.plan import Plan, diff_plans, validate_plan
+from planexec.prompts import planner as prompts
+from planexec.prompts import render
+from planexec.resources import Resources
+from planexec.state import (
+    PlanRevision,
+    State,
+    current_revision,
+    rejection_feedback,
+    timestamp,
+)
+
+
+def goal_of(state: State) -> str:
+    """The run's goal, or `InvalidGoalError` when it is missing or blank."""
+    goal = state.get("goal")
+    if not isinstance(goal, str) or not goal.strip():
+        raise InvalidGoalError(
+            'the goal is empty: start the run with {"goal": "<what to achieve>"}'
+        )
+    return goal.strip()
+
+
+def planner_messages(
+    state: State, context: Context, resources: Resources
+) -> list[SystemMessage | HumanMessage]:
+    """The planner's prompt for this state: goal, tools, and feedback or errors if any."""
+    feedback = ""
+    message = rejection_feedback(state)
+    revision = current_revision(state)
+    if message is not None and revision is not None:
+        feedback = render(
+            prompts.FEEDBACK,
+            plan=json.dumps(revision["plan"], indent=1, ensure_ascii=False),
+            message=message,
+        )
+    return [
+        SystemMessage(render(prompts.SYSTEM, max_steps=context.max_plan_steps)),
+        HumanMessage(
+            render(
+                prompts.USER,
+                goal=goal_of(state),
+                tools=resources.describe_tools(),
+                feedback=feedback,
+                invalid_reply=invalid_reply_section(state),
+            )
+        ),
+    ]
+
+
+async def planner(
+    state: State, runtime: Runtime[Context], *, resources: Resources
+) -> dict[str, Any]:
+    """Ask the planner model for a plan and validate it.
+
+    A reply that does not parse or fails validation is sent back with its errors, up to
+    `max_plan_attempts` replies; then the run fails with the reasons.
+    """
+    context = resolve_context(runtime.context)
+    messages = planner_messages(state, context, resources)
+    budget = Budget.of(state, context)
+    try:
+        reply, usage = await resources.ask_structured("planner", context, budget, Plan, messages)
+    except BudgetExhaustedError as exc:
+        return {"status": "budget_exhausted", "reason": str(exc), "active_s": budget.elapsed()}
+    except ModelError as exc:
+        return {
+            "status": "failed",
+            "reason": f"the planner model failed: {type(exc).__name__}: {exc}",
+            "active_s": budget.elapsed(),
+        }
+    spent = {"usage": {"planner": usage}, "active_s": budget.elapsed()}
+    if reply.parsed is None:
+        update = invalid_reply(
+            "planner", context, state.get("draft_attempts", 0), reply.text, reply.errors
+        )
+        return {**update, **spent}
+    errors = validate_plan(reply.parsed, resources.tools, max_steps=context.max_plan_steps)
+    if errors:
+        update = invalid_reply(
+            "planner", context, state.get("draft_attempts", 0), reply.text, errors
+        )
+        return {**update, **spent}
+    plan = reply.parsed.to_dict()
+    previous = current_revision(state)
+    number = previous["revision"] + 1 if previous else 1
+    revision: PlanRevision = {
+        "revision": number,
+        "source": "planner",
+        "reason": "rewritten after the reviewer's feedback" if previous else "first plan",
+        "plan": plan,
+        "diff": diff_plans(previous["plan"] if previous else None, plan),
+        "at": timestamp(),
+    }
+    emit(
+        runtime.stream_writer,
+        "plan_ready",
+        revision=number,
+        source="planner",
+        steps=len(plan["steps"]),
+        reason=revision["reason"],
+    )
+    return {"plan": plan, "revisions": [revision], **valid_reply(), **spent}

@@ -1,0 +1,210 @@
+"""The replanner node: after the plan runs (or a step fails), finish or revise the rest.
+
+Finished steps are kept as they ran: the revised plan is the finished steps followed by
+the replanner's new steps, validated like any plan. `max_replans` bounds revisions;
+past it the run ends "budget_exhausted" with every finished result kept.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langchain_core.exceptions import ModelError
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from planexec.budget import Budget, BudgetExhaustedError
+from planexec.context import Context, resolve_context
+from planexec.events import emit
+from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
+from planexec.nodes.planner import goal_of
+from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, diff_plans, validate_plan
+from planexec.prompts import render
+from planexec.prompts import replanner as prompts
+from planexec.resources import Resources
+from planexec.state import (
+    PlanRevision,
+    State,
+    current_revision,
+    done_steps,
+    rejection_feedback,
+    replans_used,
+    retired_ids,
+    timestamp,
+)
+
+
+def _status_of(step: StepDict, state: State) -> str:
+    result = (state.get("results") or {}).get(step["id"])
+    return result["status"] if result else "pending"
+
+
+def replanner_messages(
+    state: State, context: Context, resources: Resources
+) -> list[SystemMessage | HumanMessage]:
+    """The replanner's prompt: goal, tools, the plan with each step's status, the results."""
+    revision = current_revision(state)
+    plan = state.get("plan") or {"steps": []}
+    shown = [{**step, "status": _status_of(step, state)} for step in plan["steps"]]
+    results = []
+    for step_id, result in (state.get("results") or {}).items():
+        body = as_text(result["output"]) if result["status"] == "done" else result["error"]
+        results.append(f'<result step="{step_id}" status="{result["status"]}">\n{body}\n</result>')
+    message = rejection_feedback(state)
+    feedback = render(prompts.FEEDBACK, message=message) if message is not None else ""
+    can_continue = context.replan_policy == "after_each_step" and any(
+        s["status"] == "pending" for s in shown
+    )
+    return [
+        SystemMessage(
+            render(
+                prompts.SYSTEM,
+                options=prompts.CONTINUE_OPTION if can_continue else "",
+                replans_left=max(0, context.max_replans - replans_used(state)),
+            )
+        ),
+        HumanMessage(
+            render(
+                prompts.USER,
+                goal=goal_of(state),
+                tools=resources.describe_tools(),
+                revision=revision["revision"] if revision else 0,
+                plan=json.dumps(shown, indent=1, ensure_ascii=False),
+                results="\n".join(results) or "(no step has run)",
+                feedback=feedback,
+                invalid_reply=invalid_reply_section(state),
+            )
+        ),
+    ]
+
+
+def conclude_without_model(state: State) -> dict[str, Any]:
+    """The end of a run whose replan policy is "never": the sink steps' results, or the failure."""
+    plan = state.get("plan") or {"steps": []}
+    results = state.get("results") or {}
+    for step in plan["steps"]:
+        result = results.get(step["id"])
+        if result is not None and result["status"] != "done":
+            return {
+                "status": "failed",
+                "reason": f"step {step['id']} {result['status']}: {result['error']}",
+            }
+    needed = {dep for step in plan["steps"] for dep in step["depends_on"]}
+    sinks = [s["id"] for s in plan["steps"] if s["id"] not in needed and s["id"] in results]
+    if len(sinks) == 1:
+        answer = as_text(results[sinks[0]]["output"])
+    else:
+        answer = "\n".join(f"{i}: {as_text(results[i]['output'])}" for i in sinks)
+    return {"status": "completed", "answer": answer, "reason": "every step of the plan is done"}
+
+
+async def replanner(
+    state: State, runtime: Runtime[Context], *, resources: Resources
+) -> dict[str, Any]:
+    """Ask the replanner model to finish or revise, and check what it says."""
+    context = resolve_context(runtime.context)
+    budget = Budget.of(state, context)
+    if context.replan_policy == "never":
+        return {**conclude_without_model(state), "active_s": budget.elapsed()}
+    left = context.max_replans - replans_used(state)
+    plan = state.get("plan") or {"steps": []}
+    failed = [s["id"] for s in plan["steps"] if _status_of(s, state) == "failed"]
+    if failed and left <= 0:
+        return {
+            "status": "budget_exhausted",
+            "reason": f"step {failed[0]} failed and the replan budget (max_replans="
+            f"{context.max_replans}) is used up; every finished step's result is kept",
+            "active_s": budget.elapsed(),
+        }
+    try:
+        reply, usage = await resources.ask_structured(
+            "replanner", context, budget, Replan, replanner_messages(state, context, resources)
+        )
+    except BudgetExhaustedError as exc:
+        return {
+            "status": "budget_exhausted",
+            "reason": f"{exc}; every finished step's result is kept",
+            "active_s": budget.elapsed(),
+        }
+    except ModelError as exc:
+        return {
+            "status": "failed",
+            "reason": f"the replanner model failed: {type(exc).__name__}: {exc}",
+            "active_s": budget.elapsed(),
+        }
+    spent = {"usage": {"replanner": usage}, "active_s": budget.elapsed()}
+    attempts = state.get("draft_attempts", 0)
+    decision = reply.parsed
+    if decision is None:
+        return {**invalid_reply("replanner", context, attempts, reply.text, reply.errors), **spent}
+    problems = _decision_errors(decision, state, failed)
+    if problems:
+        return {**invalid_reply("replanner", context, attempts, reply.text, problems), **spent}
+    if decision.action == "finish":
+        return {
+            "status": "completed",
+            "answer": decision.answer,
+            "reason": decision.reason,
+            **valid_reply(),
+            **spent,
+        }
+    if decision.action == "continue":
+        return {**valid_reply(), **spent}
+    if left <= 0:
+        return {
+            "status": "budget_exhausted",
+            "reason": f"the replanner asked to revise the plan ({decision.reason}) but the "
+            f"replan budget (max_replans={context.max_replans}) is used up; every finished "
+            "step's result is kept",
+            **spent,
+        }
+    done = done_steps(state)
+    revised = Plan.model_validate(
+        {"steps": [*done.values(), *[s.to_dict() for s in decision.steps or []]]}
+    )
+    errors = validate_plan(
+        revised,
+        resources.tools,
+        max_steps=context.max_plan_steps,
+        done=done,
+        retired=retired_ids(state),
+    )
+    if errors:
+        return {**invalid_reply("replanner", context, attempts, reply.text, errors), **spent}
+    return {
+        **_revision(state, revised.to_dict(), decision.reason, runtime),
+        **valid_reply(),
+        **spent,
+    }
+
+
+def _decision_errors(decision: Replan, state: State, failed: list[str]) -> list[str]:
+    plan = state.get("plan") or {"steps": []}
+    pending = [s["id"] for s in plan["steps"] if _status_of(s, state) == "pending"]
+    if decision.action == "finish" and not (decision.answer or "").strip():
+        return ['action "finish" needs the final answer in `answer`']
+    if decision.action == "replan" and not decision.steps:
+        return ['action "replan" needs at least one new step in `steps`']
+    if decision.action == "continue" and failed:
+        return [f'step {failed[0]} failed, so "continue" is not possible: finish or replan']
+    if decision.action == "continue" and not pending:
+        return ['no step is left to run, so "continue" is not possible: finish or replan']
+    return []
+
+
+def _revision(
+    state: State, plan: PlanDict, reason: str, runtime: Runtime[Context]
+) -> dict[str, Any]:
+    previous = current_revision(state)
+    number = previous["revision"] + 1 if previous else 1
+    revision: PlanRevision = {
+        "revision": number,
+        "source": "replanner",
+        "reason": reason,
+        "plan": plan,
+        "diff": diff_plans(state.get("plan"), plan),
+        "at": timestamp(),
+    }
+    emit(runtime.stream_writer, "replan", revision=number, reason=reason, diff=revision["diff"])
+    return {"plan": plan, "revisions": [revision]}

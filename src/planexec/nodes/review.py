@@ -1,0 +1,201 @@
+"""The review node: a person approves, edits or rejects the plan before it runs.
+
+The graph interrupts with a `plan_review` value. A decision that is malformed, or an
+edited plan that fails validation, interrupts again at the same review with `errors`
+added; nothing is recorded until a decision is valid.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from planexec.context import Context, resolve_context
+from planexec.plan import PlanDict, diff_plans, parse_plan, plan_hash, validate_plan
+from planexec.resources import Resources
+from planexec.state import (
+    PlanRevision,
+    ReviewRecord,
+    State,
+    current_revision,
+    done_steps,
+    retired_ids,
+    timestamp,
+)
+
+DECISIONS = ("approve", "edit", "reject", "cancel")
+
+
+class _Decision(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    plan_hash: str | None = Field(
+        default=None, description="Digest of the plan decided on, from the interrupt."
+    )
+
+
+class Approve(_Decision):
+    """Run the plan as shown."""
+
+    type: Literal["approve"]
+
+
+class Edit(_Decision):
+    """Run this plan instead."""
+
+    type: Literal["edit"]
+    plan: dict[str, Any]
+    message: str | None = None
+
+
+class Reject(_Decision):
+    """Write a new plan that addresses the feedback."""
+
+    type: Literal["reject"]
+    message: str = Field(min_length=1)
+
+
+class Cancel(_Decision):
+    """End the run without running anything more."""
+
+    type: Literal["cancel"]
+    message: str | None = None
+
+
+Decision = Annotated[Approve | Edit | Reject | Cancel, Field(discriminator="type")]
+
+
+class _Envelope(BaseModel):
+    decision: Decision
+
+
+def parse_decision(value: object) -> tuple[Approve | Edit | Reject | Cancel | None, list[str]]:
+    """A review decision from a resume value, or the reasons it is not one."""
+    if not isinstance(value, dict):
+        return None, [
+            f'a decision must be an object such as {{"type": "approve"}}, not {value!r:.200}'
+        ]
+    if value.get("type") not in DECISIONS:
+        return None, [
+            f"unknown decision type {value.get('type')!r}: use one of {', '.join(DECISIONS)}"
+        ]
+    try:
+        return _Envelope.model_validate({"decision": value}).decision, []
+    except ValidationError as exc:
+        return None, [
+            f"{value['type']} decision: {'.'.join(str(p) for p in e['loc'][2:])}: {e['msg']}"
+            for e in exc.errors()
+        ]
+
+
+def review_request(state: State, errors: list[str]) -> dict[str, Any]:
+    """The interrupt value that shows the current plan to a reviewer."""
+    revision = current_revision(state)
+    plan = state.get("plan")
+    if revision is None or plan is None:
+        raise ValueError("there is no plan to review")
+    request: dict[str, Any] = {
+        "type": "plan_review",
+        "goal": state.get("goal"),
+        "plan": plan,
+        "revision": revision["revision"],
+        "source": revision["source"],
+        "reason": revision["reason"],
+        "plan_hash": plan_hash(plan),
+        "changes": revision["diff"] if revision["revision"] > 1 else None,
+        "finished": sorted(done_steps(state)),
+        "allowed_decisions": list(DECISIONS),
+    }
+    if errors:
+        request["errors"] = errors
+    return request
+
+
+async def review(
+    state: State, runtime: Runtime[Context], *, resources: Resources
+) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
+    """Interrupt for a decision on the current plan and act on it."""
+    context = resolve_context(runtime.context)
+    revision = current_revision(state)
+    plan = state.get("plan")
+    if revision is None or plan is None:
+        raise ValueError("there is no plan to review")
+    shown = plan_hash(plan)
+    errors: list[str] = []
+    while True:
+        decision, errors = parse_decision(interrupt(review_request(state, errors)))
+        if decision is not None and decision.plan_hash not in (None, shown):
+            errors = [
+                f"the decision is for plan {decision.plan_hash}, but the plan under review "
+                f"is {shown}; decide on the plan shown"
+            ]
+            decision = None
+        if isinstance(decision, Edit):
+            edited, errors = _edited_plan(decision, state, context, resources)
+            if edited is None:
+                continue
+            return _apply_edit(state, revision, edited, decision, shown)
+        if decision is not None:
+            break
+    record: ReviewRecord = {
+        "revision": revision["revision"],
+        "decision": decision.type,
+        "message": getattr(decision, "message", None),
+        "plan_hash": shown,
+        "at": timestamp(),
+    }
+    if isinstance(decision, Approve):
+        return Command(goto="executor", update={"reviews": [record]})
+    if isinstance(decision, Reject):
+        # Once steps have finished, only the replanner can revise around them.
+        goto: Literal["planner", "replanner"] = "replanner" if done_steps(state) else "planner"
+        return Command(goto=goto, update={"reviews": [record]})
+    reason = "cancelled by the reviewer" + (f": {decision.message}" if decision.message else "")
+    return Command(
+        goto="__end__", update={"reviews": [record], "status": "cancelled", "reason": reason}
+    )
+
+
+def _edited_plan(
+    decision: Edit, state: State, context: Context, resources: Resources
+) -> tuple[PlanDict | None, list[str]]:
+    parsed, problems = parse_plan(decision.plan)
+    if parsed is not None:
+        problems = validate_plan(
+            parsed,
+            resources.tools,
+            max_steps=context.max_plan_steps,
+            done=done_steps(state),
+            retired=retired_ids(state),
+        )
+    if problems or parsed is None:
+        return None, [f"edited plan: {problem}" for problem in problems]
+    return parsed.to_dict(), []
+
+
+def _apply_edit(
+    state: State, revision: PlanRevision, edited: PlanDict, decision: Edit, shown: str
+) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
+    record: ReviewRecord = {
+        "revision": revision["revision"],
+        "decision": "edit" if edited != state.get("plan") else "approve",
+        "message": decision.message,
+        "plan_hash": shown,
+        "at": timestamp(),
+    }
+    if record["decision"] == "approve":
+        return Command(goto="executor", update={"reviews": [record]})
+    new_revision: PlanRevision = {
+        "revision": revision["revision"] + 1,
+        "source": "human",
+        "reason": decision.message or "edited by the reviewer",
+        "plan": edited,
+        "diff": diff_plans(state.get("plan"), edited),
+        "at": timestamp(),
+    }
+    return Command(
+        goto="executor",
+        update={"reviews": [record], "plan": edited, "revisions": [new_revision]},
+    )

@@ -1,0 +1,86 @@
+"""What the nodes of one compiled graph share: its tools and its models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel
+
+from planexec.budget import Budget
+from planexec.context import Context
+from planexec.models import Models, StructuredReply, structured_reply, usage_of
+from planexec.plan import args_schema
+from planexec.state import Role, Usage
+from planexec.tools import requires_approval
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The tools a plan may name, by name, and the models of each role."""
+
+    tools: Mapping[str, BaseTool]
+    models: Models
+
+    def describe_tools(self) -> str:
+        """The tools as the planner and replanner see them: one JSON object per line."""
+        lines = []
+        for tool in self.tools.values():
+            schema = args_schema(tool)
+            params = schema if isinstance(schema, dict) else schema.model_json_schema()
+            params = {k: v for k, v in params.items() if k not in ("title", "description")}
+            lines.append(
+                json.dumps(
+                    {"name": tool.name, "description": tool.description, "args_schema": params},
+                    ensure_ascii=False,
+                )
+            )
+        return "\n".join(lines)
+
+    def needs_approval(self, tool: str | None, context: Context) -> bool:
+        """Whether every call of `tool` waits for a person's approval."""
+        if tool is None:
+            return False
+        known = self.tools.get(tool)
+        return tool in context.approval_tools or (known is not None and requires_approval(known))
+
+    async def ask_structured(
+        self,
+        role: Role,
+        context: Context,
+        budget: Budget,
+        schema: type[ModelT],
+        messages: Sequence[BaseMessage],
+    ) -> tuple[StructuredReply[ModelT], Usage]:
+        """Ask `role`'s model for a `schema` object, counting the call against the budget."""
+        budget.reserve_model_call()
+        model = self.models.get(role, context)
+        reply = await structured_reply(model, schema, messages)
+        usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
+        budget.spend(usage)
+        return reply, usage
+
+    async def ask(
+        self,
+        role: Role,
+        context: Context,
+        budget: Budget,
+        messages: Sequence[BaseMessage],
+        tool: BaseTool | None = None,
+    ) -> tuple[AIMessage, Usage]:
+        """Ask `role`'s model, with `tool` as the only tool it may call, if given."""
+        budget.reserve_model_call()
+        model = self.models.get(role, context)
+        runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
+        reply = await runnable.ainvoke(list(messages))
+        if not isinstance(reply, AIMessage):
+            reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        usage = usage_of(reply, self.models.spec(role, context), context.prices)
+        budget.spend(usage)
+        return reply, usage

@@ -1,0 +1,232 @@
+"""The graph's three schemas: what callers send, what nodes share, what callers get back.
+
+Everything in state is plain JSON data, so any checkpoint can be read by any process,
+shown by the LangGraph server as it is, and audited later. Histories (plan revisions,
+review decisions, step results, token use) grow through reducers: a node returns only
+what it adds, and nothing written before is lost.
+"""
+
+from __future__ import annotations
+
+import operator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypedDict
+
+from planexec.plan import PlanDict, PlanDiff, StepDict
+
+Status = Literal["completed", "failed", "cancelled", "budget_exhausted"]
+"""How a run ended."""
+
+StepStatus = Literal["done", "failed", "skipped"]
+Role = Literal["planner", "executor", "replanner"]
+PlanSource = Literal["planner", "replanner", "human"]
+
+
+class Usage(TypedDict):
+    """Model use by one role, or by one step."""
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class ToolCallRecord(TypedDict):
+    """A tool call that a model asked for."""
+
+    name: str
+    args: dict[str, Any]
+
+
+class StepResult(TypedDict, total=False):
+    """What happened to one step. `status`, `output` and `error` are always present."""
+
+    status: StepStatus
+    output: Any
+    """The tool's or the model's result as JSON data; None unless the step is done."""
+    error: str | None
+    """Why the step failed or was skipped; None when it is done."""
+    tool: str | None
+    args: dict[str, Any] | None
+    """The arguments the tool was called with, after `{{id}}` substitution."""
+    attempts: int
+    started_at: str | None
+    duration_s: float
+    revision: int
+    """The plan revision the step ran under."""
+    usage: Usage | None
+    """Executor model use by this step, when it asked the model."""
+    refused_calls: list[ToolCallRecord]
+    """Tool calls the model asked for that the plan did not allow; none of them ran."""
+
+
+class PlanRevision(TypedDict):
+    """One version of the plan, with who or what produced it and why."""
+
+    revision: int
+    source: PlanSource
+    reason: str | None
+    plan: PlanDict
+    diff: PlanDiff
+    """What changed from the revision before (everything is "added" in the first)."""
+    at: str
+
+
+class ReviewRecord(TypedDict):
+    """A person's decision on a plan revision."""
+
+    revision: int
+    decision: Literal["approve", "edit", "reject", "cancel"]
+    message: str | None
+    plan_hash: str
+    """Digest of the plan the decision was made on."""
+    at: str
+
+
+class StepApproval(TypedDict):
+    """A person's decision on one step that calls a tool requiring approval."""
+
+    decision: Literal["approve", "edit", "reject"]
+    args: dict[str, Any] | None
+    """For "edit", the arguments that replace the step's."""
+    message: str | None
+    revision: int
+    step_hash: str
+    """Digest of the step decided on; the decision stands while the step is unchanged."""
+    at: str
+
+
+def merge_results(
+    old: dict[str, StepResult] | None, new: dict[str, StepResult] | None
+) -> dict[str, StepResult]:
+    """Add step results; a result whose status is "done" is final and never replaced."""
+    merged = dict(old or {})
+    for step_id, result in (new or {}).items():
+        if merged.get(step_id, {}).get("status") != "done":
+            merged[step_id] = result
+    return merged
+
+
+def add_usage(old: dict[str, Usage] | None, new: dict[str, Usage] | None) -> dict[str, Usage]:
+    """Sum model use per role."""
+    total = dict(old or {})
+    for role, usage in (new or {}).items():
+        before = total.get(role)
+        total[role] = usage if before is None else sum_usage(before, usage)
+    return total
+
+
+def sum_usage(a: Usage, b: Usage) -> Usage:
+    """The use of `a` and `b` together."""
+    return {
+        "calls": a["calls"] + b["calls"],
+        "input_tokens": a["input_tokens"] + b["input_tokens"],
+        "output_tokens": a["output_tokens"] + b["output_tokens"],
+        "cost_usd": round(a["cost_usd"] + b["cost_usd"], 8),
+    }
+
+
+def merge_approvals(
+    old: dict[str, StepApproval] | None, new: dict[str, StepApproval] | None
+) -> dict[str, StepApproval]:
+    """Record step approvals; a later decision on the same step replaces the earlier."""
+    return {**(old or {}), **(new or {})}
+
+
+class InputState(TypedDict):
+    """What a caller sends to start a run."""
+
+    goal: str
+    """What the run should achieve, in plain language."""
+
+
+class OutputState(TypedDict, total=False):
+    """What a caller gets back."""
+
+    goal: str
+    status: Status | None
+    """How the run ended; None while it is still going (paused for review, say)."""
+    answer: str | None
+    """The final answer, when the run completed."""
+    reason: str | None
+    """Why the run ended as it did, in a sentence."""
+    plan: PlanDict | None
+    """The last plan."""
+    results: Annotated[dict[str, StepResult], merge_results]
+    """Every step's outcome by step id, including steps of earlier plan revisions."""
+    revisions: Annotated[list[PlanRevision], operator.add]
+    """Every plan revision, in order."""
+    reviews: Annotated[list[ReviewRecord], operator.add]
+    """Every plan review decision, in order."""
+    usage: Annotated[dict[str, Usage], add_usage]
+    """Model calls, tokens and cost per role (planner, executor, replanner)."""
+
+
+class State(OutputState, total=False):
+    """What the nodes share."""
+
+    draft_errors: list[str]
+    """Why the planner's or replanner's last reply was not a valid plan; empty otherwise."""
+    draft: str | None
+    """That invalid reply, as text, to show the model what it wrote."""
+    draft_attempts: int
+    """Invalid replies in a row from the planner or replanner."""
+    approvals: Annotated[dict[str, StepApproval], merge_approvals]
+    """Decisions on steps that need approval, by step id."""
+    awaiting_approval: list[str]
+    """Steps ready to run that wait for a person's approval."""
+    active_s: Annotated[float, operator.add]
+    """Seconds spent working so far (planning, executing, replanning)."""
+
+
+def current_revision(state: State) -> PlanRevision | None:
+    """The revision that produced the current plan."""
+    revisions = state.get("revisions") or []
+    return revisions[-1] if revisions else None
+
+
+def is_approved(state: State) -> bool:
+    """Whether a person approved the current plan revision (an edit is an approval)."""
+    revision = current_revision(state)
+    if revision is None:
+        return False
+    if revision["source"] == "human":
+        return True
+    return any(
+        r["revision"] == revision["revision"] and r["decision"] == "approve"
+        for r in state.get("reviews") or []
+    )
+
+
+def rejection_feedback(state: State) -> str | None:
+    """The reviewer's message when the current plan revision was just rejected."""
+    reviews = state.get("reviews") or []
+    revision = current_revision(state)
+    if not reviews or revision is None:
+        return None
+    last = reviews[-1]
+    if last["decision"] != "reject" or last["revision"] != revision["revision"]:
+        return None
+    return last["message"] or ""
+
+
+def replans_used(state: State) -> int:
+    """How many plan revisions the replanner has made."""
+    return sum(1 for r in state.get("revisions") or [] if r["source"] == "replanner")
+
+
+def done_steps(state: State) -> dict[str, StepDict]:
+    """The current plan's finished steps, by id, as they ran."""
+    results = state.get("results") or {}
+    plan = state.get("plan") or {"steps": []}
+    return {s["id"]: s for s in plan["steps"] if results.get(s["id"], {}).get("status") == "done"}
+
+
+def retired_ids(state: State) -> set[str]:
+    """Ids of steps that failed or were skipped; new steps may not reuse them."""
+    return {i for i, r in (state.get("results") or {}).items() if r["status"] != "done"}
+
+
+def timestamp() -> str:
+    """The time now, as recorded in state (UTC, ISO 8601)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
