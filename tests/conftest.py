@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +49,6 @@ def basic_tools(workspace: Path) -> list[BaseTool]:
 
 
 @pytest.fixture
-def no_review() -> Iterator[Context]:
+def no_review() -> Context:
     """A context that skips plan review and retries fast."""
-    yield Context(review="never", retry_initial_interval=0.0)
+    return Context(review="never", retry_initial_interval=0.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PositiveFloat
 from pydantic.dataclasses import dataclass
 
 ReviewMode = Literal["always", "never"]
@@ -62,7 +62,7 @@ class Context:
     """How many times the plan may be revised after it first runs."""
 
     max_plan_steps: int = Field(default=20, ge=1)
-    """The most steps one plan may have."""
+    """The most steps a plan may have still to run (finished steps a replan keeps do not count)."""
 
     max_plan_attempts: int = Field(default=3, ge=1)
     """How many replies the planner or replanner gets to produce a valid plan before
@@ -78,7 +78,7 @@ class Context:
     step_timeout: float = Field(default=120.0, gt=0)
     """Seconds one attempt of a step may take before it is cancelled and counts as failed."""
 
-    tool_timeouts: dict[str, float] = Field(default_factory=dict)
+    tool_timeouts: dict[str, PositiveFloat] = Field(default_factory=dict)
     """Per-tool attempt timeouts in seconds, overriding `step_timeout` for those tools."""
 
     max_concurrency: int = Field(default=4, ge=1)

@@ -61,6 +61,8 @@ def evaluate(expression: str) -> Number:
     except SyntaxError as exc:
         raise CalculatorError(f"not an arithmetic expression: {text!r}") from exc
     value = _eval(tree.body)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CalculatorError("the result is not a finite number")
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
@@ -96,7 +98,7 @@ def _eval(node: ast.AST) -> Number:  # noqa: C901 - one branch per kind of node
             raise CalculatorError(f"unknown function {node.func.id!r}")
         try:
             return function(*(_eval(arg) for arg in node.args))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise CalculatorError(f"{node.func.id}: {exc}") from exc
     raise CalculatorError(f"not allowed in arithmetic: {ast.unparse(node)!r}")
 

@@ -63,7 +63,7 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
     fixed = Path(workspace) if workspace is not None else None
 
     @tool
-    def read_file(path: str, runtime: ToolRuntime) -> str:
+    def read_file(path: str, runtime: ToolRuntime[Any, Any]) -> str:
         """Read a UTF-8 text file from the workspace and return its content."""
         root = workspace_root(runtime, fixed)
         target = resolve_inside(root, path)
@@ -77,7 +77,7 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
             raise WorkspaceError(f"{path!r} is not UTF-8 text") from exc
 
     @tool(extras={"idempotent": True})
-    def write_file(path: str, content: str, runtime: ToolRuntime) -> str:
+    def write_file(path: str, content: str, runtime: ToolRuntime[Any, Any]) -> str:
         """Write text to a file in the workspace, creating or replacing it.
 
         Missing parent directories are created. Returns a short confirmation.
@@ -102,7 +102,9 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         return f"wrote {len(data)} bytes to {target.relative_to(root).as_posix()}"
 
     @tool
-    def list_files(runtime: ToolRuntime, path: str = ".", recursive: bool = False) -> list[str]:
+    def list_files(
+        runtime: ToolRuntime[Any, Any], path: str = ".", recursive: bool = False
+    ) -> list[str]:
         """List the files and directories under a workspace directory.
 
         Paths are relative to the workspace; directories end with "/".
