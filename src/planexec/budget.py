@@ -2,14 +2,19 @@
 
 A `Budget` is made at the start of each node from what the state has recorded, and
 counts what the node adds. A model call is reserved before it is made, so the
-model-call budget is never exceeded; tokens and cost are known only after a call, so
-those budgets can be overshot by the calls already in flight when they run out.
+model-call budget is never exceeded. Tokens and cost are known only after a call, so
+under a token or cost budget model calls are made one at a time (tools still run in
+parallel): the run overshoots those budgets by at most the one call that crossed them.
+Working time is a deadline: work still running when it passes is cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from planexec.context import Context
@@ -49,6 +54,7 @@ class Budget:
     active_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _one_call: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def of(cls, state: State, context: Context) -> Budget:
@@ -74,9 +80,54 @@ class Budget:
             raise BudgetExhaustedError("max_tokens", ctx.max_tokens, self.tokens, "tokens")
         if ctx.max_cost_usd is not None and self.cost_usd >= ctx.max_cost_usd:
             raise BudgetExhaustedError("max_cost_usd", ctx.max_cost_usd, self.cost_usd, "USD")
+        left = self.time_left()
+        if left is not None and left <= 0:
+            raise self._out_of_time()
+
+    def time_left(self) -> float | None:
+        """Seconds of working time left, or None when there is no time budget."""
+        limit = self.context.time_budget_s
+        return None if limit is None else limit - self.active_s - self.elapsed()
+
+    def _out_of_time(self) -> BudgetExhaustedError:
+        limit = self.context.time_budget_s or 0.0
         spent = self.active_s + self.elapsed()
-        if ctx.time_budget_s is not None and spent >= ctx.time_budget_s:
-            raise BudgetExhaustedError("time_budget_s", ctx.time_budget_s, spent, "seconds")
+        return BudgetExhaustedError("time_budget_s", limit, spent, "seconds")
+
+    @asynccontextmanager
+    async def deadline(self) -> AsyncIterator[None]:
+        """Run the body until the time budget runs out.
+
+        Then the body is cancelled and `BudgetExhaustedError` is raised.
+        """
+        left = self.time_left()
+        if left is None:
+            yield
+            return
+        if left <= 0:
+            raise self._out_of_time()
+        try:
+            async with asyncio.timeout(left) as scope:
+                yield
+        except TimeoutError:
+            if scope.expired():
+                raise self._out_of_time() from None
+            raise
+
+    @asynccontextmanager
+    async def model_call(self) -> AsyncIterator[None]:
+        """Reserve a model call for the body, which makes it and `spend`s its use.
+
+        Under a token or cost budget the calls of one node are made one at a time, so
+        each is checked against the use of every call before it.
+        """
+        if self.context.max_tokens is None and self.context.max_cost_usd is None:
+            self.reserve_model_call()
+            yield
+            return
+        async with self._one_call:
+            self.reserve_model_call()
+            yield
 
     def reserve_model_call(self) -> None:
         """Count a model call about to be made, or raise if the budgets forbid it."""

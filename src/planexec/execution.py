@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import BaseTool, InjectedToolCallId
 from langgraph.config import get_config
 from langgraph.prebuilt import ToolRuntime
@@ -125,13 +131,15 @@ async def run_step(
     """
     record.begin()
     timeout = env.context.timeout_for(step["tool"])
-    try:
-        async with asyncio.timeout(timeout) as deadline:
-            output = await _attempt(step, outputs, env, record, approved_args)
-    except TimeoutError as exc:
-        if deadline.expired():
-            raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
-        raise
+    # The time budget's deadline, outermost, cancels the attempt as a budget stop.
+    async with env.budget.deadline():
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                output = await _attempt(step, outputs, env, record, approved_args)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
+            raise
     return record.result(step, env.revision, status="done", output=output)
 
 
@@ -144,8 +152,7 @@ async def _attempt(
 ) -> Any:
     messages = _messages(step, outputs, env)
     if step["tool"] is None:
-        reply, usage = await env.resources.ask("executor", env.context, env.budget, messages)
-        record.add_usage(usage)
+        reply = await _ask(env, record, messages)
         record.refused.extend({"name": c["name"], "args": c["args"]} for c in reply.tool_calls)
         text = reply.text.strip()
         if not text:
@@ -168,8 +175,7 @@ async def _attempt(
 async def _choose_args(
     tool: BaseTool, messages: list[BaseMessage], env: StepEnv, record: StepRecord
 ) -> dict[str, Any]:
-    reply, usage = await env.resources.ask("executor", env.context, env.budget, messages, tool)
-    record.add_usage(usage)
+    reply = await _ask(env, record, messages, tool)
     chosen: dict[str, Any] | None = None
     for call in reply.tool_calls:
         if call["name"] == tool.name and chosen is None:
@@ -186,6 +192,22 @@ async def _choose_args(
     if problems:
         raise ExecutorReplyError("the executor model's arguments: " + "; ".join(problems))
     return chosen
+
+
+async def _ask(
+    env: StepEnv, record: StepRecord, messages: list[BaseMessage], tool: BaseTool | None = None
+) -> AIMessage:
+    """Ask the executor model, adding the call to the step's use even when it fails."""
+    try:
+        reply, usage = await env.resources.ask("executor", env.context, env.budget, messages, tool)
+    except BudgetExhaustedError:
+        raise
+    except BaseException:
+        # A call that failed or was cancelled was still made: the call budget counts it.
+        record.add_usage({"calls": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
+        raise
+    record.add_usage(usage)
+    return reply
 
 
 def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[BaseMessage]:
@@ -211,12 +233,15 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
     """Call `tool` with `args`, injecting a `ToolRuntime` or tool call id where it asks.
 
     The tool call id is the step's idempotency key, stable across retries and resumes.
+    A tool that takes the id is called with a full tool call (LangChain refuses anything
+    else), so its output is the resulting `ToolMessage`'s content.
     """
     key = idempotency_key(env.thread_id, env.revision, step["id"])
     call_args = dict(args)
+    wants_id = False
     for name, kind in _injected_params(tool).items():
         if kind == "tool_call_id":
-            call_args[name] = key
+            wants_id = True
         else:
             call_args[name] = ToolRuntime(
                 state=env.state,
@@ -229,6 +254,9 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
                 execution_info=env.runtime.execution_info,
                 server_info=env.runtime.server_info,
             )
+    if wants_id:
+        call = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
+        return await tool.ainvoke(call)
     return await tool.ainvoke(call_args)
 
 

@@ -162,10 +162,12 @@ def recursion_limit(context: Context) -> int:
     """A LangGraph recursion limit that a run within `context`'s bounds cannot reach.
 
     Each plan revision costs at most `max_plan_attempts` planner or replanner supersteps,
-    a review, and per step an executor pass and an approval; the limit allows that for the
-    first plan and every replan, with room for a few rejected reviews.
+    a review, and per step an executor pass, an approval, the pass that runs the approved
+    step and (replanning after each step) `max_plan_attempts` replanner replies; the limit
+    allows that for the first plan and every replan, with room for a few rejected reviews.
     """
-    per_revision = 2 * context.max_plan_attempts + 2 + 2 * (context.max_plan_steps + 1)
+    per_step = 3 + context.max_plan_attempts
+    per_revision = 2 * context.max_plan_attempts + 2 + per_step * (context.max_plan_steps + 1)
     return 25 + (context.max_replans + 1 + 5) * per_revision
 
 

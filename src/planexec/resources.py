@@ -58,12 +58,15 @@ class Resources:
         schema: type[ModelT],
         messages: Sequence[BaseMessage],
     ) -> tuple[StructuredReply[ModelT], Usage]:
-        """Ask `role`'s model for a `schema` object, counting the call against the budget."""
-        budget.reserve_model_call()
-        model = self.models.get(role, context)
-        reply = await structured_reply(model, schema, messages)
-        usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
-        budget.spend(usage)
+        """Ask `role`'s model for a `schema` object, counting the call against the budget.
+
+        The call is cancelled if the time budget runs out while it is made.
+        """
+        async with budget.deadline(), budget.model_call():
+            model = self.models.get(role, context)
+            reply = await structured_reply(model, schema, messages)
+            usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
+            budget.spend(usage)
         return reply, usage
 
     async def ask(
@@ -75,12 +78,12 @@ class Resources:
         tool: BaseTool | None = None,
     ) -> tuple[AIMessage, Usage]:
         """Ask `role`'s model, with `tool` as the only tool it may call, if given."""
-        budget.reserve_model_call()
-        model = self.models.get(role, context)
-        runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
-        reply = await runnable.ainvoke(list(messages))
-        if not isinstance(reply, AIMessage):
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        usage = usage_of(reply, self.models.spec(role, context), context.prices)
-        budget.spend(usage)
+        async with budget.model_call():
+            model = self.models.get(role, context)
+            runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
+            reply = await runnable.ainvoke(list(messages))
+            if not isinstance(reply, AIMessage):
+                reply = AIMessage(content=str(getattr(reply, "content", reply)))
+            usage = usage_of(reply, self.models.spec(role, context), context.prices)
+            budget.spend(usage)
         return reply, usage

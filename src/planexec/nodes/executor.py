@@ -124,6 +124,9 @@ async def executor(
         for s in pending
         if s["id"] in held and all(done.get(d, {}).get("status") == "done" for d in s["depends_on"])
     ]
+    if context.replan_policy == "after_each_step" and finished:
+        # The replanner sees every step before anything else is asked or run.
+        update["awaiting_approval"] = []
     if exhausted is not None:
         update["status"] = "budget_exhausted"
         update["reason"] = f"{exhausted}; every finished step's result is kept"

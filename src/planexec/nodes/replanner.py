@@ -160,9 +160,7 @@ async def replanner(
             **spent,
         }
     done = done_steps(state)
-    revised = Plan.model_validate(
-        {"steps": [*done.values(), *[s.to_dict() for s in decision.steps or []]]}
-    )
+    revised = _revised_plan(done, [s.to_dict() for s in decision.steps or []])
     errors = validate_plan(
         revised,
         resources.tools,
@@ -177,6 +175,23 @@ async def replanner(
         **valid_reply(),
         **spent,
     }
+
+
+def _revised_plan(done: dict[str, StepDict], proposed: list[StepDict]) -> Plan:
+    """The finished steps followed by the replanner's new steps.
+
+    A finished step that the replanner restates takes its own place, so validation
+    accepts it when unchanged and reports any change as a change to a finished step.
+    """
+    restated: dict[str, StepDict] = {}
+    for step in proposed:
+        if step["id"] in done:
+            restated.setdefault(step["id"], step)
+    steps = [
+        *(restated.get(i, ran) for i, ran in done.items()),
+        *(step for step in proposed if restated.get(step["id"]) is not step),
+    ]
+    return Plan.model_validate({"steps": steps})
 
 
 def _decision_errors(decision: Replan, state: State, failed: list[str]) -> list[str]:
