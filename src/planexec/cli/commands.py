@@ -1,0 +1,353 @@
+"""The commands: run, resume, show and demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.types import StateSnapshot
+from rich.console import Console
+from rich.markup import escape
+
+from planexec.cli.render import EventView, show_outcome
+from planexec.cli.review import Reviewer, Scripted, read_edit_file
+from planexec.cli.session import (
+    DEMO_KEY,
+    GOAL_KEY,
+    Environment,
+    UserError,
+    check_models,
+    drive,
+    make_context,
+    model_factory,
+    open_saver,
+    prepare_checkpoint,
+    stored_settings,
+    thread_config,
+)
+from planexec.cli.show import show_thread, where_it_stands
+from planexec.context import Context
+from planexec.demo import copy_workspace, load_scenario
+from planexec.errors import PlanexecError
+from planexec.graph import PlanexecGraph, build_graph
+from planexec.scripted import ScriptExhaustedError
+
+MODEL_OPTIONS = ("planner_model", "executor_model", "replanner_model", "review", "max_replans")
+
+DEMO_BANNER = (
+    "[bold]planexec demo[/]: the model replies are [bold]scripted[/] (bundled with planexec): "
+    "no model is called and nothing leaves this machine.\n"
+    "The tools, the LangGraph graph and the SQLite checkpoint are real."
+)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where output goes: people read `console`; `--json` prints one document on stdout."""
+
+    console: Console
+    json_mode: bool
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A thread in a checkpoint file, and the commands that continue or show it."""
+
+    id: str
+    checkpoint: Path
+    default_checkpoint: Path
+
+    def command(self, name: str) -> str:
+        """`planexec <name> <thread>`, with `--checkpoint` when it is not the default."""
+        text = f"planexec {name} {shlex.quote(self.id)}"
+        if self.checkpoint.resolve() != self.default_checkpoint.resolve():
+            text += f" --checkpoint {shlex.quote(str(self.checkpoint))}"
+        return text
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {
+        name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name) is not None
+    }
+    if getattr(args, "workspace", None) is not None:
+        settings["workspace"] = str(_directory(args.workspace))
+    return settings
+
+
+def _directory(path: str) -> Path:
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UserError(f"the workspace {path} is not a directory")
+    return folder
+
+
+def _checkpoint(args: argparse.Namespace, env: Environment) -> Path:
+    return Path(args.checkpoint).expanduser() if args.checkpoint else env.default_checkpoint
+
+
+def _config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+async def _refuse_existing(graph: PlanexecGraph, thread: Thread) -> None:
+    if (await graph.aget_state(_config(thread.id))).created_at is not None:
+        raise UserError(
+            f"thread {thread.id} already exists in {thread.checkpoint}; "
+            f"continue it with: {thread.command('resume')}"
+        )
+
+
+def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec run GOAL`."""
+    goal = " ".join(args.goal).strip()
+    if not goal:
+        raise UserError('the goal is empty: planexec run "<what to achieve>"')
+    context = make_context({"workspace": str(Path.cwd()), **_settings(args)})
+    factory = model_factory(env)
+    check_models(context, factory)
+    path = prepare_checkpoint(_checkpoint(args, env), create=True)
+    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
+    reviewer = _reviewer(args, env, out)
+    config = thread_config(thread.id, context, goal)
+
+    async def go() -> int:
+        async with open_saver(thread.checkpoint) as saver:
+            graph = build_graph(checkpointer=saver, model_factory=factory)
+            await _refuse_existing(graph, thread)
+            out.console.print(f"[bold]thread[/] {escape(thread.id)}")
+            return await _execute(graph, config, context, {"goal": goal}, reviewer, out, thread)
+
+    return asyncio.run(go())
+
+
+def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec resume THREAD`: answer a pending decision, or continue an interrupted run."""
+    scripted = _scripted(args)
+    overrides = _settings(args)
+    path = prepare_checkpoint(_checkpoint(args, env), create=False)
+    thread = Thread(args.thread, path, env.default_checkpoint)
+    reviewer = _reviewer(args, env, out, scripted=scripted)
+
+    async def go() -> int:
+        async with open_saver(thread.checkpoint) as saver:
+            snapshot = await build_graph(checkpointer=saver).aget_state(_config(thread.id))
+            if snapshot.created_at is None:
+                raise UserError(f"unknown thread {thread.id} in {thread.checkpoint}")
+            metadata = snapshot.metadata or {}
+            demo = bool(metadata.get(DEMO_KEY))
+            context = make_context({**stored_settings(metadata), **overrides})
+            goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
+            graph = _demo_graph(saver) if demo else _model_graph(saver, context, env)
+            values = dict(snapshot.values)
+            if values.get("status") and not snapshot.next:
+                if scripted is not None:
+                    raise UserError(
+                        f"thread {thread.id} has finished ({values['status']}): nothing to decide"
+                    )
+                out.console.print(f"thread {escape(thread.id)} has already finished")
+                return _finish(values, None, out, thread)
+            start = snapshot.interrupts[0] if snapshot.interrupts else None
+            if scripted is not None and start is None:
+                raise UserError(f"thread {thread.id} is not paused for a decision")
+            out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
+            config = thread_config(thread.id, context, goal, demo=demo)
+            return await _execute(graph, config, context, start, reviewer, out, thread)
+
+    return asyncio.run(go())
+
+
+def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec show THREAD`."""
+    path = prepare_checkpoint(_checkpoint(args, env), create=False)
+    thread = Thread(args.thread, path, env.default_checkpoint)
+
+    async def read() -> StateSnapshot:
+        async with open_saver(thread.checkpoint) as saver:
+            return await build_graph(checkpointer=saver).aget_state(_config(thread.id))
+
+    snapshot = asyncio.run(read())
+    if snapshot.created_at is None:
+        raise UserError(f"unknown thread {thread.id} in {thread.checkpoint}")
+    values = dict(snapshot.values)
+    if out.json_mode:
+        sys.stdout.write(json.dumps(values, indent=2, ensure_ascii=False, default=str) + "\n")
+        return 0
+    metadata = snapshot.metadata or {}
+    state = where_it_stands(values, snapshot.interrupts, snapshot.next)
+    show_thread(
+        out.console,
+        thread.id,
+        values,
+        stored_settings(metadata),
+        state,
+        demo=bool(metadata.get(DEMO_KEY)),
+    )
+    if not values.get("status"):
+        out.console.print(f"continue it with: [bold]{escape(thread.command('resume'))}[/]")
+    return 0
+
+
+def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec demo`: the bundled scenario, offline, through the real graph."""
+    out.console.print(DEMO_BANNER)
+    scenario = load_scenario()
+    if args.workspace:
+        workspace = Path(args.workspace).expanduser().resolve()
+    else:
+        workspace = Path(tempfile.mkdtemp(prefix="planexec-demo-"))
+    try:
+        files = copy_workspace(workspace)
+    except OSError as exc:
+        raise UserError(f"cannot copy the demo workspace to {workspace}: {exc}") from exc
+    settings: dict[str, Any] = {**scenario.context, "workspace": str(workspace)}
+    if args.review:
+        settings["review"] = args.review
+    context = make_context(settings)
+    path = prepare_checkpoint(_checkpoint(args, env), create=True)
+    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
+    out.console.print(f"workspace:  {escape(str(workspace))} ({', '.join(files)})")
+    out.console.print(f"checkpoint: {escape(str(thread.checkpoint))}")
+    auto = args.yes or not env.interactive
+    note = "--yes" if args.yes else "automatically: stdin is not a terminal"
+    reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
+    config = thread_config(thread.id, context, scenario.goal, demo=True)
+
+    async def go() -> int:
+        async with open_saver(thread.checkpoint) as saver:
+            graph = _demo_graph(saver)
+            await _refuse_existing(graph, thread)
+            out.console.print(f"[bold]thread[/]     {escape(thread.id)}")
+            out.console.print(f"\n[bold]goal:[/] {escape(scenario.goal)}")
+            if not auto and scenario.hint:
+                out.console.print(f"[dim]{escape(scenario.hint)}[/]")
+            start = {"goal": scenario.goal}
+            return await _execute(graph, config, context, start, reviewer, out, thread)
+
+    try:
+        code = asyncio.run(go())
+    except ScriptExhaustedError:
+        out.console.print(
+            "[red]the demo's script has no reply for that request[/]: it covers approving, "
+            "rejecting, and editing step s7's expression; run [bold]planexec demo[/] again"
+        )
+        return 1
+    report = workspace / "report.md"
+    if code == 0 and report.is_file():
+        out.console.print(f"\n[bold]{escape(str(report))}[/]:")
+        out.console.print(escape(report.read_text(encoding="utf-8")))
+    return code
+
+
+def _demo_graph(saver: AsyncSqliteSaver) -> PlanexecGraph:
+    models = load_scenario().models()
+    return build_graph(
+        checkpointer=saver,
+        planner=models["planner"],
+        executor=models["executor"],
+        replanner=models["replanner"],
+    )
+
+
+def _model_graph(saver: AsyncSqliteSaver, context: Context, env: Environment) -> PlanexecGraph:
+    factory = model_factory(env)
+    check_models(context, factory)
+    return build_graph(checkpointer=saver, model_factory=factory)
+
+
+def _scripted(args: argparse.Namespace) -> Scripted | None:
+    if args.approve:
+        return Scripted("approve")
+    if args.reject is not None:
+        if not args.reject.strip():
+            raise UserError("--reject needs a message saying what to change")
+        return Scripted("reject", message=args.reject.strip())
+    if args.edit is not None:
+        return Scripted("edit", edited=read_edit_file(args.edit))
+    if args.cancel:
+        return Scripted("cancel")
+    return None
+
+
+def _reviewer(
+    args: argparse.Namespace,
+    env: Environment,
+    out: Output,
+    *,
+    scripted: Scripted | None = None,
+    auto: bool | None = None,
+    auto_note: str = "--yes",
+) -> Reviewer:
+    return Reviewer(
+        out.console,
+        auto=args.yes if auto is None else auto,
+        interactive=env.interactive,
+        editor=env.editor,
+        scripted=scripted,
+        auto_note=auto_note,
+    )
+
+
+async def _execute(
+    graph: PlanexecGraph,
+    config: RunnableConfig,
+    context: Context,
+    start: Any,
+    reviewer: Reviewer,
+    out: Output,
+    thread: Thread,
+) -> int:
+    view = EventView(out.console, show_plans=context.review == "never")
+    try:
+        outcome = await drive(graph, config, context, start, reviewer, view.handle, view.update)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        out.console.print(f"\ninterrupted; the thread is saved: {escape(thread.command('resume'))}")
+        raise
+    except (PlanexecError, ScriptExhaustedError):
+        raise
+    except Exception as exc:
+        # A bug or an outage: keep the traceback, but say that nothing finished is lost.
+        out.console.print(
+            f"\n[red]the run stopped on an unexpected error[/] ({escape(type(exc).__name__)}); "
+            f"finished steps are saved. Continue with: {escape(thread.command('resume'))}"
+        )
+        raise
+    return _finish(outcome.values, outcome.paused, out, thread)
+
+
+def _finish(
+    values: dict[str, Any], paused: dict[str, Any] | None, out: Output, thread: Thread
+) -> int:
+    if paused is not None:
+        what = "review" if paused.get("type") == "plan_review" else "step approval"
+        out.console.print(
+            f"\npaused for {what}; resume with: [bold]{escape(thread.command('resume'))}[/] "
+            "\\[--approve | --reject MSG | --edit FILE]"
+        )
+    else:
+        show_outcome(out.console, values, thread.command("show"))
+    if out.json_mode:
+        document = {
+            "thread_id": thread.id,
+            "checkpoint": str(thread.checkpoint),
+            "status": values.get("status"),
+            "answer": values.get("answer"),
+            "reason": values.get("reason"),
+            "paused": paused.get("type") if paused else None,
+            "interrupt": paused,
+            "usage": values.get("usage") or {},
+            "results": values.get("results") or {},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    if paused is not None:
+        return 0
+    return 0 if values.get("status") == "completed" else 1

@@ -1,0 +1,243 @@
+"""How the command line shows plans, progress, results and threads (with rich)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Collection, Mapping
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from planexec.plan import as_text
+
+SYMBOLS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]○[/]"}
+STATUS_STYLE = {
+    "completed": "bold green",
+    "failed": "bold red",
+    "cancelled": "bold yellow",
+    "budget_exhausted": "bold red",
+}
+
+
+def make_console(stream: TextIO | None = None) -> Console:
+    """A console on `stream` (stdout by default), 120 columns wide when not a terminal."""
+    file = stream or sys.stdout
+    terminal = file.isatty()
+    width = None if terminal or os.environ.get("COLUMNS") else 120
+    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """`value` as one line of text, cut to `limit` characters."""
+    text = " ".join(as_text(value).split()) if value is not None else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _args_text(step: Mapping[str, Any], limit: int) -> str:
+    if step["tool"] is None:
+        return "—"
+    if step["args"] is None:
+        return "(the executor chooses)"
+    return short(json.dumps(step["args"], ensure_ascii=False), limit)
+
+
+def plan_table(
+    plan: Mapping[str, Any],
+    *,
+    finished: Collection[str] = (),
+    results: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> Table:
+    """The plan as a table: id, description, tool, args, depends on (and status/result)."""
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    table.add_column("id", style="bold", no_wrap=True)
+    table.add_column("description", ratio=3)
+    table.add_column("tool", no_wrap=True)
+    table.add_column("args", ratio=2)
+    table.add_column("depends on")
+    if results is not None:
+        table.add_column("status", no_wrap=True)
+        table.add_column("result", ratio=2)
+    compact = results is not None
+    for step in plan.get("steps", []):
+        row = [
+            escape(step["id"]),
+            escape(short(step["description"], 90) if compact else step["description"]),
+            escape(step["tool"] or "(model)"),
+            escape(_args_text(step, 60 if compact else 120)),
+            escape(", ".join(step["depends_on"]) or "—"),
+        ]
+        if results is not None:
+            row.extend(_status_cells(results.get(step["id"])))
+        elif step["id"] in finished:
+            row[0] += " [green]✓[/]"
+        table.add_row(*row)
+    return table
+
+
+def _status_cells(result: Mapping[str, Any] | None) -> list[str]:
+    if result is None:
+        return ["[dim]pending[/]", ""]
+    status = str(result["status"])
+    body = result["output"] if status == "done" else result.get("error")
+    return [f"{SYMBOLS.get(status, '')} {status}", escape(short(body, 100))]
+
+
+def changes_text(diff: Mapping[str, list[str]] | None) -> str:
+    """A plan diff in words: "added s10, s11; removed s7"."""
+    if not diff:
+        return ""
+    parts = [
+        f"{kind} {', '.join(diff[kind])}"
+        for kind in ("added", "removed", "changed")
+        if diff.get(kind)
+    ]
+    return "; ".join(parts) or "no change"
+
+
+def show_review(console: Console, request: Mapping[str, Any]) -> None:
+    """A plan-review interrupt: the plan, its revision, what changed, any errors."""
+    revision = request.get("revision")
+    source = request.get("source") or "planner"
+    console.print()
+    console.print(
+        f"[bold]Plan revision {revision}[/] from the {escape(str(source))}"
+        + (f": {escape(str(request['reason']))}" if request.get("reason") else "")
+    )
+    console.print(plan_table(request["plan"], finished=request.get("finished") or ()))
+    if request.get("changes"):
+        console.print(f"changes: {escape(changes_text(request['changes']))}")
+    if request.get("finished"):
+        console.print(f"already done (kept as they ran): {', '.join(request['finished'])}")
+    show_errors(console, request.get("errors"))
+
+
+def show_errors(console: Console, errors: Any) -> None:
+    """Errors the graph gave back for the last decision, one per line."""
+    if errors:
+        console.print("[bold red]The decision was not accepted:[/]")
+        for error in errors:
+            console.print(f"  [red]•[/] {escape(str(error))}")
+
+
+def show_approval(console: Console, request: Mapping[str, Any]) -> None:
+    """A step-approval interrupt: the tool calls that wait for a person."""
+    console.print()
+    console.print("[bold]Steps waiting for your approval[/] before they call their tool:")
+    table = Table(show_lines=False)
+    table.add_column("#", no_wrap=True)
+    table.add_column("step", style="bold", no_wrap=True)
+    table.add_column("tool", no_wrap=True)
+    table.add_column("args", ratio=2)
+    table.add_column("description", ratio=2)
+    steps = request.get("steps") or []
+    for index, action in enumerate(request.get("action_requests") or []):
+        table.add_row(
+            str(index + 1),
+            escape(steps[index] if index < len(steps) else "?"),
+            escape(str(action.get("name"))),
+            escape(short(json.dumps(action.get("args"), ensure_ascii=False), 200)),
+            escape(str(action.get("description", ""))),
+        )
+    console.print(table)
+    show_errors(console, request.get("errors"))
+
+
+def when(at: Any) -> str:
+    """A recorded UTC timestamp, to the second."""
+    text = str(at or "")
+    return f"{text[:19].replace('T', ' ')} UTC" if len(text) >= 19 else text
+
+
+class EventView:
+    """Prints the graph's progress events as steps start and finish.
+
+    With `show_plans` (when plans are not reviewed), each new plan is printed whole.
+    """
+
+    def __init__(self, console: Console, *, show_plans: bool = False) -> None:
+        self.console = console
+        self.show_plans = show_plans
+        self.tools: dict[str, str] = {}
+
+    def update(self, node: str, update: Mapping[str, Any]) -> None:
+        """A node's state update: prints the plan it made, if plans are shown."""
+        if self.show_plans and node in ("planner", "replanner") and update.get("plan"):
+            self.console.print(plan_table(update["plan"]))
+
+    def handle(self, event: Mapping[str, Any]) -> None:
+        """Print one event from the custom stream."""
+        kind = event.get("event")
+        if kind == "plan_ready":
+            self.console.print(
+                f"[bold]●[/] plan revision {event.get('revision')} from the "
+                f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
+            )
+        elif kind == "step_started":
+            tool = event.get("tool") or "(model)"
+            self.tools[str(event.get("step"))] = tool
+            self.console.print(
+                f"  [cyan]▶[/] {escape(str(event.get('step'))):<5} {escape(tool):<12} started"
+            )
+        elif kind == "step_finished":
+            self._finished(event)
+        elif kind == "replan":
+            self.console.print(
+                f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
+                f"{escape(str(event.get('reason')))}"
+            )
+            changes = changes_text(event.get("diff"))
+            if changes:
+                self.console.print(f"  changes: {escape(changes)}")
+
+    def _finished(self, event: Mapping[str, Any]) -> None:
+        step = str(event.get("step"))
+        status = str(event.get("status"))
+        tool = self.tools.get(step, "")
+        line = f"  {SYMBOLS.get(status, '?')} {escape(step):<5} {escape(tool):<12} {status:<8}"
+        if event.get("duration_s") is not None and status != "skipped":
+            line += f" {float(event['duration_s']):.2f}s"
+        if (event.get("attempts") or 0) > 1:
+            line += f" ({event['attempts']} attempts)"
+        if event.get("tokens"):
+            line += f" · {event['tokens']} tokens"
+        if event.get("error"):
+            line += f"  [red]{escape(short(event['error'], 160))}[/]"
+        self.console.print(line)
+
+
+def usage_table(usage: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Model calls, tokens and cost per role."""
+    table = Table(title="model use", title_justify="left")
+    for name in ("role", "calls", "input tokens", "output tokens", "cost (USD)"):
+        table.add_column(name, justify="left" if name == "role" else "right")
+    for role in ("planner", "executor", "replanner"):
+        if role in usage:
+            u = usage[role]
+            table.add_row(
+                role,
+                str(u["calls"]),
+                f"{u['input_tokens']:,}",
+                f"{u['output_tokens']:,}",
+                f"{u['cost_usd']:.4f}",
+            )
+    return table
+
+
+def show_outcome(console: Console, values: Mapping[str, Any], show_hint: str) -> None:
+    """The end of a run: status, answer or reason, model use, and where to look further."""
+    status = values.get("status") or "unknown"
+    console.print()
+    console.print(f"status: [{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]")
+    if values.get("answer"):
+        console.print("[bold]answer:[/]")
+        console.print(escape(str(values["answer"])))
+    if values.get("reason") and (status != "completed" or not values.get("answer")):
+        console.print(f"reason: {escape(str(values['reason']))}")
+    if values.get("usage"):
+        console.print(usage_table(values["usage"]))
+    console.print(f"details: [bold]{escape(show_hint)}[/]")

@@ -1,0 +1,228 @@
+"""Answering the graph's interrupts: plan reviews and step approvals.
+
+A decision comes from one of three places, in this order: a scripted answer given on
+the command line (`resume --approve | --reject MSG | --edit FILE | --cancel`, used for
+the first interrupt only), `--yes` (approve everything), or a person at the terminal.
+With none of them the run stays paused in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.markup import escape
+
+from planexec.cli.render import show_approval, show_review
+from planexec.cli.session import UserError
+
+ScriptedKind = Literal["approve", "reject", "edit", "cancel"]
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """A decision given on the command line."""
+
+    kind: ScriptedKind
+    message: str | None = None
+    edited: Any = None
+    """The parsed JSON of `--edit FILE`."""
+
+
+def read_edit_file(path: str) -> Any:
+    """The JSON in an `--edit` file, or a one-line `UserError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: line {exc.lineno}: {exc.msg}") from exc
+
+
+class Reviewer:
+    """Decides on interrupts; returns None to leave the run paused."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        auto: bool,
+        interactive: bool,
+        editor: str,
+        scripted: Scripted | None = None,
+        auto_note: str = "--yes",
+    ) -> None:
+        self.console = console
+        self.auto = auto
+        self.auto_note = auto_note
+        self.interactive = interactive
+        self.editor = editor
+        self.scripted = scripted
+        self._scripted_used = False
+        self._answered_by_script = False
+        self._read_line = console.input
+
+    def __call__(self, request: dict[str, Any]) -> Any:
+        """The resume value for the interrupt `request`, or None to pause."""
+        kind = request.get("type")
+        if kind == "plan_review":
+            show_review(self.console, request)
+        elif kind == "step_approval":
+            show_approval(self.console, request)
+        else:
+            raise UserError(f"the run is paused at an interrupt planexec does not know: {kind!r}")
+        answered_by_script, self._answered_by_script = self._answered_by_script, False
+        if request.get("errors") and answered_by_script:
+            raise UserError(
+                "the graph refused the decision given on the command line: "
+                + "; ".join(str(e) for e in request["errors"])
+            )
+        if self.scripted is not None and not self._scripted_used:
+            self._scripted_used = self._answered_by_script = True
+            return self._from_script(request, self.scripted)
+        if self.auto:
+            self.console.print(f"[green]approved[/] ({escape(self.auto_note)})")
+            return _approve_all(request)
+        if not self.interactive:
+            return None
+        try:
+            if kind == "plan_review":
+                return self._ask_review(request)
+            return self._ask_approval(request)
+        except EOFError:
+            self.console.print()
+            return None
+
+    def _from_script(self, request: dict[str, Any], scripted: Scripted) -> Any:
+        if request["type"] == "plan_review":
+            return _review_decision(request, scripted)
+        count = len(request.get("action_requests") or [])
+        if scripted.kind == "approve":
+            return {"decisions": [{"type": "approve"}] * count}
+        if scripted.kind == "reject":
+            return {"decisions": [{"type": "reject", "message": scripted.message}] * count}
+        if scripted.kind == "edit":
+            edited = scripted.edited
+            args_list = edited if isinstance(edited, list) else [edited]
+            if len(args_list) != count or not all(isinstance(a, dict) for a in args_list):
+                raise UserError(
+                    f"for a step approval, --edit FILE holds the new arguments: a JSON object, "
+                    f"or a list of {count} objects (one per step waiting for approval)"
+                )
+            return {
+                "decisions": [
+                    {"type": "edit", "edited_action": {"name": action["name"], "args": args}}
+                    for action, args in zip(request["action_requests"], args_list, strict=True)
+                ]
+            }
+        raise UserError(
+            "--cancel answers a plan review, but this thread waits for step approval: "
+            "use --reject MSG to skip the steps"
+        )
+
+    def _ask_review(self, request: dict[str, Any]) -> dict[str, Any]:
+        while True:
+            choice = self._choose("[a]pprove / [e]dit / [r]eject / [c]ancel", "aerc")
+            if choice == "a":
+                return {"type": "approve", "plan_hash": request.get("plan_hash")}
+            if choice == "c":
+                reason = self._read_line("reason (optional): ").strip()
+                return {"type": "cancel", "message": reason or None}
+            if choice == "r":
+                message = self._ask_text("what should change in the plan? ")
+                return {"type": "reject", "message": message, "plan_hash": request.get("plan_hash")}
+            edited = self._edit_json(request["plan"], "plan")
+            if edited is not None:
+                plan = {"steps": edited} if isinstance(edited, list) else edited
+                return {"type": "edit", "plan": plan, "plan_hash": request.get("plan_hash")}
+
+    def _ask_approval(self, request: dict[str, Any]) -> dict[str, Any]:
+        decisions: list[dict[str, Any]] = []
+        steps = request.get("steps") or []
+        for index, action in enumerate(request.get("action_requests") or []):
+            label = steps[index] if index < len(steps) else f"#{index + 1}"
+            while True:
+                prompt = f"step {label} ({action['name']}): [a]pprove / [e]dit / [r]eject"
+                choice = self._choose(prompt, "aer")
+                if choice == "a":
+                    decisions.append({"type": "approve"})
+                elif choice == "r":
+                    reason = self._read_line("reason (optional): ").strip()
+                    decisions.append({"type": "reject", "message": reason or None})
+                else:
+                    args = self._edit_json(action.get("args") or {}, f"{label} arguments")
+                    if not isinstance(args, dict):
+                        if args is not None:
+                            self.console.print("[red]the arguments must be a JSON object[/]")
+                        continue
+                    edited = {"name": action["name"], "args": args}
+                    decisions.append({"type": "edit", "edited_action": edited})
+                break
+        return {"decisions": decisions}
+
+    def _choose(self, prompt: str, letters: str) -> str:
+        while True:
+            answer = self._read_line(f"{escape(prompt)} ? ").strip().lower()
+            if answer and answer[0] in letters:
+                return answer[0]
+            self.console.print(f"please answer one of: {', '.join(letters)}")
+
+    def _ask_text(self, prompt: str) -> str:
+        while True:
+            text = self._read_line(prompt).strip()
+            if text:
+                return text
+            self.console.print("please write a few words (Ctrl-D to leave the run paused)")
+
+    def _edit_json(self, value: Any, what: str) -> Any:
+        """`value` as edited in the editor, or None (after saying why) to ask again."""
+        with tempfile.TemporaryDirectory(prefix="planexec-") as folder:
+            path = Path(folder) / "edit.json"
+            path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            try:
+                done = subprocess.run([*shlex.split(self.editor), str(path)], check=False)
+            except OSError as exc:
+                self.console.print(
+                    f"[red]cannot start the editor {escape(self.editor)!r}: {exc.strerror}; "
+                    "set $EDITOR[/]"
+                )
+                return None
+            if done.returncode != 0:
+                self.console.print(f"[red]the editor exited with code {done.returncode}[/]")
+                return None
+            text = path.read_text(encoding="utf-8")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            self.console.print(
+                f"[red]the edited {escape(what)} is not valid JSON: line {exc.lineno}: "
+                f"{escape(exc.msg)}[/]"
+            )
+            return None
+
+
+def _review_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
+    digest = request.get("plan_hash")
+    if scripted.kind == "approve":
+        return {"type": "approve", "plan_hash": digest}
+    if scripted.kind == "reject":
+        return {"type": "reject", "message": scripted.message, "plan_hash": digest}
+    if scripted.kind == "cancel":
+        return {"type": "cancel", "message": scripted.message}
+    edited = scripted.edited
+    plan = {"steps": edited} if isinstance(edited, list) else edited
+    return {"type": "edit", "plan": plan, "plan_hash": digest}
+
+
+def _approve_all(request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("type") == "plan_review":
+        return {"type": "approve", "plan_hash": request.get("plan_hash")}
+    return {"decisions": [{"type": "approve"}] * len(request.get("action_requests") or [])}

@@ -1,0 +1,232 @@
+"""What the commands share.
+
+The environment, the checkpoint file, the run's settings kept with the thread, the
+models, and the loop that streams a run and answers its interrupts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.types import Command, Interrupt
+from pydantic import TypeAdapter, ValidationError
+
+from planexec.context import Context
+from planexec.errors import PlanexecError
+from planexec.events import is_event
+from planexec.graph import PlanexecGraph, run_config
+from planexec.models import ModelFactory, chat_model
+
+CONTEXT_KEY = "planexec_context"
+"""Checkpoint metadata key holding the run's `Context` as JSON (LangGraph keeps only
+scalar metadata values, so the dict is stored as a string)."""
+GOAL_KEY = "planexec_goal"
+DEMO_KEY = "planexec_demo"
+"""Set on threads started by `planexec demo`: they resume with the scripted models."""
+
+_CONTEXT = TypeAdapter(Context)
+
+
+class UserError(PlanexecError):
+    """A mistake in how planexec was called; shown as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything planexec reads from the environment, read once at start-up."""
+
+    api_key: str | None
+    base_url: str | None
+    home: Path
+    """Where planexec keeps its data: the default checkpoint file lives here."""
+    editor: str
+    interactive: bool
+    """Whether stdin is a terminal, so a person can answer questions."""
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str], *, interactive: bool) -> Environment:
+        """The environment from `environ` (normally `os.environ`)."""
+        return cls(
+            api_key=environ.get("OPENAI_API_KEY") or None,
+            base_url=environ.get("OPENAI_BASE_URL") or None,
+            home=default_home(environ),
+            editor=environ.get("VISUAL") or environ.get("EDITOR") or "vi",
+            interactive=interactive,
+        )
+
+    @property
+    def default_checkpoint(self) -> Path:
+        """`$PLANEXEC_HOME/checkpoints.sqlite`."""
+        return self.home / "checkpoints.sqlite"
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    """`$PLANEXEC_HOME`, else `${XDG_DATA_HOME:-~/.local/share}/planexec`."""
+    if environ.get("PLANEXEC_HOME"):
+        return Path(environ["PLANEXEC_HOME"]).expanduser()
+    data = environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
+    return Path(data).expanduser() / "planexec"
+
+
+def make_context(settings: Mapping[str, Any]) -> Context:
+    """A `Context` from settings, or a one-line `UserError` naming the bad setting."""
+    try:
+        return Context(**settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise UserError(f"invalid setting {where}: {first['msg']}") from exc
+    except TypeError as exc:
+        raise UserError(f"invalid settings: {exc}") from exc
+
+
+def context_json(context: Context) -> str:
+    """The context as JSON, for the thread's checkpoint metadata."""
+    return json.dumps(_CONTEXT.dump_python(context, mode="json"), sort_keys=True)
+
+
+def stored_settings(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The context settings a thread was run with, from its checkpoint metadata."""
+    text = (metadata or {}).get(CONTEXT_KEY)
+    if not isinstance(text, str):
+        return {}
+    data = json.loads(text)
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def thread_config(
+    thread_id: str, context: Context, goal: str, *, demo: bool = False
+) -> RunnableConfig:
+    """The run config, with the context and goal in the metadata of every checkpoint."""
+    metadata = {CONTEXT_KEY: context_json(context), GOAL_KEY: goal}
+    if demo:
+        metadata[DEMO_KEY] = "1"
+    return run_config(thread_id, context, metadata=metadata)
+
+
+def model_factory(env: Environment) -> ModelFactory:
+    """Makes chat models with the credentials read from the environment."""
+
+    def make(spec: str, context: Context) -> BaseChatModel:
+        return chat_model(
+            spec,
+            timeout=context.model_timeout,
+            max_retries=context.model_max_retries,
+            api_key=env.api_key,
+            base_url=env.base_url,
+        )
+
+    return make
+
+
+def check_models(context: Context, factory: ModelFactory) -> None:
+    """Fail now, with a one-line reason, if a role's model cannot be made."""
+    for spec in dict.fromkeys((context.planner_model, context.executor_model, context.replanner)):
+        try:
+            factory(spec, context)
+        except PlanexecError as exc:
+            raise UserError(str(exc)) from exc
+
+
+def prepare_checkpoint(path: Path, *, create: bool) -> Path:
+    """`path`, checked: its folder is created if `create`, else the file must exist."""
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create {path.parent}: {exc.strerror}") from exc
+        if path.is_dir():
+            raise UserError(f"the checkpoint {path} is a directory, not a file")
+    elif not path.is_file():
+        raise UserError(f"no checkpoint file at {path} (use --checkpoint to pick another)")
+    return path
+
+
+@asynccontextmanager
+async def open_saver(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+    """The SQLite checkpointer on `path` (see `prepare_checkpoint`)."""
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        yield saver
+
+
+Decide = Callable[[dict[str, Any]], Any]
+"""Answers an interrupt's value with a resume value, or None to leave the run paused."""
+
+
+@dataclass
+class Outcome:
+    """Where a run stopped: its state values, and the interrupt if it is paused."""
+
+    values: dict[str, Any]
+    paused: dict[str, Any] | None = None
+
+
+async def drive(
+    graph: PlanexecGraph,
+    config: RunnableConfig,
+    context: Context,
+    start: Any,
+    decide: Decide,
+    on_event: Callable[[dict[str, Any]], None],
+    on_update: Callable[[str, dict[str, Any]], None] | None = None,
+) -> Outcome:
+    """Stream the run from `start` until it ends or `decide` leaves it paused.
+
+    `start` is the input, None (to continue an interrupted run), or a pending
+    `Interrupt` to answer first. Every interrupt is answered with `decide`; progress
+    events go to `on_event`, and nodes' state updates to `on_update`.
+    """
+    pending: Interrupt | None = start if isinstance(start, Interrupt) else None
+    value: Any = None if pending is not None else start
+    while True:
+        if pending is None:
+            pending = await _stream(graph, config, context, value, on_event, on_update)
+        if pending is None:
+            snapshot = await graph.aget_state(config)
+            return Outcome(dict(snapshot.values))
+        request = pending.value
+        if not isinstance(request, dict):
+            raise UserError(
+                f"the run is paused at an interrupt planexec does not know: {request!r}"
+            )
+        answer = decide(request)
+        if answer is None:
+            snapshot = await graph.aget_state(config)
+            return Outcome(dict(snapshot.values), paused=request)
+        value = Command(resume={pending.id: answer})
+        pending = None
+
+
+async def _stream(
+    graph: PlanexecGraph,
+    config: RunnableConfig,
+    context: Context,
+    value: Any,
+    on_event: Callable[[dict[str, Any]], None],
+    on_update: Callable[[str, dict[str, Any]], None] | None,
+) -> Interrupt | None:
+    """Run until the graph ends or interrupts; the interrupt, if any."""
+    pending: Interrupt | None = None
+    async for mode, chunk in graph.astream(
+        value, config, context=context, stream_mode=["updates", "custom"], durability="sync"
+    ):
+        if not isinstance(chunk, dict):
+            continue
+        if mode == "custom" and is_event(chunk):
+            on_event(chunk)
+        elif mode == "updates" and "__interrupt__" in chunk:
+            pending = chunk["__interrupt__"][0]
+        elif mode == "updates" and on_update is not None:
+            for node, update in chunk.items():
+                if isinstance(update, dict):
+                    on_update(node, update)
+    return pending

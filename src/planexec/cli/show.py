@@ -1,0 +1,129 @@
+"""`planexec show`: a thread's story from its latest checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from planexec.cli.render import STATUS_STYLE, changes_text, plan_table, short, usage_table, when
+
+
+def where_it_stands(values: Mapping[str, Any], interrupts: Sequence[Any], next_nodes: Any) -> str:
+    """The thread's status in words: how it ended, or why it is not finished."""
+    if values.get("status"):
+        return str(values["status"])
+    if interrupts:
+        request = interrupts[0].value
+        if isinstance(request, dict) and request.get("type") == "plan_review":
+            return f"paused for plan review (revision {request.get('revision')})"
+        return "paused for step approval"
+    if next_nodes:
+        return f"interrupted before {', '.join(next_nodes)} (resume to continue)"
+    return "not started"
+
+
+def show_thread(
+    console: Console,
+    thread_id: str,
+    values: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    state: str,
+    *,
+    demo: bool,
+) -> None:
+    """Goal, status, plan with results, revision history, reviews and model use."""
+    style = STATUS_STYLE.get(str(values.get("status")), "bold")
+    console.print(f"[bold]thread[/] {escape(thread_id)}")
+    console.print(f"[bold]goal:[/] {escape(str(values.get('goal', '')))}")
+    console.print(f"[bold]status:[/] [{style}]{escape(state)}[/]")
+    if demo:
+        console.print("[bold]models:[/] scripted replies (planexec demo)")
+    elif settings:
+        replanner = settings.get("replanner_model") or settings.get("planner_model")
+        console.print(
+            f"[bold]models:[/] planner {escape(str(settings.get('planner_model')))}, "
+            f"executor {escape(str(settings.get('executor_model')))}, "
+            f"replanner {escape(str(replanner))}"
+        )
+    if settings:
+        console.print(
+            f"[bold]review:[/] {escape(str(settings.get('review')))}   "
+            f"[bold]workspace:[/] {escape(str(settings.get('workspace')))}"
+        )
+    results: Mapping[str, Any] = values.get("results") or {}
+    plan = values.get("plan")
+    if plan:
+        revisions = values.get("revisions") or []
+        number = revisions[-1]["revision"] if revisions else "?"
+        console.print()
+        console.print(plan_table(plan, results=results, title=f"plan (revision {number})"))
+        _earlier_steps(console, plan, results)
+    _revisions(console, values.get("revisions") or [])
+    _reviews(console, values.get("reviews") or [])
+    console.print()
+    if values.get("answer"):
+        console.print("[bold]answer:[/]")
+        console.print(escape(str(values["answer"])))
+    if values.get("reason"):
+        console.print(f"[bold]reason:[/] {escape(str(values['reason']))}")
+    if values.get("usage"):
+        console.print(usage_table(values["usage"]))
+
+
+def _earlier_steps(console: Console, plan: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+    current = {step["id"] for step in plan.get("steps", [])}
+    earlier = [(step_id, r) for step_id, r in results.items() if step_id not in current]
+    if not earlier:
+        return
+    table = Table(title="steps of earlier revisions", title_justify="left")
+    for name in ("id", "tool", "revision", "status", "result or error"):
+        table.add_column(name)
+    for step_id, result in earlier:
+        body = result["output"] if result["status"] == "done" else result.get("error")
+        table.add_row(
+            escape(step_id),
+            escape(str(result.get("tool") or "(model)")),
+            str(result.get("revision", "")),
+            escape(str(result["status"])),
+            escape(short(body, 100)),
+        )
+    console.print(table)
+
+
+def _revisions(console: Console, revisions: Sequence[Mapping[str, Any]]) -> None:
+    if not revisions:
+        return
+    table = Table(title="plan revisions", title_justify="left")
+    for name in ("revision", "source", "reason", "changes", "at"):
+        table.add_column(name)
+    for revision in revisions:
+        diff = revision.get("diff")
+        changes = "first plan" if revision["revision"] == 1 else changes_text(diff)
+        table.add_row(
+            str(revision["revision"]),
+            escape(str(revision["source"])),
+            escape(str(revision.get("reason") or "")),
+            escape(changes),
+            when(revision.get("at")),
+        )
+    console.print(table)
+
+
+def _reviews(console: Console, reviews: Sequence[Mapping[str, Any]]) -> None:
+    if not reviews:
+        return
+    table = Table(title="review decisions", title_justify="left")
+    for name in ("revision", "decision", "message", "at"):
+        table.add_column(name)
+    for review in reviews:
+        table.add_row(
+            str(review["revision"]),
+            escape(str(review["decision"])),
+            escape(str(review.get("message") or "")),
+            when(review.get("at")),
+        )
+    console.print(table)
