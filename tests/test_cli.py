@@ -421,14 +421,41 @@ def test_resume_keeps_the_run_settings_and_lets_options_override_them(
     assert f"workspace: {tmp_path}" in out
 
 
+def test_a_failed_model_call_ends_the_run_failed_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
+) -> None:
+    scripted(monkeypatch, planner=[RuntimeError("connection reset")])
+    code, out, _ = cli(
+        capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"
+    )
+    assert code == 1
+    assert "status: failed" in out
+    assert "the planner model call failed: RuntimeError: connection reset" in out
+
+
 def test_resume_continues_a_run_that_stopped_on_an_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
     models = scripted(
         monkeypatch,
-        planner=[RuntimeError("connection reset"), plan_reply(ARITHMETIC)],
+        planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
     )
+    made: list[str] = []
+
+    def flaky_factory(env: object) -> object:
+        def make(spec: str, ctx: object) -> ScriptedChatModel:
+            made.append(spec)
+            # The CLI first makes one model per role to check its settings; the next
+            # one is made inside the graph.
+            if len(made) == 4:
+                raise RuntimeError("connection reset")
+            return models[spec.split(":")[1]]
+
+        return make
+
+    # A failure outside any model call (here, making the client) escapes the graph.
+    monkeypatch.setattr(commands, "model_factory", flaky_factory)
     with pytest.raises(RuntimeError, match="connection reset"):
         main(["run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"])
     out = capsys.readouterr().out
@@ -438,7 +465,7 @@ def test_resume_continues_a_run_that_stopped_on_an_error(
     code, out, _ = cli(capsys, "resume", "t", "--checkpoint", str(ck), "--yes")
     assert code == 0
     assert "status: completed" in out
-    assert len(models["planner"].calls) == 2
+    assert len(models["planner"].calls) == 1
 
 
 def test_default_checkpoint_lives_in_planexec_home(

@@ -217,7 +217,7 @@ async def test_a_rate_limit_without_retries_fails_the_run(serve: Serve) -> None:
     server = serve([{"status": 429, "body": {"error": {"message": "slow down"}}}])
     out = await run(graph(), {"goal": "add"}, context(model_max_retries=0))
     assert out["status"] == "failed"
-    assert "the planner model failed" in out["reason"]
+    assert "the planner model call failed" in out["reason"]
     assert "RateLimit" in out["reason"]
     assert len(server.requests) == 1
 
@@ -256,7 +256,7 @@ async def test_a_planner_call_that_hangs_past_the_timeout_fails_the_run(serve: S
     server = serve([{"hang": 30, "match": PLANNER}])
     out = await run(graph(), {"goal": "add"}, context(model_timeout=0.2, model_max_retries=0))
     assert out["status"] == "failed"
-    assert "the planner model failed" in out["reason"]
+    assert "the planner model call failed" in out["reason"]
     assert "Timeout" in out["reason"]
     assert len(server.requests) == 1
 

@@ -204,4 +204,4 @@ async def test_each_step_is_its_own_task_and_emits_progress_events() -> None:
     started = sorted(e["step"] for e in events if e["event"] == "step_started")
     finished = sorted(e["step"] for e in events if e["event"] == "step_finished")
     assert started == finished == ["s1", "s2"]
-    assert tasks.count("step") == 2
+    assert [t for t in tasks if t.startswith("step-")] == ["step-s1", "step-s2"]

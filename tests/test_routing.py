@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.runtime import Runtime
 
 from helpers import step
 from planexec import Context, build_graph
 from planexec.graph import route_after_executor, route_after_planner, route_after_replanner
+from planexec.nodes.review import needs_review
 from planexec.tools import calculator
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "graph.mmd"
@@ -56,34 +56,19 @@ ALWAYS = Context(review="always")
 NEVER = Context(review="never")
 
 
-def runtime(context: Any) -> Runtime[Context]:
-    return Runtime(context=context)
-
-
 @pytest.mark.parametrize(
-    ("state", "context", "expected"),
+    ("state", "expected"),
     [
-        pytest.param(DRAFT, ALWAYS, "planner", id="invalid reply: ask again"),
-        pytest.param(DRAFT, NEVER, "planner", id="invalid reply, no review: ask again"),
-        pytest.param(GAVE_UP, ALWAYS, "__end__", id="out of attempts: end"),
-        pytest.param(NEW, ALWAYS, "review", id="new plan: review"),
-        pytest.param(NEW, None, "review", id="no context: review by default"),
-        pytest.param(NEW, {"review": "never"}, "executor", id="dict context: no review"),
-        pytest.param(NEW, NEVER, "executor", id="new plan, no review: run"),
-        pytest.param(APPROVED, ALWAYS, "executor", id="approved: run"),
-        pytest.param(EDITED, ALWAYS, "executor", id="edited by a person: run"),
-        pytest.param(REJECTED, ALWAYS, "review", id="rejected revision: not approved"),
-        pytest.param(REWRITTEN, ALWAYS, "review", id="rewritten after rejection: review"),
-        pytest.param(
-            {**NEW, "draft_errors": []}, ALWAYS, "review", id="cleared draft errors: review"
-        ),
-        pytest.param(
-            {**NEW, "status": "budget_exhausted"}, NEVER, "__end__", id="budget gone: end"
-        ),
+        pytest.param(DRAFT, "planner", id="invalid reply: ask again"),
+        pytest.param(GAVE_UP, "__end__", id="out of attempts: end"),
+        pytest.param(NEW, "review", id="new plan: review"),
+        pytest.param(APPROVED, "review", id="approved: review passes it on"),
+        pytest.param({**NEW, "draft_errors": []}, "review", id="cleared draft errors: review"),
+        pytest.param({**NEW, "status": "budget_exhausted"}, "__end__", id="budget gone: end"),
     ],
 )
-def test_route_after_planner(state: Any, context: Any, expected: str) -> None:
-    assert route_after_planner(state, runtime(context)) == expected
+def test_route_after_planner(state: Any, expected: str) -> None:
+    assert route_after_planner(state) == expected
 
 
 @pytest.mark.parametrize(
@@ -105,32 +90,44 @@ def test_route_after_executor(state: Any, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "context", "expected"),
+    ("state", "expected"),
     [
-        pytest.param(DRAFT_AFTER_RUN, ALWAYS, "replanner", id="invalid reply: ask again"),
-        pytest.param(
-            {**DRAFT_AFTER_RUN, "status": "failed"}, ALWAYS, "__end__", id="out of attempts"
-        ),
-        pytest.param({**APPROVED, "status": "completed"}, ALWAYS, "__end__", id="finished"),
-        pytest.param(
-            {**APPROVED, "status": "budget_exhausted"}, NEVER, "__end__", id="max_replans hit"
-        ),
-        pytest.param(REPLANNED_STATE, ALWAYS, "review", id="new revision: review"),
-        pytest.param(REPLANNED_STATE, None, "review", id="no context: review by default"),
-        pytest.param(REPLANNED_STATE, NEVER, "executor", id="new revision, no review: run"),
-        pytest.param(APPROVED, ALWAYS, "executor", id="continue: approved plan runs on"),
+        pytest.param(DRAFT_AFTER_RUN, "replanner", id="invalid reply: ask again"),
+        pytest.param({**DRAFT_AFTER_RUN, "status": "failed"}, "__end__", id="out of attempts"),
+        pytest.param({**APPROVED, "status": "completed"}, "__end__", id="finished"),
+        pytest.param({**APPROVED, "status": "budget_exhausted"}, "__end__", id="max_replans hit"),
+        pytest.param(REPLANNED_STATE, "review", id="new revision: review"),
+        pytest.param(APPROVED, "review", id="continue: review passes it on"),
     ],
 )
-def test_route_after_replanner(state: Any, context: Any, expected: str) -> None:
-    assert route_after_replanner(state, runtime(context)) == expected
+def test_route_after_replanner(state: Any, expected: str) -> None:
+    assert route_after_replanner(state) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "context", "expected"),
+    [
+        pytest.param(NEW, ALWAYS, True, id="new plan"),
+        pytest.param(NEW, Context(), True, id="review is on by default"),
+        pytest.param(NEW, NEVER, False, id="review off"),
+        pytest.param(APPROVED, ALWAYS, False, id="approved"),
+        pytest.param(EDITED, ALWAYS, False, id="edited by a person"),
+        pytest.param(REJECTED, ALWAYS, True, id="rejected revision"),
+        pytest.param(REWRITTEN, ALWAYS, True, id="rewritten after rejection"),
+        pytest.param(REPLANNED_STATE, ALWAYS, True, id="replanned revision"),
+        pytest.param(REPLANNED_STATE, NEVER, False, id="replanned, review off"),
+    ],
+)
+def test_review_gate(state: Any, context: Context, expected: bool) -> None:
+    assert needs_review(state, context) is expected
 
 
 @pytest.mark.parametrize(
     ("router", "targets"),
     [
-        (route_after_planner, {"planner", "review", "executor", "__end__"}),
+        (route_after_planner, {"planner", "review", "__end__"}),
         (route_after_executor, {"approval", "replanner", "__end__"}),
-        (route_after_replanner, {"replanner", "review", "executor", "__end__"}),
+        (route_after_replanner, {"replanner", "review", "__end__"}),
     ],
 )
 def test_router_annotations_name_every_branch(router: Any, targets: set[str]) -> None:
@@ -149,7 +146,6 @@ def test_topology_matches_the_snapshot() -> None:
         ("__start__", "planner"),
         ("planner", "planner"),
         ("planner", "review"),
-        ("planner", "executor"),
         ("planner", "__end__"),
         ("review", "planner"),
         ("review", "replanner"),
@@ -161,7 +157,6 @@ def test_topology_matches_the_snapshot() -> None:
         ("approval", "executor"),
         ("replanner", "replanner"),
         ("replanner", "review"),
-        ("replanner", "executor"),
         ("replanner", "__end__"),
     }
 

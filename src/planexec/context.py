@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, PositiveFloat
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat
 from pydantic.dataclasses import dataclass
 
 ReviewMode = Literal["always", "never"]
@@ -104,7 +104,9 @@ class Context:
     """Budget: seconds the run may spend working (planning, executing, replanning),
     not counting time paused for review; unlimited when unset."""
 
-    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    prices: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES)
+    )
     """USD per million (input, output) tokens, by model name without the provider."""
 
     model_timeout: float = Field(default=60.0, gt=0)

@@ -25,3 +25,15 @@ class StepTimeoutError(TransientError, TimeoutError):
 
 class ExecutorReplyError(TransientError):
     """The executor model's reply cannot be used for the step (asked again on retry)."""
+
+
+class ModelCallError(PlanexecError):
+    """A model call failed: an HTTP error, a timeout, or a reply the client could not read."""
+
+    def __init__(self, role: str, cause: BaseException) -> None:
+        self.role = role
+        self.cause = cause
+        self.is_retryable = bool(getattr(cause, "is_retryable", False)) or isinstance(
+            cause, ConnectionError | TimeoutError
+        )
+        super().__init__(f"the {role} model call failed: {type(cause).__name__}: {cause}")

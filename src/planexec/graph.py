@@ -2,7 +2,11 @@
 
     planner -> review -> executor -> replanner -> END
        ^  |      |          |  ^         |
-       +--+      |     approval          +--> review / executor / replanner
+       +--+      |     approval          +--> review / replanner
+
+Routers read only the state, so `update_state` and Studio's state editing work without
+a run context. Review passes straight on to the executor when review is off or the
+plan revision is already approved.
 
 `graph` is the graph compiled without a checkpointer, for `langgraph.json`; apps call
 `build_graph()` with their own tools, models and saver.
@@ -19,11 +23,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
-from planexec.context import Context, resolve_context
+from planexec.context import Context
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
@@ -31,29 +34,19 @@ from planexec.nodes.planner import planner
 from planexec.nodes.replanner import replanner
 from planexec.nodes.review import review
 from planexec.resources import Resources
-from planexec.state import InputState, OutputState, State, is_approved
+from planexec.state import InputState, OutputState, State
 from planexec.tools import default_tools
 
 PlanexecGraph = CompiledStateGraph[State, Context, InputState, OutputState]
 
 
-def _after_plan(
-    state: State, runtime: Runtime[Context]
-) -> Literal["review", "executor", "__end__"]:
+def route_after_planner(state: State) -> Literal["planner", "review", "__end__"]:
+    """Ask again after an invalid reply; stop when the run ended; else review the plan."""
     if state.get("status"):
         return "__end__"
-    if resolve_context(runtime.context).review == "always" and not is_approved(state):
-        return "review"
-    return "executor"
-
-
-def route_after_planner(
-    state: State, runtime: Runtime[Context]
-) -> Literal["planner", "review", "executor", "__end__"]:
-    """Ask again after an invalid reply, then review the plan (if on) or run it."""
-    if not state.get("status") and state.get("draft_errors"):
+    if state.get("draft_errors"):
         return "planner"
-    return _after_plan(state, runtime)
+    return "review"
 
 
 def route_after_executor(state: State) -> Literal["approval", "replanner", "__end__"]:
@@ -65,13 +58,16 @@ def route_after_executor(state: State) -> Literal["approval", "replanner", "__en
     return "replanner"
 
 
-def route_after_replanner(
-    state: State, runtime: Runtime[Context]
-) -> Literal["replanner", "review", "executor", "__end__"]:
-    """End when finished or out of budget; else ask again, review or run the revision."""
-    if not state.get("status") and state.get("draft_errors"):
+def route_after_replanner(state: State) -> Literal["replanner", "review", "__end__"]:
+    """Ask again after an invalid reply; stop when the run ended; else on to review.
+
+    Review lets an approved revision (or any, when review is off) through to the executor.
+    """
+    if state.get("status"):
+        return "__end__"
+    if state.get("draft_errors"):
         return "replanner"
-    return _after_plan(state, runtime)
+    return "review"
 
 
 def build_graph(

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from planexec.budget import Budget
 from planexec.context import Context
+from planexec.errors import ModelCallError
 from planexec.models import Models, StructuredReply, structured_reply, usage_of
 from planexec.plan import args_schema
 from planexec.state import Role, Usage
@@ -64,7 +65,10 @@ class Resources:
         """
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
-            reply = await structured_reply(model, schema, messages)
+            try:
+                reply = await structured_reply(model, schema, messages)
+            except Exception as exc:
+                raise ModelCallError(role, exc) from exc
             usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
             budget.spend(usage)
         return reply, usage
@@ -81,7 +85,10 @@ class Resources:
         async with budget.model_call():
             model = self.models.get(role, context)
             runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
-            reply = await runnable.ainvoke(list(messages))
+            try:
+                reply = await runnable.ainvoke(list(messages))
+            except Exception as exc:
+                raise ModelCallError(role, exc) from exc
             if not isinstance(reply, AIMessage):
                 reply = AIMessage(content=str(getattr(reply, "content", reply)))
             usage = usage_of(reply, self.models.spec(role, context), context.prices)

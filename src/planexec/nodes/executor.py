@@ -158,12 +158,13 @@ class _Pass:
             jitter=False,
             retry_on=is_transient,
         )
-        # `task` is typed for decorating module-level functions; the method is one task.
-        as_task: Any = task(name="step", retry_policy=retry)
-        launch: Callable[[str], Awaitable[StepResult]] = as_task(self._run_one)
         # Launch order fixes each task's id. It depends on the state alone, so a resumed
-        # run finds the results its tasks already recorded instead of running them again.
+        # run finds the results its tasks already recorded instead of running them again;
+        # naming each task after its step makes a mismatch re-run a step, never swap results.
         for step_id in self.steps:
+            # `task` is typed for decorating functions; here it wraps a bound method.
+            as_task: Any = task(name=f"step-{step_id}", retry_policy=retry)
+            launch: Callable[[str], Awaitable[StepResult]] = as_task(self._run_one)
             self.futures[step_id] = launch(step_id)
         for step_id in self.steps:
             self.outcomes[step_id] = asyncio.ensure_future(self._settle(step_id))

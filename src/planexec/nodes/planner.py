@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from langchain_core.exceptions import ModelError
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
-from planexec.errors import InvalidGoalError
+from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
 from planexec.plan import Plan, diff_plans, validate_plan
@@ -78,14 +77,26 @@ async def planner(
     try:
         reply, usage = await resources.ask_structured("planner", context, budget, Plan, messages)
     except BudgetExhaustedError as exc:
-        return {"status": "budget_exhausted", "reason": str(exc), "active_s": budget.elapsed()}
-    except ModelError as exc:
+        return {
+            "status": "budget_exhausted",
+            "reason": str(exc),
+            "active_s": budget.elapsed(),
+            "answer": None,
+        }
+    except ModelCallError as exc:
         return {
             "status": "failed",
-            "reason": f"the planner model failed: {type(exc).__name__}: {exc}",
+            "reason": str(exc),
             "active_s": budget.elapsed(),
+            "answer": None,
         }
-    spent = {"usage": {"planner": usage}, "active_s": budget.elapsed()}
+    # The output always has these keys, however the run ends.
+    spent = {
+        "usage": {"planner": usage},
+        "active_s": budget.elapsed(),
+        "answer": None,
+        "results": {},
+    }
     if reply.parsed is None:
         update = invalid_reply(
             "planner", context, state.get("draft_attempts", 0), reply.text, reply.errors

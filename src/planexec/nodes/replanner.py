@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from langchain_core.exceptions import ModelError
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
+from planexec.errors import ModelCallError
 from planexec.events import emit
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
 from planexec.nodes.planner import goal_of
@@ -127,10 +127,10 @@ async def replanner(
             "reason": f"{exc}; every finished step's result is kept",
             "active_s": budget.elapsed(),
         }
-    except ModelError as exc:
+    except ModelCallError as exc:
         return {
             "status": "failed",
-            "reason": f"the replanner model failed: {type(exc).__name__}: {exc}",
+            "reason": str(exc),
             "active_s": budget.elapsed(),
         }
     spent = {"usage": {"replanner": usage}, "active_s": budget.elapsed()}

@@ -22,6 +22,7 @@ from planexec.state import (
     State,
     current_revision,
     done_steps,
+    is_approved,
     retired_ids,
     timestamp,
 )
@@ -113,15 +114,25 @@ def review_request(state: State, errors: list[str]) -> dict[str, Any]:
     return request
 
 
+def needs_review(state: State, context: Context) -> bool:
+    """Whether the current plan waits for a person: review is on and it is not yet approved."""
+    return context.review == "always" and not is_approved(state)
+
+
 async def review(
     state: State, runtime: Runtime[Context], *, resources: Resources
 ) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
-    """Interrupt for a decision on the current plan and act on it."""
+    """Interrupt for a decision on the current plan and act on it.
+
+    With review off, or for a revision already approved, go straight to the executor.
+    """
     context = resolve_context(runtime.context)
     revision = current_revision(state)
     plan = state.get("plan")
     if revision is None or plan is None:
         raise ValueError("there is no plan to review")
+    if not needs_review(state, context):
+        return Command(goto="executor")
     shown = plan_hash(plan)
     errors: list[str] = []
     while True:
