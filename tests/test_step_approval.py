@@ -203,7 +203,7 @@ async def test_a_tool_named_in_context_approval_tools_pauses_too() -> None:
     assert names(calls) == ["fetch", "send_mail"]
 
 
-async def test_a_step_whose_args_the_executor_chooses_says_so() -> None:
+async def test_a_step_whose_args_the_executor_chooses_shows_the_proposed_call() -> None:
     calls: list[tuple[str, dict[str, Any]]] = []
     h = Harness(
         planner=[plan_reply([step("d", tool="delete_file", args=None)])],
@@ -212,15 +212,68 @@ async def test_a_step_whose_args_the_executor_chooses_says_so() -> None:
         tools=tools(calls),
     )
     request = one_interrupt(await h.run({"goal": "delete"}, context()))
-    assert request["action_requests"][0]["args"] == {}
-    assert (
-        "the executor model will choose the arguments"
-        in (request["action_requests"][0]["description"])
-    )
-    assert h.executor.calls == []
+    # The person approves the call the model proposes, not a blank cheque.
+    assert request["action_requests"][0]["args"] == {"path": "x.txt"}
+    assert "proposed by the executor model" in request["action_requests"][0]["description"]
+    assert len(h.executor.calls) == 1
+    assert h.executor.calls[0].tools == ["delete_file"]
+    assert calls == []
     out = await h.run(Command(resume=APPROVE), context())
     assert out["status"] == "completed"
     assert calls == [("delete_file", {"path": "x.txt"})]
+    # Resuming replayed the proposal from the checkpoint: the model was not asked again.
+    assert len(h.executor.calls) == 1
+    assert out["usage"]["executor"]["calls"] == 1
+
+
+async def test_a_proposal_the_person_edits_runs_as_edited() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    h = Harness(
+        planner=[plan_reply([step("d", tool="delete_file", args=None)])],
+        executor=[{"tool_calls": [{"name": "delete_file", "args": {"path": "important.txt"}}]}],
+        replanner=[replan_reply("finish", answer="ok")],
+        tools=tools(calls),
+    )
+    one_interrupt(await h.run({"goal": "delete"}, context()))
+    edit = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "tmp.txt"}}}
+    out = await h.run(Command(resume={"decisions": [edit]}), context())
+    assert out["status"] == "completed"
+    assert calls == [("delete_file", {"path": "tmp.txt"})]
+
+
+async def test_a_model_that_proposes_no_usable_call_fails_the_step_without_asking() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    h = Harness(
+        planner=[plan_reply([step("d", tool="delete_file", args=None)])],
+        executor=[{"tool_calls": [{"name": "delete_everything", "args": {}}]}] * 3,
+        replanner=[replan_reply("finish", answer="could not delete")],
+        tools=tools(calls),
+    )
+    out = await h.run({"goal": "delete"}, context())
+    assert "__interrupt__" not in out
+    assert out["results"]["d"]["status"] == "failed"
+    assert "proposed no usable arguments" in out["results"]["d"]["error"]
+    assert out["results"]["d"]["refused_calls"][0]["name"] == "delete_everything"
+    assert calls == []
+
+
+async def test_an_edit_may_use_the_results_of_the_step_dependencies() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    plan = [fetch("f"), delete("d", "x.txt", depends_on=("f",))]
+    h = Harness(
+        planner=[plan_reply(plan)],
+        replanner=[replan_reply("finish", answer="ok")],
+        tools=tools(calls),
+    )
+    one_interrupt(await h.run({"goal": "delete"}, context()))
+    bad = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "{{zz}}"}}}
+    again = one_interrupt(await h.run(Command(resume={"decisions": [bad]}), context()))
+    assert any("{{zz}}" in e for e in again["errors"])
+    good = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "{{f}}.bak"}}}
+    out = await h.run(Command(resume={"decisions": [good]}), context())
+    assert out["status"] == "completed"
+    fetched = out["results"]["f"]["output"]
+    assert calls[-1] == ("delete_file", {"path": f"{fetched}.bak"})
 
 
 async def test_several_held_steps_share_one_interrupt_answered_in_order() -> None:

@@ -40,7 +40,15 @@ from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import executor as prompts
 from planexec.prompts import render
 from planexec.resources import Resources
-from planexec.state import State, StepResult, ToolCallRecord, Usage, sum_usage, timestamp
+from planexec.state import (
+    State,
+    StepResult,
+    ToolCallRecord,
+    Usage,
+    current_revision,
+    sum_usage,
+    timestamp,
+)
 
 
 class StepArgumentsError(PlanexecError):
@@ -67,6 +75,28 @@ class StepEnv:
     runtime: Runtime[Context]
     revision: int
     thread_id: str
+
+    @classmethod
+    def of(
+        cls,
+        state: State,
+        runtime: Runtime[Context],
+        resources: Resources,
+        context: Context,
+        budget: Budget,
+    ) -> StepEnv:
+        """The environment for steps of the current plan revision of `state`'s run."""
+        revision = current_revision(state)
+        info = runtime.execution_info
+        return cls(
+            resources=resources,
+            context=context,
+            budget=budget,
+            state=state,
+            runtime=runtime,
+            revision=revision["revision"] if revision else 0,
+            thread_id=str(info.thread_id or "") if info else "",
+        )
 
     @property
     def goal(self) -> str:
@@ -170,6 +200,19 @@ async def _attempt(
         args = await _choose_args(tool, messages, env, record)
     record.args = args
     return jsonable(await invoke_tool(tool, args, env, step))
+
+
+async def propose_args(
+    step: StepDict, outputs: dict[str, Any], env: StepEnv, record: StepRecord
+) -> dict[str, Any]:
+    """The arguments the executor model chooses for a tool step whose `args` are null.
+
+    Used before a person approves such a step, so that they approve the real call.
+    """
+    if step["tool"] is None:
+        raise ValueError(f"step {step['id']} calls no tool")
+    tool = env.resources.tools[step["tool"]]
+    return await _choose_args(tool, _messages(step, outputs, env), env, record)
 
 
 async def _choose_args(

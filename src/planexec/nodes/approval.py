@@ -10,26 +10,38 @@ ends can answer it::
 
 Resume with `{"decisions": [<one per action request, in order>]}`, each
 `{"type": "approve"}`, `{"type": "edit", "edited_action": {"name": ..., "args": {...}}}`
-or `{"type": "reject", "message": "..."}`. An edit changes only that step's arguments;
-a rejection skips the step and the replanner is told why. A malformed answer
-interrupts again with `errors`.
+or `{"type": "reject", "message": "..."}`. An edit changes only that step's arguments
+(`{{id}}` references to the step's dependencies are resolved); a rejection skips the step
+and the replanner is told why. A malformed answer interrupts again with `errors`.
+
+For a step whose `args` are null, the executor model first proposes the arguments (in a
+LangGraph task, so answering the interrupt does not ask the model again), and the person
+approves that exact call; the executor then runs it without asking the model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
 
+from langgraph.func import task
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
+from langgraph.types import RetryPolicy, interrupt
 
+from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
-from planexec.plan import StepDict, check_args, resolve_args, step_hash
+from planexec.errors import ExecutorReplyError, ModelCallError
+from planexec.execution import StepEnv, StepRecord, is_transient, propose_args
+from planexec.plan import StepDict, check_args, references, resolve_args, step_hash
 from planexec.resources import Resources
 from planexec.state import (
     State,
     StepApproval,
     StepResult,
+    ToolCallRecord,
+    Usage,
     current_revision,
+    sum_usage,
     timestamp,
 )
 
@@ -42,26 +54,47 @@ def _ready(state: State) -> list[StepDict]:
     return [s for s in plan["steps"] if s["id"] in waiting]
 
 
-def _proposed_args(step: StepDict, state: State) -> dict[str, Any] | None:
-    if step["args"] is None:
-        return None
+def _outputs(step: StepDict, state: State) -> dict[str, Any]:
     results = state.get("results") or {}
-    outputs = {d: results[d]["output"] for d in step["depends_on"] if d in results}
-    return resolve_args(step["args"], outputs)
+    return {d: results[d]["output"] for d in step["depends_on"] if d in results}
 
 
-def approval_request(state: State, errors: list[str]) -> dict[str, Any]:
+def _proposed_args(
+    step: StepDict, state: State, proposals: Mapping[str, Proposal]
+) -> dict[str, Any] | None:
+    if step["args"] is None:
+        proposal = proposals.get(step["id"])
+        return proposal["args"] if proposal else None
+    return resolve_args(step["args"], _outputs(step, state))
+
+
+class Proposal(TypedDict):
+    """The executor model's arguments for a step whose `args` are null, or why it gave none."""
+
+    args: dict[str, Any] | None
+    error: str | None
+    usage: Usage | None
+    refused_calls: list[ToolCallRecord]
+
+
+def approval_request(
+    state: State,
+    errors: list[str],
+    steps: list[StepDict] | None = None,
+    proposals: Mapping[str, Proposal] | None = None,
+) -> dict[str, Any]:
     """The interrupt value asking for decisions on the steps that wait for approval."""
-    steps = _ready(state)
+    steps = _ready(state) if steps is None else steps
+    proposals = proposals or {}
     revision = current_revision(state)
     requests = []
     for step in steps:
-        args = _proposed_args(step, state)
-        note = "" if args is not None else " (the executor model will choose the arguments)"
+        args = _proposed_args(step, state, proposals)
+        note = " (arguments proposed by the executor model)" if step["args"] is None else ""
         requests.append(
             {
                 "name": step["tool"],
-                "args": args if args is not None else {},
+                "args": args or {},
                 "description": f"Step {step['id']}: {step['description']}{note}",
             }
         )
@@ -108,6 +141,12 @@ def _edit_errors(step: StepDict, decision: dict[str, Any], resources: Resources)
         return ['an edit needs "edited_action": {"name": <tool>, "args": {...}}']
     if action.get("name", step["tool"]) != step["tool"]:
         return [f"an edit may change only the arguments, not the tool ({step['tool']})"]
+    unknown = [r for r in dict.fromkeys(references(action["args"])) if r not in step["depends_on"]]
+    if unknown:
+        return [
+            f"the edited args use {{{{{r}}}}}, which is not a dependency of the step"
+            for r in unknown
+        ]
     tool = resources.tools[step["tool"]]  # type: ignore[index]
     return check_args(tool, action["args"])
 
@@ -116,39 +155,114 @@ async def approval(
     state: State, runtime: Runtime[Context], *, resources: Resources
 ) -> dict[str, Any]:
     """Interrupt for decisions on the steps that wait for approval and record them."""
-    resolve_context(runtime.context)
-    steps = _ready(state)
-    revision = current_revision(state)
-    number = revision["revision"] if revision else 0
+    context = resolve_context(runtime.context)
+    budget = Budget.of(state, context)
+    env = StepEnv.of(state, runtime, resources, context, budget)
+    proposals = await _proposals(_ready(state), state, env)
+    failed: dict[str, StepResult] = {}
+    for step in _ready(state):
+        proposal = proposals.get(step["id"])
+        if proposal is not None and proposal["args"] is None:
+            failed[step["id"]] = _unproposed(step, proposal, env.revision)
+    steps = [s for s in _ready(state) if s["id"] not in failed]
+    update: dict[str, Any] = {"awaiting_approval": [], "results": dict(failed)}
+    usage = _proposal_usage(proposals.values())
+    if usage is not None:
+        update["usage"] = {"executor": usage}
+    if not steps:
+        return update
     errors: list[str] = []
     while True:
-        decisions, errors = parse_decisions(
-            interrupt(approval_request(state, errors)), steps, resources
-        )
+        answer = interrupt(approval_request(state, errors, steps, proposals))
+        decisions, errors = parse_decisions(answer, steps, resources)
         if decisions is not None:
             break
     approvals: dict[str, StepApproval] = {}
-    skipped: dict[str, StepResult] = {}
     for step, decision in zip(steps, decisions, strict=True):
         kind = decision["type"]
-        args = decision["edited_action"]["args"] if kind == "edit" else _proposed_args(step, state)
+        args: dict[str, Any] | None
+        if kind == "edit":
+            args = resolve_args(decision["edited_action"]["args"], _outputs(step, state))
+        else:
+            args = _proposed_args(step, state, proposals)
         message = decision.get("message")
         approvals[step["id"]] = {
             "decision": kind,
             "args": args,
             "message": message,
-            "revision": number,
+            "revision": env.revision,
             "step_hash": step_hash(step),
             "at": timestamp(),
         }
         if kind == "reject":
-            skipped[step["id"]] = {
+            update["results"][step["id"]] = {
                 "status": "skipped",
                 "output": None,
                 "error": "rejected by the reviewer" + (f": {message}" if message else ""),
                 "tool": step["tool"],
                 "args": args,
                 "attempts": 0,
-                "revision": number,
+                "revision": env.revision,
             }
-    return {"approvals": approvals, "results": skipped, "awaiting_approval": []}
+    return {**update, "approvals": approvals}
+
+
+async def _proposals(steps: list[StepDict], state: State, env: StepEnv) -> dict[str, Proposal]:
+    """The executor model's arguments for each step whose `args` are null.
+
+    Each proposal is a LangGraph task, so its result is saved: when the person's answer
+    resumes this node, the proposals come back from the checkpoint, not from the model.
+    """
+    retry = RetryPolicy(
+        max_attempts=env.context.step_attempts,
+        initial_interval=env.context.retry_initial_interval,
+        jitter=False,
+        retry_on=is_transient,
+    )
+    records: dict[str, StepRecord] = {}
+
+    async def propose(step_id: str) -> Proposal:
+        step = next(s for s in steps if s["id"] == step_id)
+        record = records.setdefault(step_id, StepRecord())
+        args = await propose_args(step, _outputs(step, state), env, record)
+        return {"args": args, "error": None, "usage": record.usage, "refused_calls": record.refused}
+
+    proposals: dict[str, Proposal] = {}
+    for step in steps:
+        if step["args"] is not None:
+            continue
+        as_task: Any = task(name=f"propose-{step['id']}", retry_policy=retry)
+        try:
+            proposals[step["id"]] = await as_task(propose)(step["id"])
+        except (ExecutorReplyError, ModelCallError, BudgetExhaustedError) as exc:
+            record = records.get(step["id"], StepRecord())
+            proposals[step["id"]] = {
+                "args": None,
+                "error": str(exc),
+                "usage": record.usage,
+                "refused_calls": record.refused,
+            }
+    return proposals
+
+
+def _unproposed(step: StepDict, proposal: Proposal, revision: int) -> StepResult:
+    return {
+        "status": "failed",
+        "output": None,
+        "error": f"the executor model proposed no usable arguments: {proposal['error']}",
+        "tool": step["tool"],
+        "args": None,
+        "attempts": 1,
+        "revision": revision,
+        "usage": proposal["usage"],
+        "refused_calls": proposal["refused_calls"],
+    }
+
+
+def _proposal_usage(proposals: Iterable[Proposal]) -> Usage | None:
+    total: Usage | None = None
+    for proposal in proposals:
+        usage = proposal["usage"]
+        if usage:
+            total = usage if total is None else sum_usage(total, usage)
+    return total

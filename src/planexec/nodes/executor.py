@@ -102,15 +102,7 @@ async def executor(
     runnable = [s for s in pending if s["id"] not in held]
     if context.replan_policy == "after_each_step":
         runnable = [s for s in runnable if all(d in results for d in s["depends_on"])][:1]
-    env = StepEnv(
-        resources=resources,
-        context=context,
-        budget=budget,
-        state=state,
-        runtime=runtime,
-        revision=revision["revision"],
-        thread_id=str(runtime.execution_info.thread_id or "") if runtime.execution_info else "",
-    )
+    env = StepEnv.of(state, runtime, resources, context, budget)
     work = _Pass(runnable, results, env)
     finished = await work.run()
     exhausted = work.exhausted[0] if work.exhausted else None
