@@ -158,7 +158,7 @@ def test_render_fills_exactly_the_placeholders() -> None:
 @pytest.mark.parametrize(
     ("template", "placeholders"),
     [
-        (planner_prompts.SYSTEM, {"max_steps"}),
+        (planner_prompts.SYSTEM, {"max_steps", "direct_answers"}),
         (planner_prompts.USER, {"goal", "tools", "feedback", "invalid_reply"}),
         (planner_prompts.FEEDBACK, {"plan", "message"}),
         (replanner_prompts.SYSTEM, {"options", "replans_left"}),
@@ -185,7 +185,7 @@ def test_every_template_has_the_placeholders_its_node_passes(
 
 
 def test_plan_syntax_in_prompts_survives_formatting() -> None:
-    assert "{{s1}}" in render(planner_prompts.SYSTEM, max_steps=5)
+    assert "{{s1}}" in render(planner_prompts.SYSTEM, max_steps=5, direct_answers="")
     assert "{{id}}" in render(replanner_prompts.SYSTEM, options="", replans_left=1)
 
 

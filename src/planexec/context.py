@@ -58,6 +58,11 @@ class Context:
     ("on_failure"), after every step ("after_each_step"), or never ("never": the run
     ends with the last step's result, or fails with the first failure)."""
 
+    direct_answers: bool = True
+    """Whether the planner may answer a goal that needs no tools at once, ending the run
+    "completed" without a plan to review or execute: faster and cheaper for short goals,
+    but nobody reviews those answers. Plans with steps are always reviewed."""
+
     max_replans: int = Field(default=3, ge=0)
     """How many times the plan may be revised after it first runs."""
 

@@ -85,9 +85,14 @@ class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[Step] = Field(description="The steps, in a sensible reading order.")
+    answer: str | None = Field(
+        default=None,
+        description="Only for a goal that needs no tool and no steps: the answer itself, "
+        "with steps empty. Otherwise null.",
+    )
 
     def to_dict(self) -> PlanDict:
-        """This plan as JSON."""
+        """This plan's steps as JSON (a direct `answer` is not part of the plan artifact)."""
         return {"steps": [step.to_dict() for step in self.steps]}
 
 

@@ -13,7 +13,7 @@ from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
-from planexec.plan import Plan, diff_plans, validate_plan
+from planexec.plan import Plan, PlanDict, PlanError, diff_plans, validate_plan
 from planexec.prompts import planner as prompts
 from planexec.prompts import render
 from planexec.resources import Resources
@@ -50,7 +50,15 @@ def planner_messages(
             message=message,
         )
     return [
-        SystemMessage(render(prompts.SYSTEM, max_steps=context.max_plan_steps)),
+        SystemMessage(
+            render(
+                prompts.SYSTEM,
+                max_steps=context.max_plan_steps,
+                direct_answers=prompts.DIRECT_ANSWERS_ON
+                if context.direct_answers
+                else prompts.DIRECT_ANSWERS_OFF,
+            )
+        ),
         HumanMessage(
             render(
                 prompts.USER,
@@ -102,19 +110,34 @@ async def planner(
             "planner", context, state.get("draft_attempts", 0), reply.text, reply.errors
         )
         return {**update, **spent}
-    errors = validate_plan(reply.parsed, resources.tools, max_steps=context.max_plan_steps)
+    answer = (reply.parsed.answer or "").strip()
+    if not reply.parsed.steps and answer:
+        if context.direct_answers:
+            return {**spent, **valid_reply(), **_direct_answer(state, answer, runtime)}
+        errors: list[PlanError] = [
+            PlanError(None, "direct answers are off: write a plan with at least one step")
+        ]
+    else:
+        errors = validate_plan(reply.parsed, resources.tools, max_steps=context.max_plan_steps)
     if errors:
         update = invalid_reply(
             "planner", context, state.get("draft_attempts", 0), reply.text, errors
         )
         return {**update, **spent}
-    plan = reply.parsed.to_dict()
+    return {**_new_revision(state, reply.parsed.to_dict(), runtime), **valid_reply(), **spent}
+
+
+def _new_revision(
+    state: State, plan: PlanDict, runtime: Runtime[Context], reason: str | None = None
+) -> dict[str, Any]:
     previous = current_revision(state)
     number = previous["revision"] + 1 if previous else 1
+    if reason is None:
+        reason = "rewritten after the reviewer's feedback" if previous else "first plan"
     revision: PlanRevision = {
         "revision": number,
         "source": "planner",
-        "reason": "rewritten after the reviewer's feedback" if previous else "first plan",
+        "reason": reason,
         "plan": plan,
         "diff": diff_plans(previous["plan"] if previous else None, plan),
         "at": timestamp(),
@@ -127,4 +150,16 @@ async def planner(
         steps=len(plan["steps"]),
         reason=revision["reason"],
     )
-    return {"plan": plan, "revisions": [revision], **valid_reply(), **spent}
+    return {"plan": plan, "revisions": [revision]}
+
+
+def _direct_answer(state: State, answer: str, runtime: Runtime[Context]) -> dict[str, Any]:
+    """End the run with the planner's answer; the empty plan is kept as a revision."""
+    reason = "answered directly: the goal needs no steps"
+    update = _new_revision(state, {"steps": []}, runtime, reason)
+    return {
+        **update,
+        "status": "completed",
+        "answer": answer,
+        "reason": "the planner answered directly: the goal needs no tools or steps",
+    }

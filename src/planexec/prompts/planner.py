@@ -2,7 +2,7 @@
 
 from string import Template
 
-__all__ = ["FEEDBACK", "SYSTEM", "USER"]
+__all__ = ["DIRECT_ANSWERS_OFF", "DIRECT_ANSWERS_ON", "FEEDBACK", "SYSTEM", "USER"]
 
 SYSTEM = Template("""\
 You are the planner of a planner-executor agent. You do not carry out the task: you \
@@ -27,7 +27,15 @@ results; the executor will then choose them and may call only that step's tool.
 - Use only the tools listed, with the argument names and types their schemas give.
 - Keep the plan as short as the goal allows, and at most $max_steps steps.
 - When the plan has run, a final answer is written from its results, so the steps \
-must produce everything the answer needs.""")
+must produce everything the answer needs.
+$direct_answers""")
+
+DIRECT_ANSWERS_ON = """\
+- If the goal needs no tool and no steps (a greeting, or a question you can answer \
+reliably from general knowledge), reply with an empty steps list and the answer in \
+`answer`. Otherwise leave answer null."""
+
+DIRECT_ANSWERS_OFF = "- Always write at least one step, and leave answer null."
 
 USER = Template("""\
 <goal>
