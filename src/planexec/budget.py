@@ -17,7 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from langgraph.types import StreamWriter
+
 from planexec.context import Context
+from planexec.events import WARNING_FRACTION, emit
 from planexec.state import State, Usage
 
 
@@ -53,21 +56,56 @@ class Budget:
     steps: int = 0
     active_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    writer: StreamWriter | None = None
+    """Where `budget_warning` events go."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _one_call: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _quiet: set[str] = field(default_factory=set)
+    """Budgets already past the warning line: warned about, here or in an earlier node."""
 
     @classmethod
-    def of(cls, state: State, context: Context) -> Budget:
+    def of(cls, state: State, context: Context, writer: StreamWriter | None = None) -> Budget:
         """The budget left for a node that starts now on `state`."""
         usage = (state.get("usage") or {}).values()
-        return cls(
+        budget = cls(
             context=context,
             calls=sum(u["calls"] for u in usage),
             tokens=sum(u["input_tokens"] + u["output_tokens"] for u in usage),
             cost_usd=sum(u["cost_usd"] for u in usage),
             steps=steps_executed(state),
             active_s=float(state.get("active_s") or 0.0),
+            writer=writer,
         )
+        budget._quiet = {
+            name for name, used, limit in budget._levels() if used >= limit * WARNING_FRACTION
+        }
+        return budget
+
+    def _levels(self) -> list[tuple[str, float, float]]:
+        ctx = self.context
+        levels = [
+            ("max_model_calls", self.calls, ctx.max_model_calls),
+            ("max_tokens", self.tokens, ctx.max_tokens),
+            ("max_cost_usd", self.cost_usd, ctx.max_cost_usd),
+            ("max_steps_executed", self.steps, ctx.max_steps_executed),
+            ("time_budget_s", self.active_s + self.elapsed(), ctx.time_budget_s),
+        ]
+        return [(name, float(used), float(limit)) for name, used, limit in levels if limit]
+
+    def _warn(self) -> None:
+        """Emit a `budget_warning` for each budget that just passed the warning line."""
+        for name, used, limit in self._levels():
+            if name not in self._quiet and used >= limit * WARNING_FRACTION:
+                self._quiet.add(name)
+                fraction = round(used / limit, 3)
+                emit(
+                    self.writer,
+                    "budget_warning",
+                    budget=name,
+                    used=used,
+                    limit=limit,
+                    fraction=fraction,
+                )
 
     def elapsed(self) -> float:
         """Seconds this node has been working."""
@@ -137,6 +175,7 @@ class Budget:
             if limit is not None and self.calls >= limit:
                 raise BudgetExhaustedError("max_model_calls", limit, self.calls, "calls")
             self.calls += 1
+            self._warn()
 
     def reserve_step(self) -> None:
         """Count a step about to run, or raise if the budgets forbid it."""
@@ -146,9 +185,11 @@ class Budget:
             if limit is not None and self.steps >= limit:
                 raise BudgetExhaustedError("max_steps_executed", limit, self.steps, "steps")
             self.steps += 1
+            self._warn()
 
     def spend(self, usage: Usage) -> None:
         """Add a finished call's tokens and cost (its call was counted when reserved)."""
         with self._lock:
             self.tokens += usage["input_tokens"] + usage["output_tokens"]
             self.cost_usd += usage["cost_usd"]
+            self._warn()

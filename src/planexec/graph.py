@@ -14,19 +14,22 @@ plan revision is already approved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, Command
 
 from planexec.context import Context
+from planexec.events import emit
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
@@ -145,13 +148,36 @@ def build_graph(
     return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
 
 
+NodeT = TypeVar("NodeT", bound=Callable[..., Awaitable[Any]])
+
+
+def _announcing(node: NodeT) -> NodeT:
+    """`node`, emitting a `run_finished` event when its update ends the run."""
+
+    @functools.wraps(node)
+    async def run(state: State, runtime: Runtime[Context], **kwargs: Any) -> Any:
+        result = await node(state, runtime, **kwargs)
+        update = result.update if isinstance(result, Command) else result
+        if isinstance(update, dict) and update.get("status"):
+            emit(
+                runtime.stream_writer,
+                "run_finished",
+                status=update["status"],
+                reason=update.get("reason"),
+                answer=update.get("answer"),
+            )
+        return result
+
+    return cast(NodeT, run)
+
+
 # The node functions keep their module names; these aliases keep `build_graph`'s
 # keyword arguments (planner=, executor=, replanner=) from shadowing them.
-_planner_node = planner
-_review_node = review
-_executor_node = executor
+_planner_node = _announcing(planner)
+_review_node = _announcing(review)
+_executor_node = _announcing(executor)
 _approval_node = approval
-_replanner_node = replanner
+_replanner_node = _announcing(replanner)
 
 
 def recursion_limit(context: Context) -> int:

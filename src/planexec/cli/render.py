@@ -193,6 +193,12 @@ class EventView:
             changes = changes_text(event.get("diff"))
             if changes:
                 self.console.print(f"  changes: {escape(changes)}")
+        elif kind == "budget_warning":
+            self.console.print(
+                f"[yellow]⚠ budget {escape(str(event.get('budget')))} at "
+                f"{float(event.get('fraction') or 0):.0%}: {event.get('used'):,.4g} of "
+                f"{event.get('limit'):,.4g}[/]"
+            )
 
     def _finished(self, event: Mapping[str, Any]) -> None:
         step = str(event.get("step"))

@@ -156,7 +156,7 @@ async def approval(
 ) -> dict[str, Any]:
     """Interrupt for decisions on the steps that wait for approval and record them."""
     context = resolve_context(runtime.context)
-    budget = Budget.of(state, context)
+    budget = Budget.of(state, context, runtime.stream_writer)
     env = StepEnv.of(state, runtime, resources, context, budget)
     proposals = await _proposals(_ready(state), state, env)
     failed: dict[str, StepResult] = {}

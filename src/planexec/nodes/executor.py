@@ -87,7 +87,7 @@ async def executor(
 ) -> dict[str, Any]:
     """Run every pending step that may run now, and record each one's result."""
     context = resolve_context(runtime.context)
-    budget = Budget.of(state, context)
+    budget = Budget.of(state, context, runtime.stream_writer)
     refusal = unauthorised(state, context)
     if refusal is not None:
         return {"status": "failed", "reason": refusal, "active_s": budget.elapsed()}
@@ -119,6 +119,8 @@ async def executor(
     if context.replan_policy == "after_each_step" and finished:
         # The replanner sees every step before anything else is asked or run.
         update["awaiting_approval"] = []
+    if update["awaiting_approval"]:
+        emit(runtime.stream_writer, "approval_requested", steps=update["awaiting_approval"])
     if exhausted is not None:
         update["status"] = "budget_exhausted"
         update["reason"] = f"{exhausted}; every finished step's result is kept"

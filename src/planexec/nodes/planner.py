@@ -81,7 +81,7 @@ async def planner(
     """
     context = resolve_context(runtime.context)
     messages = planner_messages(state, context, resources)
-    budget = Budget.of(state, context)
+    budget = Budget.of(state, context, runtime.stream_writer)
     try:
         reply, usage = await resources.ask_structured("planner", context, budget, Plan, messages)
     except BudgetExhaustedError as exc:
@@ -124,7 +124,10 @@ async def planner(
             "planner", context, state.get("draft_attempts", 0), reply.text, errors
         )
         return {**update, **spent}
-    return {**_new_revision(state, reply.parsed.to_dict(), runtime), **valid_reply(), **spent}
+    update = _new_revision(state, reply.parsed.to_dict(), runtime)
+    if context.review == "always":
+        emit(runtime.stream_writer, "review_requested", revision=update["revisions"][0]["revision"])
+    return {**update, **valid_reply(), **spent}
 
 
 def _new_revision(

@@ -104,7 +104,7 @@ async def replanner(
 ) -> dict[str, Any]:
     """Ask the replanner model to finish or revise, and check what it says."""
     context = resolve_context(runtime.context)
-    budget = Budget.of(state, context)
+    budget = Budget.of(state, context, runtime.stream_writer)
     if context.replan_policy == "never":
         return {**conclude_without_model(state), "active_s": budget.elapsed()}
     left = context.max_replans - replans_used(state)
@@ -170,11 +170,10 @@ async def replanner(
     )
     if errors:
         return {**invalid_reply("replanner", context, attempts, reply.text, errors), **spent}
-    return {
-        **_revision(state, revised.to_dict(), decision.reason, runtime),
-        **valid_reply(),
-        **spent,
-    }
+    update = _revision(state, revised.to_dict(), decision.reason, runtime)
+    if context.review == "always":
+        emit(runtime.stream_writer, "review_requested", revision=update["revisions"][0]["revision"])
+    return {**update, **valid_reply(), **spent}
 
 
 def _revised_plan(done: dict[str, StepDict], proposed: list[StepDict]) -> Plan:

@@ -14,6 +14,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planexec.context import Context, resolve_context
+from planexec.events import emit
 from planexec.plan import PlanDict, diff_plans, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
 from planexec.state import (
@@ -121,6 +122,35 @@ def needs_review(state: State, context: Context) -> bool:
 
 async def review(
     state: State, runtime: Runtime[Context], *, resources: Resources
+) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
+    """Interrupt for a decision on the current plan and act on it.
+
+    With review off, or for a revision already approved, go straight to the executor.
+    """
+    command = await _review(state, runtime, resources)
+    update = command.update if isinstance(command.update, dict) else {}
+    for record in update.get("reviews", []):
+        emit(
+            runtime.stream_writer,
+            "review_decided",
+            revision=record["revision"],
+            decision=record["decision"],
+            message=record["message"],
+        )
+    for revision in update.get("revisions", []):
+        emit(
+            runtime.stream_writer,
+            "plan_ready",
+            revision=revision["revision"],
+            source=revision["source"],
+            steps=len(revision["plan"]["steps"]),
+            reason=revision["reason"],
+        )
+    return command
+
+
+async def _review(
+    state: State, runtime: Runtime[Context], resources: Resources
 ) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
     """Interrupt for a decision on the current plan and act on it.
 
