@@ -200,7 +200,9 @@ def test_absolute_paths_inside_the_workspace_are_allowed(workspace: Path) -> Non
         ("notes/../../escape.txt", "is outside the workspace"),
         ("{outside}/escape.txt", "is outside the workspace"),
         ("{outside}/secret.txt", "is outside the workspace"),
-        ("/etc/passwd", "is outside the workspace"),
+        # Absolute paths point into the test's own tmp dir, never at a system file: if
+        # confinement ever broke, a suite run as root must not write anywhere real.
+        ("{outside}/../escape-abs.txt", "is outside the workspace"),
         ("..", "is outside the workspace"),
         ("notes\\escape.txt", "use '/' to separate directories"),
         ("..\\escape.txt", "use '/' to separate directories"),
