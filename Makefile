@@ -29,10 +29,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-## LangGraph Studio: the local server for langgraph.json, offline.
+## LangGraph Studio: the local server for langgraph.json, offline; it prints the Studio URL.
+## Tracing stays off unless LANGSMITH_TRACING=true is set (with LANGSMITH_API_KEY).
 dev: $(STAMP)
-	LANGSMITH_TRACING=false LANGGRAPH_NO_VERSION_CHECK=true LANGGRAPH_CLI_NO_ANALYTICS=1 \
-		$(BIN)/langgraph dev --no-browser
+	LANGSMITH_TRACING=$${LANGSMITH_TRACING:-false} LANGGRAPH_NO_VERSION_CHECK=true \
+		LANGGRAPH_CLI_NO_ANALYTICS=1 $(BIN)/langgraph dev --no-browser
 
 ## The benchmarks whose numbers are in the README.
 bench: $(STAMP)

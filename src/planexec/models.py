@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
 
 from planexec.context import Context
@@ -177,16 +178,19 @@ class StructuredReply(Generic[ModelT]):
 
 
 async def structured_reply(
-    model: BaseChatModel, schema: type[ModelT], messages: Sequence[BaseMessage]
+    model: BaseChatModel,
+    schema: type[ModelT],
+    messages: Sequence[BaseMessage],
+    config: RunnableConfig | None = None,
 ) -> StructuredReply[ModelT]:
     """Ask `model` for a `schema` object through a forced tool call named after the schema.
 
     This is LangChain's "function calling" structured output, parsed here so that a reply
     that does not parse is data (with readable errors) rather than an exception, whatever
-    the model class.
+    the model class. `config` names and tags the call's trace.
     """
     bound = model.bind_tools([schema], tool_choice=schema.__name__)
-    raw = await bound.ainvoke(list(messages))
+    raw = await bound.ainvoke(list(messages), config)
     if not isinstance(raw, AIMessage):
         raw = AIMessage(content=str(getattr(raw, "content", raw)))
     name = schema.__name__

@@ -18,6 +18,7 @@ from planexec.models import Models, StructuredReply, structured_reply, usage_of
 from planexec.plan import args_schema
 from planexec.state import Role, Usage
 from planexec.tools import requires_approval
+from planexec.tracing import model_call_config
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -58,15 +59,19 @@ class Resources:
         budget: Budget,
         schema: type[ModelT],
         messages: Sequence[BaseMessage],
+        *,
+        revision: int = 0,
     ) -> tuple[StructuredReply[ModelT], Usage]:
         """Ask `role`'s model for a `schema` object, counting the call against the budget.
 
-        The call is cancelled if the time budget runs out while it is made.
+        The call is cancelled if the time budget runs out while it is made. `revision`
+        (the plan revision the call works from) goes into the call's trace.
         """
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
+            traced = model_call_config(role, self.models.spec(role, context), revision=revision)
             try:
-                reply = await structured_reply(model, schema, messages)
+                reply = await structured_reply(model, schema, messages, traced)
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
@@ -80,13 +85,21 @@ class Resources:
         budget: Budget,
         messages: Sequence[BaseMessage],
         tool: BaseTool | None = None,
+        *,
+        revision: int = 0,
+        step: str | None = None,
     ) -> tuple[AIMessage, Usage]:
-        """Ask `role`'s model, with `tool` as the only tool it may call, if given."""
+        """Ask `role`'s model, with `tool` as the only tool it may call, if given.
+
+        `revision` and `step` (the step the call is for) go into the call's trace.
+        """
         async with budget.model_call():
             model = self.models.get(role, context)
             runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
+            spec = self.models.spec(role, context)
+            traced = model_call_config(role, spec, revision=revision, step=step)
             try:
-                reply = await runnable.ainvoke(list(messages))
+                reply = await runnable.ainvoke(list(messages), traced)
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             if not isinstance(reply, AIMessage):

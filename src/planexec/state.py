@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import operator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
 from planexec.plan import PlanDict, PlanDiff, StepDict
+
+_DOCUMENTED = ConfigDict(use_attribute_docstrings=True)
+"""Field docstrings become the descriptions in the JSON Schemas that Studio shows."""
 
 Status = Literal["completed", "failed", "cancelled", "budget_exhausted"]
 """How a run ended."""
@@ -56,6 +62,8 @@ class StepResult(TypedDict, total=False):
     """The plan revision the step ran under."""
     usage: Usage | None
     """Executor model use by this step, when it asked the model."""
+    model: str | None
+    """The executor model the step asked, when it asked one."""
     refused_calls: list[ToolCallRecord]
     """Tool calls the model asked for that the plan did not allow; none of them ran."""
 
@@ -133,6 +141,7 @@ def merge_approvals(
     return {**(old or {}), **(new or {})}
 
 
+@with_config(_DOCUMENTED)
 class InputState(TypedDict):
     """What a caller sends to start a run."""
 
@@ -140,6 +149,7 @@ class InputState(TypedDict):
     """What the run should achieve, in plain language."""
 
 
+@with_config(_DOCUMENTED)
 class OutputState(TypedDict, total=False):
     """What a caller gets back."""
 

@@ -1,0 +1,338 @@
+"""`langgraph dev` end to end: the project's langgraph.json served locally, driven by the SDK.
+
+The server is the real `langgraph dev` (in-memory runtime), started on a free loopback
+port with no network use (no version check, no analytics, no tracing). Its models are
+the default `ChatOpenAI` clients, pointed through the environment at a local
+OpenAI-compatible server. It runs in a temporary directory with `--config` naming the
+project's langgraph.json, so its `.langgraph_api/` persistence stays out of the project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from fake_openai import FakeOpenAI, prompt_of
+from helpers import step
+from planexec import Context
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAPH_ID = "planexec"
+STARTUP_DEADLINE_S = 90.0
+RUN_CONTEXT = {"retry_initial_interval": 0.0, "model_max_retries": 0, "model_timeout": 10.0}
+
+PLAN = {
+    "steps": [
+        step("s1", args={"expression": "12*4"}, description="Multiply 12 by 4"),
+        step("s2", args={"expression": "{{s1}} + 5"}, depends_on=["s1"], description="Add 5"),
+        step("s3", tool=None, depends_on=["s2"], description="State the result in a sentence"),
+    ]
+}
+EDITED = {
+    "steps": [
+        step("s1", args={"expression": "12*5"}, description="Multiply 12 by 5"),
+        step("s2", args={"expression": "{{s1}} + 5"}, depends_on=["s1"], description="Add 5"),
+    ]
+}
+RESULT = re.compile(r'<result step="(\w+)" status="done">\n(.*?)\n</result>', re.DOTALL)
+
+
+def answer_models(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Planner, replanner and executor replies, chosen by what each request's prompt says."""
+    prompt = prompt_of(body)
+    if "replanner of a planner-executor agent" in prompt:
+        done = ", ".join(f"{i}={value}" for i, value in RESULT.findall(prompt))
+        arguments = {"action": "finish", "answer": done, "steps": None, "reason": "all done"}
+        return {"tool_calls": [{"name": "Replan", "arguments": arguments}]}
+    if "planner of a planner-executor agent" in prompt:
+        return {"tool_calls": [{"name": "Plan", "arguments": PLAN}]}
+    if '<step id="s3">' in prompt:
+        return {"content": "The result is 53."}
+    return None
+
+
+@dataclass
+class DevServer:
+    url: str
+    workdir: Path
+    log: Path
+    models: FakeOpenAI
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serving_url(log: Path, port: int) -> str:
+    """The API URL the server printed: the CLI moves to another port if ours was taken."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+    found = re.search(r"API: (http://127\.0\.0\.1:\d+)", text)
+    return found.group(1) if found else f"http://127.0.0.1:{port}"
+
+
+def _is_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    workdir = tmp_path_factory.mktemp("langgraph-dev")
+    log = tmp_path_factory.mktemp("langgraph-dev-log") / "server.log"
+    with FakeOpenAI(responder=answer_models) as models:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_"))
+        }
+        env.update(
+            LANGSMITH_TRACING="false",
+            LANGGRAPH_NO_VERSION_CHECK="true",
+            LANGGRAPH_CLI_NO_ANALYTICS="1",
+            OPENAI_BASE_URL=models.url,
+            OPENAI_API_KEY="dummy",
+        )
+        port = _free_port()
+        command = [
+            str(Path(sys.executable).with_name("langgraph")),
+            "dev",
+            "--no-browser",
+            "--no-reload",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--config",
+            str(ROOT / "langgraph.json"),
+        ]
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                command,
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + STARTUP_DEADLINE_S
+            url = f"http://127.0.0.1:{port}"
+            while not _is_up(url):
+                if server.poll() is not None:
+                    pytest.fail(f"langgraph dev exited ({server.returncode}):\n{log.read_text()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"langgraph dev did not start in time:\n{log.read_text()}")
+                time.sleep(0.25)
+                url = _serving_url(log, port)
+            yield DevServer(url=url, workdir=workdir, log=log, models=models)
+        finally:
+            _stop(server)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """End the server's whole process group: the CLI and the worker it started."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=20)
+
+
+@pytest.fixture
+async def client(dev_server: DevServer) -> AsyncIterator[LangGraphClient]:
+    async with get_client(url=dev_server.url) as sdk:
+        yield sdk
+
+
+async def start_and_pause(client: LangGraphClient, goal: str) -> tuple[str, dict[str, Any]]:
+    """Start a run of `goal` in a new thread; the thread id and its plan-review request."""
+    thread = await client.threads.create()
+    run = await client.runs.create(
+        thread["thread_id"], GRAPH_ID, input={"goal": goal}, context=RUN_CONTEXT
+    )
+    await asyncio.wait_for(client.runs.join(thread["thread_id"], run["run_id"]), 60)
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "interrupted"
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["review"]
+    (paused,) = state["interrupts"]
+    return thread["thread_id"], paused["value"]
+
+
+async def resume_streaming(
+    client: LangGraphClient, thread_id: str, decision: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Resume with `decision`, streaming updates and custom events; both, in order."""
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    parts = client.runs.stream(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": decision},
+        stream_mode=["updates", "custom"],
+        context=RUN_CONTEXT,
+    )
+    async for part in parts:
+        assert part.event != "error", part.data
+        if part.event == "updates":
+            updates.append(part.data)
+        elif part.event == "custom":
+            events.append(part.data)
+    return updates, events
+
+
+def assert_step_progress(events: list[dict[str, Any]], steps: list[str]) -> None:
+    """Each step started, then finished "done"; the run finished "completed"."""
+    assert all(event["planexec"] == 1 for event in events)
+    names = [(event["event"], event.get("step")) for event in events]
+    for step_id in steps:
+        started = names.index(("step_started", step_id))
+        finished = names.index(("step_finished", step_id))
+        assert started < finished
+        assert events[finished]["status"] == "done"
+    started_steps = sorted(s for name, s in names if name == "step_started")
+    assert started_steps == sorted(steps)
+    assert events[-1]["event"] == "run_finished"
+    assert events[-1]["status"] == "completed"
+
+
+async def test_studio_shows_the_graph_and_every_context_field_with_its_description(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    (assistant,) = await client.assistants.search(graph_id=GRAPH_ID)
+    assert assistant["description"].startswith("Planner-executor agent")
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+
+    shown = schemas["context_schema"]["properties"]
+    fields = Context.__pydantic_fields__
+    assert set(shown) == set(fields)
+    for name, info in fields.items():
+        assert info.description, f"Context.{name} has no docstring"
+        assert shown[name]["description"] == info.description, name
+    assert shown["review"]["default"] == "always"
+    assert shown["review"]["enum"] == ["always", "never"]
+
+    goal = schemas["input_schema"]["properties"]["goal"]
+    assert goal["type"] == "string"
+    assert goal["description"] == "What the run should achieve, in plain language."
+    assert schemas["input_schema"]["required"] == ["goal"]
+    assert {"status", "answer", "plan", "results"} <= set(schemas["output_schema"]["properties"])
+    drawn = await client.assistants.get_graph(assistant["assistant_id"])
+    nodes = {node["id"] for node in drawn["nodes"]}
+    assert nodes == {
+        "__start__",
+        "planner",
+        "review",
+        "executor",
+        "approval",
+        "replanner",
+        "__end__",
+    }
+    edges = {(edge["source"], edge["target"]) for edge in drawn["edges"]}
+    assert {("planner", "review"), ("review", "executor"), ("executor", "approval")} <= edges
+    # Persistence went to the server's working directory, not into the project.
+    assert (dev_server.workdir / ".langgraph_api").is_dir()
+
+
+async def test_review_edit_runs_the_edited_plan_with_streamed_progress(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    goal = "What is 12 * 5 + 5? (edited)"
+    thread_id, review = await start_and_pause(client, goal)
+    assert review["type"] == "plan_review"
+    assert review["plan"] == PLAN
+    assert review["revision"] == 1
+
+    # An edit that names an unknown tool is refused: the same review, with the errors.
+    broken = {"steps": [step("s1", tool="no_such_tool", args={})]}
+    await client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"type": "edit", "plan": broken}},
+        context=RUN_CONTEXT,
+    )
+    state = await client.threads.get_state(thread_id)
+    (again,) = state["interrupts"]
+    assert again["value"]["revision"] == 1
+    assert any("no_such_tool" in error for error in again["value"]["errors"])
+
+    updates, events = await resume_streaming(
+        client, thread_id, {"type": "edit", "plan": EDITED, "message": "use 5"}
+    )
+    assert_step_progress(events, ["s1", "s2"])
+    assert {"review", "executor", "replanner"} <= {node for u in updates for node in u}
+
+    final = (await client.threads.get_state(thread_id))["values"]
+    assert final["status"] == "completed"
+    assert final["plan"] == EDITED
+    assert {k: v["output"] for k, v in final["results"].items()} == {"s1": 60, "s2": 65}
+    assert final["answer"] == "s1=60, s2=65"
+    assert [r["source"] for r in final["revisions"]] == ["planner", "human"]
+    assert [r["decision"] for r in final["reviews"]] == ["edit"]
+    # The edited plan called tools directly: no executor model request for this goal.
+    sent = dev_server.models.requests_containing(goal)
+    assert [request["model"] for request in sent] == ["gpt-4.1", "gpt-4.1"]
+
+
+async def test_review_approve_streams_steps_and_keeps_the_history(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    goal = "What is 12 * 4 + 5? (approved)"
+    thread_id, review = await start_and_pause(client, goal)
+    assert review["plan"] == PLAN
+
+    updates, events = await resume_streaming(client, thread_id, {"type": "approve"})
+    assert_step_progress(events, ["s1", "s2", "s3"])
+    step_updates = {node: u[node] for u in updates for node in u if node.startswith("step-")}
+    assert {k: v["output"] for k, v in step_updates.items()} == {
+        "step-s1": 48,
+        "step-s2": 53,
+        "step-s3": "The result is 53.",
+    }
+
+    final = await client.threads.get_state(thread_id)
+    assert final["next"] == []
+    values = final["values"]
+    assert values["status"] == "completed"
+    assert values["answer"] == "s1=48, s2=53, s3=The result is 53."
+    assert [r["decision"] for r in values["reviews"]] == ["approve"]
+    sent = dev_server.models.requests_containing(goal)
+    assert sorted(request["model"] for request in sent) == ["gpt-4.1", "gpt-4.1", "gpt-4.1-mini"]
+
+    history = await client.threads.get_history(thread_id, limit=50)
+    assert len(history) >= 5
+    assert history[0]["checkpoint"] == final["checkpoint"]
+    assert [h["next"] for h in reversed(history)][:4] == [
+        ["__start__"],
+        ["planner"],
+        ["review"],
+        ["executor"],
+    ]
+    (at_review,) = [h for h in history if h["next"] == ["review"]]
+    (review_task,) = at_review["tasks"]
+    assert review_task["interrupts"][0]["value"]["type"] == "plan_review"
+    assert at_review["values"]["plan"] == PLAN
+    assert "status" not in at_review["values"] or at_review["values"]["status"] is None
