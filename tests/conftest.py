@@ -11,6 +11,9 @@ from langchain_core.tools import BaseTool
 from planexec import Context
 from planexec.tools import calculator, file_tools
 
+# `pg_server` and `pg_url`: a throwaway PostgreSQL server (tests/pg_server.py).
+pytest_plugins = ["pg_server"]
+
 PROVIDER_VARIABLES = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",

@@ -1,7 +1,8 @@
 """One process's part of a persistence test: start or resume a run on a SQLite file.
 
 The tests launch this with `sys.executable` so that each part of a run happens in its
-own process, sharing nothing but the SQLite file (and an effects file). Usage:
+own process, sharing nothing but the SQLite file (and an effects file); `--db` may
+also be a `postgresql://` URL (opened with `planexec.checkpoints`). Usage:
 
     persist_worker.py SCENARIO ACTION --db FILE --thread ID [--effects FILE] [options]
 
@@ -10,7 +11,9 @@ SCENARIO picks the plan and the scripted models (see `SCENARIOS`); ACTION is
 `continue` (resume with no input, as after a crash). The process prints one JSON line:
 the thread's state before the action, the invoke output, and how many requests each
 scripted model received. With `--linger` it then sleeps until it is killed, with the
-saver still open, like a server holding a paused run.
+saver still open, like a server holding a paused run. With `--lease` the action (and
+the lingering) happens while holding the thread's lease (`planexec.lease`); if another
+client holds it, the process prints `{"busy": "<message>"}` and exits with code 3.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ import asyncio
 import json
 import os
 import sys
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
 
 from planexec import Context, ScriptedChatModel, build_graph
+from planexec.checkpoints import open_checkpointer
+from planexec.errors import ThreadBusyError
+from planexec.lease import thread_lease
 from planexec.scripted import plan_reply, replan_reply
 from planexec.tools import calculator
 
@@ -150,6 +156,8 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--durability", choices=["sync", "async", "exit"], default="async")
     parser.add_argument("--fast", action="store_true", help="effect tools do not sleep")
     parser.add_argument("--linger", action="store_true", help="sleep until killed at the end")
+    parser.add_argument("--lease", action="store_true", help="hold the thread's lease")
+    parser.add_argument("--lease-ttl", type=float, default=30.0)
     args = parser.parse_args(argv)
 
     tools: list[BaseTool] = [calculator]
@@ -166,27 +174,49 @@ async def main(argv: list[str]) -> None:
         "continue": None,
     }[args.action]
 
-    async with AsyncSqliteSaver.from_conn_string(args.db) as saver:
-        graph = build_graph(
-            tools=tools,
-            checkpointer=saver,
-            planner=models["planner"],
-            executor=models["executor"],
-            replanner=models["replanner"],
+    async with open_checkpointer(args.db) as saver:
+        lease: AbstractAsyncContextManager[Any] = (
+            thread_lease(saver, args.thread, owner=f"worker {os.getpid()}", ttl=args.lease_ttl)
+            if args.lease
+            else nullcontext()
         )
-        before = _snapshot(await graph.aget_state(config))
-        result = await graph.ainvoke(run_input, config, context=context, durability=args.durability)
-        report = {
-            "pid": os.getpid(),
-            "before": before,
-            "output": _output(result),
-            "calls": {role: len(model.calls) for role, model in models.items()},
-            "prompts": {role: [c.prompt for c in model.calls] for role, model in models.items()},
-        }
-        sys.stdout.write(json.dumps(report, default=str) + "\n")
-        sys.stdout.flush()
-        if args.linger:
-            await asyncio.sleep(3600)
+        try:
+            async with lease:
+                await _act(args, saver, tools, models, config, context, run_input)
+        except ThreadBusyError as exc:
+            sys.stdout.write(json.dumps({"pid": os.getpid(), "busy": str(exc)}) + "\n")
+            sys.exit(3)
+
+
+async def _act(
+    args: argparse.Namespace,
+    saver: Any,
+    tools: list[BaseTool],
+    models: dict[str, ScriptedChatModel],
+    config: Any,
+    context: Context,
+    run_input: Any,
+) -> None:
+    graph = build_graph(
+        tools=tools,
+        checkpointer=saver,
+        planner=models["planner"],
+        executor=models["executor"],
+        replanner=models["replanner"],
+    )
+    before = _snapshot(await graph.aget_state(config))
+    result = await graph.ainvoke(run_input, config, context=context, durability=args.durability)
+    report = {
+        "pid": os.getpid(),
+        "before": before,
+        "output": _output(result),
+        "calls": {role: len(model.calls) for role, model in models.items()},
+        "prompts": {role: [c.prompt for c in model.calls] for role, model in models.items()},
+    }
+    sys.stdout.write(json.dumps(report, default=str) + "\n")
+    sys.stdout.flush()
+    if args.linger:
+        await asyncio.sleep(3600)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class PlanexecError(Exception):
     """Base class of planexec's own errors."""
@@ -37,3 +39,28 @@ class ModelCallError(PlanexecError):
             cause, ConnectionError | TimeoutError
         )
         super().__init__(f"the {role} model call failed: {type(cause).__name__}: {cause}")
+
+
+class ThreadBusyError(PlanexecError):
+    """Another client holds the thread's lease: it is running or resuming the thread now.
+
+    Running the thread at the same time would fork its history, so this client is
+    refused; it may try again once the other finishes (or its lease lapses).
+    """
+
+    def __init__(self, thread_id: str, owner: str, since: datetime, lapses: datetime) -> None:
+        self.thread_id = thread_id
+        self.owner = owner
+        self.since = since
+        """When the holder took the lease (UTC)."""
+        self.lapses = lapses
+        """When the lease expires unless its holder renews it (UTC)."""
+        super().__init__(
+            f"thread {thread_id} is being run by {owner} since {since:%Y-%m-%d %H:%M:%S} UTC; "
+            "try again when it finishes (if that process has died, its lease lapses at "
+            f"{lapses:%H:%M:%S} UTC)"
+        )
+
+
+class LeaseLostError(PlanexecError):
+    """The thread's lease could not be renewed in time, so the run holding it was stopped."""

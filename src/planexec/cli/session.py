@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+import psycopg
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command, Interrupt
 from pydantic import TypeAdapter, ValidationError
 
+from planexec.checkpoints import AsyncCheckpointer, is_postgres, open_checkpointer, redact
 from planexec.context import Context
 from planexec.errors import PlanexecError
 from planexec.events import is_event
 from planexec.graph import PlanexecGraph, run_config
+from planexec.lease import Lease, thread_lease
 from planexec.models import ModelFactory, chat_model
 
 CONTEXT_KEY = "planexec_context"
@@ -137,8 +140,29 @@ def check_models(context: Context, factory: ModelFactory) -> None:
             raise UserError(str(exc)) from exc
 
 
-def prepare_checkpoint(path: Path, *, create: bool) -> Path:
-    """`path`, checked: its folder is created if `create`, else the file must exist."""
+def checkpoint_location(value: str | None, env: Environment) -> Path | str:
+    """What `--checkpoint` names: a PostgreSQL URL, or a SQLite file.
+
+    The default file when `value` is None.
+    """
+    if value and is_postgres(value):
+        return value
+    return Path(value).expanduser() if value else env.default_checkpoint
+
+
+@overload
+def prepare_checkpoint(path: Path, *, create: bool) -> Path: ...
+@overload
+def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str: ...
+def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
+    """`path`, checked: its folder is created if `create`, else the file must exist.
+
+    A PostgreSQL URL is returned as it is: the server is asked when it is opened.
+    """
+    if isinstance(path, str):
+        if is_postgres(path):
+            return path
+        path = Path(path)
     if create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,10 +176,31 @@ def prepare_checkpoint(path: Path, *, create: bool) -> Path:
 
 
 @asynccontextmanager
-async def open_saver(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """The SQLite checkpointer on `path` (see `prepare_checkpoint`)."""
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+async def open_saver(location: Path | str) -> AsyncIterator[AsyncCheckpointer]:
+    """The checkpointer at `location`: a SQLite file or a PostgreSQL URL.
+
+    See `prepare_checkpoint`; a server that cannot be reached is a `UserError`.
+    """
+    async with AsyncExitStack() as stack:
+        try:
+            saver = await stack.enter_async_context(open_checkpointer(location))
+        except psycopg.OperationalError as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise UserError(
+                f"cannot open the checkpoint database {redact(location)}: {lines[-1]}"
+            ) from exc
         yield saver
+
+
+def hold_thread(
+    saver: AsyncCheckpointer, thread_id: str, command: str
+) -> AbstractAsyncContextManager[Lease]:
+    """The thread's lease (`planexec.lease`): no other client may run it meanwhile.
+
+    Raises `ThreadBusyError` on entry if another client holds it.
+    """
+    owner = f"planexec {command} (pid {os.getpid()} on {socket.gethostname()})"
+    return thread_lease(saver, thread_id, owner=owner)
 
 
 Decide = Callable[[dict[str, Any]], Any]

@@ -1,0 +1,279 @@
+"""Concurrent runs: many threads at once in one process, on SQLite and on PostgreSQL.
+
+`python -m bench.concurrency [--runs 100] [--latency 0.02] [--postgres URL]` starts
+the fake OpenAI server (`tests/fake_openai.py`) with a fixed latency per request,
+then for each checkpointer starts `--runs` runs at once (`asyncio.gather`), each on its
+own thread, through the real graph, `ChatOpenAI` clients and calculator tool. Every
+run plans three steps for its own number (two calculator steps and one the executor
+model answers in text) and finishes with an answer built from its own results, so a
+run that saw another's data would end with the wrong answer; such runs are counted as
+wrong, not as completed.
+
+It reports throughput (runs finished per second of wall-clock) and the run latency
+percentiles. PostgreSQL is the server at `--postgres`, else a throwaway one started
+like the tests' (`tests/pg_server.py`); without either it is reported as skipped.
+The exit code is 0 whatever the numbers: this is a report.
+
+From other code: `await main(argv)` prints the report and returns the exit code;
+`await measure_all(...)` returns the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# `tests` is not a package: its helpers are imported as top-level modules, as the
+# tests themselves import them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from langchain_core.language_models import BaseChatModel
+
+from fake_openai import FakeOpenAI, prompt_of, tool_names
+from pg_server import PostgresUnavailable, postgres_server
+from planexec import Context, build_graph, run_config
+from planexec.checkpoints import open_checkpointer
+from planexec.models import chat_model
+
+RUNS = 100
+LATENCY_S = 0.02
+"""Seconds the fake server waits before each reply: a fast, nearby model server."""
+
+_GOAL = re.compile(r"\[run (\d+)\]")
+_RESULT = re.compile(r'<result step="(s\d)"[^>]*>\n(.*?)\n</result>', re.S)
+
+
+@dataclass
+class Row:
+    """One checkpointer's figures."""
+
+    checkpointer: str
+    runs: int
+    completed: int = 0
+    """Runs that ended "completed" with the answer their own results give."""
+    wrong: int = 0
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    model_requests: int = 0
+    skipped: str | None = None
+
+    @property
+    def throughput(self) -> float:
+        """Completed runs per second of wall-clock."""
+        return self.completed / self.wall_s if self.wall_s else 0.0
+
+    def percentile(self, p: float) -> float:
+        """The `p`th percentile run latency (nearest rank)."""
+        if not self.latencies_s:
+            return 0.0
+        ordered = sorted(self.latencies_s)
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+    def as_json(self) -> dict[str, Any]:
+        """The figures as JSON data, latencies summarised."""
+        data = asdict(self)
+        del data["latencies_s"]
+        data.update(
+            throughput_runs_per_s=round(self.throughput, 2),
+            p50_s=round(self.percentile(50), 4),
+            p95_s=round(self.percentile(95), 4),
+            max_s=round(self.percentile(100), 4),
+        )
+        return data
+
+
+def respond(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's reply to a request, computed from what the request says."""
+    prompt = prompt_of(body)
+    found = _GOAL.search(prompt)
+    if found is None:
+        return None
+    n = int(found.group(1))
+    tools = tool_names(body)
+    results = dict(_RESULT.findall(prompt))
+    if "Plan" in tools:
+        steps = [
+            _step("s1", "calculator", {"expression": f"{n} * 7"}, []),
+            _step("s2", "calculator", {"expression": "{{s1}} + 1"}, ["s1"]),
+            _step("s3", None, None, ["s2"]),
+        ]
+        return _call("Plan", {"steps": steps})
+    if "Replan" in tools:
+        answer = f"run {n}: {results.get('s2')} ({results.get('s3')})"
+        return _call(
+            "Replan", {"action": "finish", "answer": answer, "steps": None, "reason": "done"}
+        )
+    return {"content": f"the result is {results.get('s2')}"}
+
+
+def expected_answer(n: int) -> str:
+    """What run `n` must answer."""
+    return f"run {n}: {n * 7 + 1} (the result is {n * 7 + 1})"
+
+
+def _step(
+    id: str, tool: str | None, args: dict[str, Any] | None, depends_on: list[str]
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "description": f"step {id}",
+        "tool": tool,
+        "args": args,
+        "depends_on": depends_on,
+    }
+
+
+def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": json.dumps(arguments)}]}
+
+
+async def measure(name: str, location: str | Path, server: FakeOpenAI, runs: int) -> Row:
+    """Start `runs` runs at once on the checkpointer at `location`; wait for all."""
+    context = Context(review="never", model_timeout=120.0, model_max_retries=0)
+
+    def models(spec: str, ctx: Context) -> BaseChatModel:
+        return chat_model(spec, timeout=120.0, max_retries=0, api_key="bench", base_url=server.url)
+
+    row = Row(name, runs)
+    before = len(server.requests)
+    async with open_checkpointer(location) as saver:
+        graph = build_graph(checkpointer=saver, model_factory=models)
+        prefix = f"{name}-{time.monotonic_ns()}"
+
+        async def one(n: int) -> tuple[float, dict[str, Any]]:
+            started = time.perf_counter()
+            config = run_config(f"{prefix}-{n}", context)
+            goal = {"goal": f"Compute [run {n}] times 7, plus 1, and say it"}
+            out: dict[str, Any] = await graph.ainvoke(goal, config, context=context)
+            return time.perf_counter() - started, out
+
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(one(n) for n in range(runs)), return_exceptions=True)
+        row.wall_s = time.perf_counter() - started
+    for n, outcome in enumerate(outcomes):
+        if isinstance(outcome, BaseException):
+            row.errors.append(f"run {n}: {type(outcome).__name__}: {outcome}")
+            continue
+        latency, out = outcome
+        if out.get("status") == "completed" and out.get("answer") == expected_answer(n):
+            row.completed += 1
+            row.latencies_s.append(latency)
+        else:
+            row.wrong += 1
+    row.model_requests = len(server.requests) - before
+    return row
+
+
+@contextmanager
+def _postgres(url: str | None) -> Iterator[str | None]:
+    """`url`, else a throwaway server's URL, else None (no server can be started)."""
+    if url:
+        yield url
+        return
+    try:
+        with postgres_server() as server:
+            yield server.create_database("bench_concurrency")
+    except PostgresUnavailable as exc:
+        print(f"bench: PostgreSQL skipped: {exc}", file=sys.stderr)
+        yield None
+
+
+@asynccontextmanager
+async def _model_server(latency: float) -> AsyncIterator[FakeOpenAI]:
+    server = FakeOpenAI(responder=respond, latency=latency).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def measure_all(
+    runs: int = RUNS,
+    latency: float = LATENCY_S,
+    postgres: str | None = None,
+    sqlite_only: bool = False,
+) -> list[Row]:
+    """Measure SQLite, then PostgreSQL (unless `sqlite_only`)."""
+    rows = []
+    async with _model_server(latency) as server:
+        with tempfile.TemporaryDirectory(prefix="planexec-bench-") as tmp:
+            # Warm up imports, clients and connections: one untimed run.
+            await measure("warmup", Path(tmp) / "warmup.sqlite", server, 1)
+            rows.append(await measure("sqlite", Path(tmp) / "checkpoints.sqlite", server, runs))
+        if not sqlite_only:
+            with _postgres(postgres) as url:
+                if url is None:
+                    rows.append(Row("postgres", runs, skipped="no PostgreSQL server"))
+                else:
+                    rows.append(await measure("postgres", url, server, runs))
+    return rows
+
+
+def markdown(rows: list[Row], runs: int, latency: float) -> str:
+    """The report as a Markdown table."""
+    lines = [
+        f"### {runs} concurrent runs in one process (model latency {latency * 1000:g} ms)",
+        "",
+        "| checkpointer | completed | wrong | errors | wall (s) | throughput (runs/s) "
+        "| p50 (s) | p95 (s) | model requests |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row.skipped:
+            lines.append(f"| {row.checkpointer} | skipped: {row.skipped} |||||||| ")
+            continue
+        lines.append(
+            f"| {row.checkpointer} | {row.completed}/{row.runs} | {row.wrong} "
+            f"| {len(row.errors)} | {row.wall_s:.2f} | {row.throughput:.1f} "
+            f"| {row.percentile(50):.3f} | {row.percentile(95):.3f} | {row.model_requests} |"
+        )
+    errors = [error for row in rows for error in row.errors[:3]]
+    if errors:
+        lines += ["", "First errors:", *(f"- {error}" for error in errors)]
+    return "\n".join(lines) + "\n"
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the report (and JSON with `--json`); always 0."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.concurrency",
+        description="Concurrent runs on SQLite and PostgreSQL against a local fake model.",
+    )
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"runs at once (default {RUNS})")
+    parser.add_argument(
+        "--latency", type=float, default=LATENCY_S, help="seconds per model request"
+    )
+    parser.add_argument("--postgres", metavar="URL", help="an existing database to use")
+    parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON as well")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    # A benchmark run sends nothing anywhere but to its own local servers.
+    os.environ["LANGSMITH_TRACING"] = "false"
+    os.environ["LANGCHAIN_TRACING_V2"] = "false"
+    rows = await measure_all(args.runs, args.latency, args.postgres, args.sqlite_only)
+    print(markdown(rows, args.runs, args.latency))
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], indent=1))
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """`main` for synchronous callers."""
+    return asyncio.run(main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,134 @@
+"""Opening a LangGraph checkpointer from a location: a SQLite file or a PostgreSQL URL.
+
+    async with open_checkpointer("checkpoints.sqlite") as saver: ...
+    async with open_checkpointer("postgresql://planexec@db.internal/planexec") as saver: ...
+    graph = build_graph(checkpointer=saver)
+
+A path gives an `AsyncSqliteSaver`. A `postgresql://` (or `postgres://`) URL gives an
+`AsyncPostgresSaver` on a connection pool whose connections use autocommit (without
+it the saver writes nothing that lasts), with the saver's tables created or migrated
+(`setup()`) and the lease table of `planexec.lease` created too. Passwords are best
+kept out of the URL: libpq reads `PGPASSWORD` and `~/.pgpass`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = [
+    "POSTGRES_CONNECTION_KWARGS",
+    "AsyncCheckpointer",
+    "is_postgres",
+    "open_checkpointer",
+    "redact",
+]
+
+AsyncCheckpointer = AsyncSqliteSaver | AsyncPostgresSaver
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+POSTGRES_CONNECTION_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": 0,
+    "row_factory": dict_row,
+}
+"""What every connection given to `AsyncPostgresSaver` needs: autocommit (else nothing
+the saver writes is committed), no server-side prepared statements (safe behind
+PgBouncer-style poolers), and rows as dicts (what the saver reads)."""
+
+_SETUP_LOCK = 0x706C616E65786563
+"""Advisory lock key held while the tables are created, so that processes starting
+together on a new database do not race to create the same table."""
+
+
+def is_postgres(location: str | os.PathLike[str]) -> bool:
+    """Whether `location` is a PostgreSQL URL rather than a SQLite file path."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def redact(location: str | os.PathLike[str]) -> str:
+    """`location` for display: a URL's password is replaced by `***`."""
+    text = os.fspath(location)
+    if not is_postgres(text):
+        return text
+    parts = urlsplit(text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+@asynccontextmanager
+async def open_checkpointer(
+    location: str | os.PathLike[str],
+    *,
+    max_connections: int = 8,
+    connect_timeout: float = 10.0,
+) -> AsyncIterator[AsyncCheckpointer]:
+    """The checkpointer at `location`, open for the duration of the `async with`.
+
+    Args:
+        location: A SQLite file path, or a `postgresql://` URL.
+        max_connections: The PostgreSQL pool's size. One saver runs one query at a
+            time, so more helps only what shares the pool (leases, other savers).
+        connect_timeout: Seconds to wait for the first PostgreSQL connection.
+
+    Raises:
+        psycopg.OperationalError: The PostgreSQL server cannot be reached, or refuses
+            the connection.
+    """
+    if not is_postgres(location):
+        async with AsyncSqliteSaver.from_conn_string(os.fspath(location)) as sqlite:
+            yield sqlite
+        return
+    url = str(location)
+    await _setup_postgres(url, connect_timeout)
+    pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_connections,
+        kwargs=dict(POSTGRES_CONNECTION_KWARGS),
+        open=False,
+        timeout=connect_timeout,
+    )
+    await pool.open(wait=True, timeout=connect_timeout)
+    try:
+        yield AsyncPostgresSaver(cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool))
+    finally:
+        await pool.close()
+
+
+async def _setup_postgres(url: str, connect_timeout: float) -> None:
+    """Create or migrate the saver's tables and the lease table, on one connection.
+
+    A direct connection, unlike a pool, reports why it failed (bad password, no such
+    database, nothing listening).
+    """
+    # planexec.lease imports this module: import it when it is needed instead.
+    from planexec.lease import ensure_lease_table
+
+    conn = await AsyncConnection.connect(
+        url, connect_timeout=max(1, round(connect_timeout)), **POSTGRES_CONNECTION_KWARGS
+    )
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        try:
+            await AsyncPostgresSaver(cast("AsyncConnection[DictRow]", conn)).setup()
+            await ensure_lease_table(conn)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))

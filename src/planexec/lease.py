@@ -1,0 +1,340 @@
+"""A per-thread lease in the checkpoint database: one client runs a thread at a time.
+
+Two clients that run or resume the same thread at once both load its latest
+checkpoint and each write their own next ones: the thread's history forks, a
+decision is applied twice, and one client's work is missing from the state the
+other leaves. LangGraph's savers do not prevent it; this lease does, for every
+client that takes it::
+
+    async with open_checkpointer(location) as saver:
+        graph = build_graph(checkpointer=saver)
+        async with thread_lease(saver, "thread-1", owner="worker-3"):
+            await graph.ainvoke(Command(resume={"type": "approve"}), config, context=context)
+
+A second client asking for the lease of a thread that is held gets `ThreadBusyError`
+at once, naming the holder. The lease is a row of the table `planexec_leases`
+(`thread_id`, `owner`, `token`, `acquired_at`, `expires_at`) in the checkpoint
+database itself, SQLite or PostgreSQL, taken by one atomic upsert that succeeds only
+if the row is absent or expired. While the block runs, a background task renews it
+every `heartbeat` seconds; the block's end deletes it. A holder that dies stops
+renewing, and its lease can be taken over once `ttl` seconds have passed. Times are
+the database's clock, so clients on different machines agree on them.
+
+If renewing fails for longer than `ttl` (the database was unreachable, or the process
+stalled and another client took the lease over), the block is cancelled and
+`LeaseLostError` raised: the run stops instead of writing into a history that
+another client now owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import uuid4
+
+import aiosqlite
+import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from planexec.checkpoints import is_postgres
+from planexec.errors import LeaseLostError, ThreadBusyError
+
+__all__ = [
+    "DEFAULT_TTL_S",
+    "LEASE_TABLE",
+    "Lease",
+    "LeaseTarget",
+    "default_owner",
+    "ensure_lease_table",
+    "thread_lease",
+]
+
+LEASE_TABLE = "planexec_leases"
+DEFAULT_TTL_S = 30.0
+"""Seconds a lease lasts without renewal: how long a dead holder blocks its thread."""
+
+LeaseTarget = (
+    str
+    | os.PathLike[str]
+    | AsyncSqliteSaver
+    | AsyncPostgresSaver
+    | aiosqlite.Connection
+    | AsyncConnection[Any]
+    | AsyncConnectionPool[Any]
+)
+"""Where the lease table lives: a SQLite path or PostgreSQL URL (a connection is opened
+for the lease), a saver (its connection is shared), or a connection or pool."""
+
+_log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Lease:
+    """A thread's lease, held by this client."""
+
+    thread_id: str
+    owner: str
+    """Who holds it, as other clients are told."""
+    token: str
+    """Unique to this acquisition: only its holder can renew or release it."""
+    acquired_at: datetime
+    expires_at: datetime
+    """Pushed forward by every renewal."""
+    lost: bool = field(default=False)
+    """Whether renewing failed, so another client may hold the thread now."""
+
+
+def default_owner() -> str:
+    """This process, as other clients are shown it: `pid 4242 on host`."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class _Sql:
+    create: str
+    acquire: str
+    holder: str
+    renew: str
+    release: str
+
+
+def _sql(param: str, now: str) -> _Sql:
+    p = param
+    return _Sql(
+        create=(
+            f"CREATE TABLE IF NOT EXISTS {LEASE_TABLE} ("
+            "thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL, token TEXT NOT NULL, "
+            "acquired_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)"
+        ),
+        # One statement: insert, or take over a row whose lease has expired. A row
+        # comes back only when this client now holds the lease.
+        acquire=(
+            f"INSERT INTO {LEASE_TABLE} (thread_id, owner, token, acquired_at, expires_at) "
+            f"VALUES ({p}, {p}, {p}, {now}, {now} + {p}) "
+            "ON CONFLICT (thread_id) DO UPDATE SET owner = excluded.owner, "
+            "token = excluded.token, acquired_at = excluded.acquired_at, "
+            f"expires_at = excluded.expires_at WHERE {LEASE_TABLE}.expires_at <= {now} "
+            "RETURNING acquired_at, expires_at"
+        ),
+        holder=f"SELECT owner, acquired_at, expires_at FROM {LEASE_TABLE} WHERE thread_id = {p}",
+        renew=(
+            f"UPDATE {LEASE_TABLE} SET expires_at = {now} + {p} "
+            f"WHERE thread_id = {p} AND token = {p} RETURNING expires_at"
+        ),
+        release=f"DELETE FROM {LEASE_TABLE} WHERE thread_id = {p} AND token = {p}",
+    )
+
+
+_SQLITE = _sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
+_POSTGRES = _sql("%s", "extract(epoch from clock_timestamp())::float8")
+
+
+class _Store(Protocol):
+    sql: _Sql
+
+    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
+        """Execute one statement in its own transaction; its first row, if any."""
+        ...
+
+    async def create(self) -> None:
+        """Create the lease table if it does not exist."""
+        ...
+
+
+class _SqliteStore:
+    sql = _SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self.lock or contextlib.nullcontext():
+            async with self.conn.execute(statement, tuple(params)) as cursor:
+                rows = list(await cursor.fetchall())  # runs a RETURNING statement to its end
+            await self.conn.commit()
+        return tuple(rows[0]) if rows else None
+
+    async def create(self) -> None:
+        await self.run(self.sql.create)
+
+
+class _PostgresStore:
+    sql = _POSTGRES
+
+    def __init__(
+        self,
+        conn: AsyncConnection[Any] | AsyncConnectionPool[Any],
+        lock: asyncio.Lock | None,
+    ) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        if isinstance(self.conn, AsyncConnectionPool):
+            async with self.conn.connection() as conn:
+                yield conn
+        else:
+            yield self.conn
+
+    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
+        async with (
+            self.lock or contextlib.nullcontext(),
+            self._connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            await cursor.execute(statement, tuple(params))
+            row = await cursor.fetchone() if cursor.description else None
+        return tuple(row) if row is not None else None
+
+    async def create(self) -> None:
+        # Two clients creating it at the same moment: one of them fails, harmlessly.
+        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            await self.run(self.sql.create)
+
+
+@asynccontextmanager
+async def _store(target: LeaseTarget) -> AsyncIterator[_Store]:
+    if isinstance(target, AsyncSqliteSaver):
+        yield _SqliteStore(target.conn, target.lock)
+    elif isinstance(target, AsyncPostgresSaver):
+        shared = target.lock if isinstance(target.conn, AsyncConnection) else None
+        yield _PostgresStore(target.conn, shared)
+    elif isinstance(target, aiosqlite.Connection):
+        yield _SqliteStore(target, None)
+    elif isinstance(target, AsyncConnection | AsyncConnectionPool):
+        yield _PostgresStore(target, None)
+    elif isinstance(target, str) and is_postgres(target):
+        async with await AsyncConnection.connect(target, autocommit=True) as conn:
+            yield _PostgresStore(conn, None)
+    elif isinstance(target, str | os.PathLike):
+        async with aiosqlite.connect(os.fspath(target), timeout=30.0) as conn:
+            yield _SqliteStore(conn, None)
+    else:
+        raise TypeError(f"no lease table can live in a {type(target).__name__}")
+
+
+async def ensure_lease_table(target: LeaseTarget) -> None:
+    """Create the lease table in `target`'s database if it does not exist."""
+    async with _store(target) as store:
+        await store.create()
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(float(epoch), UTC)
+
+
+@asynccontextmanager
+async def thread_lease(
+    target: LeaseTarget,
+    thread_id: str,
+    *,
+    owner: str | None = None,
+    ttl: float = DEFAULT_TTL_S,
+    heartbeat: float | None = None,
+) -> AsyncIterator[Lease]:
+    """Hold `thread_id`'s lease for the duration of the `async with` block.
+
+    Args:
+        target: The checkpoint database: the saver the graph uses (sharing its
+            connection), its connection or pool, or its location.
+        thread_id: The thread to run.
+        owner: How other clients are told who holds it; `default_owner()` if None.
+        ttl: Seconds the lease lasts unless renewed.
+        heartbeat: Seconds between renewals; a third of `ttl` if None.
+
+    Raises:
+        ThreadBusyError: Another client holds the lease (on entering the block).
+        LeaseLostError: The lease could not be renewed before it lapsed; the block was
+            cancelled.
+    """
+    interval = ttl / 3 if heartbeat is None else heartbeat
+    if not 0 < interval < ttl:
+        raise ValueError(f"the heartbeat ({interval}s) must be positive and below ttl ({ttl}s)")
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - an async context manager runs in a task
+        raise RuntimeError("thread_lease needs a running asyncio task")
+    async with _store(target) as store:
+        await store.create()
+        lease = await _acquire(store, thread_id, owner or default_owner(), ttl)
+        keeper = asyncio.create_task(
+            _keep(store, lease, ttl, interval, task), name=f"lease-{thread_id}"
+        )
+        try:
+            yield lease
+        except asyncio.CancelledError as exc:
+            if lease.lost and task.uncancel() == 0:
+                raise LeaseLostError(
+                    f"the lease of thread {thread_id} lapsed before it could be renewed, "
+                    "so the run was stopped; another client may be running the thread"
+                ) from exc
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if not lease.lost:
+                await _release(store, lease)
+
+
+async def _acquire(store: _Store, thread_id: str, owner: str, ttl: float) -> Lease:
+    token = uuid4().hex
+    for _ in range(3):
+        taken = await store.run(store.sql.acquire, (thread_id, owner, token, ttl))
+        if taken is not None:
+            return Lease(thread_id, owner, token, _when(taken[0]), _when(taken[1]))
+        holder = await store.run(store.sql.holder, (thread_id,))
+        if holder is not None:
+            raise ThreadBusyError(thread_id, str(holder[0]), _when(holder[1]), _when(holder[2]))
+        # Released between the two statements: try again.
+    now = datetime.now(UTC)
+    raise ThreadBusyError(thread_id, "other clients", now, now)
+
+
+async def _keep(
+    store: _Store, lease: Lease, ttl: float, interval: float, holder: asyncio.Task[Any]
+) -> None:
+    """Renew `lease` every `interval` seconds; cancel `holder` if it cannot be renewed."""
+    renewed_at = time.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            row = await store.run(store.sql.renew, (ttl, lease.thread_id, lease.token))
+        except Exception as exc:
+            # Whatever the failure, the lease must not lapse while the run goes on:
+            # retry until it could have lapsed, then stop the run.
+            _log.warning("could not renew the lease of thread %s: %s", lease.thread_id, exc)
+            if time.monotonic() - renewed_at < ttl - interval:
+                continue
+            row = None
+        if row is None:
+            lease.lost = True
+            holder.cancel()
+            return
+        renewed_at = time.monotonic()
+        lease.expires_at = _when(row[0])
+
+
+async def _release(store: _Store, lease: Lease) -> None:
+    try:
+        await store.run(store.sql.release, (lease.thread_id, lease.token))
+    except (OSError, psycopg.Error, aiosqlite.Error) as exc:
+        # Nothing is lost: the lease lapses by itself after `ttl` seconds.
+        _log.warning("could not release the lease of thread %s: %s", lease.thread_id, exc)

@@ -1,0 +1,29 @@
+"""The concurrency benchmark's code runs: a few runs on SQLite, checked, never timed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# `bench` sits at the repository root, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.concurrency import expected_answer, markdown, measure_all
+
+pytestmark = pytest.mark.integration
+
+
+async def test_concurrent_runs_are_counted_and_reported() -> None:
+    rows = await measure_all(runs=5, latency=0.0, sqlite_only=True)
+
+    assert [row.checkpointer for row in rows] == ["sqlite"]
+    row = rows[0]
+    assert (row.completed, row.wrong, row.errors) == (5, 0, [])
+    assert row.model_requests == 5 * 3  # plan, one text step, finish
+    assert len(row.latencies_s) == 5
+    assert row.percentile(50) <= row.percentile(95) <= row.wall_s
+    table = markdown(rows, 5, 0.0)
+    assert "| sqlite | 5/5 | 0 | 0 |" in table
+    assert expected_answer(3) == "run 3: 22 (the result is 22)"
