@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from planexec.cli.render import STATUS_STYLE, changes_text, plan_table, short, usage_table, when
+from planexec.pictures import plan_tree
 
 
 def where_it_stands(values: Mapping[str, Any], interrupts: Sequence[Any], next_nodes: Any) -> str:
@@ -61,6 +62,8 @@ def show_thread(
         number = revisions[-1]["revision"] if revisions else "?"
         console.print()
         console.print(plan_table(plan, results=results, title=f"plan (revision {number})"))
+        waiting = values.get("awaiting_approval") or ()
+        console.print(plan_tree(plan, results, active=waiting, title="dependencies"))
         _earlier_steps(console, plan, results)
     _revisions(console, values.get("revisions") or [])
     _reviews(console, values.get("reviews") or [])

@@ -1,0 +1,77 @@
+"""`planexec audit THREAD`: the thread's audit trail as JSON Lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from planexec.audit import AuditRecord, audit_trail
+from planexec.cli.session import Environment, UserError, open_saver, prepare_checkpoint
+from planexec.graph import build_graph
+
+if TYPE_CHECKING:
+    from planexec.cli.commands import Output
+
+DESCRIPTION = """\
+Write THREAD's audit trail as JSON Lines, oldest first: the run's start, every plan
+revision (source, reason, diff, plan hash), review decision, step approval, each step's
+start and finish (arguments after substitution, output, error, attempts, duration,
+tokens, model) and the run's end. Built from the checkpoint history; each record has a
+"type" and an "at" timestamp (UTC).
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Add the `audit` command to the subcommands `sub` (argparse's subparsers action)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "audit",
+        help="write a thread's audit trail as JSON Lines",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("thread", metavar="THREAD")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="SQLite checkpoint file (default: $PLANEXEC_HOME/checkpoints.sqlite)",
+    )
+    parser.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    parser.add_argument(
+        "--current-only",
+        action="store_true",
+        help="leave out work on branches that a later fork left behind",
+    )
+
+
+def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec audit THREAD`."""
+    given = Path(args.checkpoint).expanduser() if args.checkpoint else env.default_checkpoint
+    path = prepare_checkpoint(given, create=False)
+
+    async def read() -> list[AuditRecord]:
+        async with open_saver(path) as saver:
+            graph = build_graph(checkpointer=saver)
+            return await audit_trail(graph, args.thread, current_only=args.current_only)
+
+    records = asyncio.run(read())
+    if not records:
+        raise UserError(f"unknown thread {args.thread} in {path}")
+    lines = "".join(
+        json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records
+    )
+    if args.output and args.output != "-":
+        target = Path(args.output).expanduser()
+        try:
+            target.write_text(lines, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {exc.strerror}") from exc
+        out.console.print(f"wrote {len(records)} records to {target}", markup=False)
+    else:
+        sys.stdout.write(lines)
+    return 0
