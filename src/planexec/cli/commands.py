@@ -14,12 +14,15 @@ from typing import Any
 from uuid import uuid4
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langchain_core.tools import BaseTool
 from langgraph.types import StateSnapshot
 from rich.console import Console
 from rich.markup import escape
 
-from planexec.cli.render import EventView, show_outcome
+from planexec.checkpoints import AsyncCheckpointer, redact
+from planexec.cli import mcp_servers
+from planexec.cli.live import ProgressView
+from planexec.cli.render import show_outcome
 from planexec.cli.review import Reviewer, Scripted, read_edit_file
 from planexec.cli.session import (
     DEMO_KEY,
@@ -27,7 +30,9 @@ from planexec.cli.session import (
     Environment,
     UserError,
     check_models,
+    checkpoint_location,
     drive,
+    hold_thread,
     make_context,
     model_factory,
     open_saver,
@@ -64,14 +69,23 @@ class Thread:
     """A thread in a checkpoint file, and the commands that continue or show it."""
 
     id: str
-    checkpoint: Path
+    checkpoint: Path | str
+    """A SQLite file, or a PostgreSQL URL."""
     default_checkpoint: Path
+
+    @property
+    def where(self) -> str:
+        """The checkpoint location for display, a URL's password hidden."""
+        return redact(self.checkpoint)
 
     def command(self, name: str) -> str:
         """`planexec <name> <thread>`, with `--checkpoint` when it is not the default."""
         text = f"planexec {name} {shlex.quote(self.id)}"
-        if self.checkpoint.resolve() != self.default_checkpoint.resolve():
-            text += f" --checkpoint {shlex.quote(str(self.checkpoint))}"
+        if (
+            isinstance(self.checkpoint, str)
+            or self.checkpoint.resolve() != self.default_checkpoint.resolve()
+        ):
+            text += f" --checkpoint {shlex.quote(self.where)}"
         return text
 
 
@@ -91,8 +105,8 @@ def _directory(path: str) -> Path:
     return folder
 
 
-def _checkpoint(args: argparse.Namespace, env: Environment) -> Path:
-    return Path(args.checkpoint).expanduser() if args.checkpoint else env.default_checkpoint
+def _checkpoint(args: argparse.Namespace, env: Environment) -> Path | str:
+    return checkpoint_location(args.checkpoint, env)
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -102,7 +116,7 @@ def _config(thread_id: str) -> RunnableConfig:
 async def _refuse_existing(graph: PlanexecGraph, thread: Thread) -> None:
     if (await graph.aget_state(_config(thread.id))).created_at is not None:
         raise UserError(
-            f"thread {thread.id} already exists in {thread.checkpoint}; "
+            f"thread {thread.id} already exists in {thread.where}; "
             f"continue it with: {thread.command('resume')}"
         )
 
@@ -118,11 +132,16 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
     path = prepare_checkpoint(_checkpoint(args, env), create=True)
     thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
     reviewer = _reviewer(args, env, out)
-    config = thread_config(thread.id, context, goal)
+    mcp = mcp_servers.from_args(args)
+    config = mcp_servers.with_metadata(thread_config(thread.id, context, goal), mcp)
 
     async def go() -> int:
-        async with open_saver(thread.checkpoint) as saver:
-            graph = build_graph(checkpointer=saver, model_factory=factory)
+        async with (
+            open_saver(thread.checkpoint) as saver,
+            hold_thread(saver, thread.id, "run"),
+            mcp_servers.graph_tools(mcp) as tools,
+        ):
+            graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
             await _refuse_existing(graph, thread)
             out.console.print(f"[bold]thread[/] {escape(thread.id)}")
             return await _execute(graph, config, context, {"goal": goal}, reviewer, out, thread)
@@ -139,15 +158,17 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
     reviewer = _reviewer(args, env, out, scripted=scripted)
 
     async def go() -> int:
-        async with open_saver(thread.checkpoint) as saver:
+        async with (
+            open_saver(thread.checkpoint) as saver,
+            hold_thread(saver, thread.id, "resume"),
+        ):
             snapshot = await build_graph(checkpointer=saver).aget_state(_config(thread.id))
             if snapshot.created_at is None:
-                raise UserError(f"unknown thread {thread.id} in {thread.checkpoint}")
+                raise UserError(f"unknown thread {thread.id} in {thread.where}")
             metadata = snapshot.metadata or {}
             demo = bool(metadata.get(DEMO_KEY))
             context = make_context({**stored_settings(metadata), **overrides})
             goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
-            graph = _demo_graph(saver) if demo else _model_graph(saver, context, env)
             values = dict(snapshot.values)
             if values.get("status") and not snapshot.next:
                 if scripted is not None:
@@ -160,8 +181,13 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
             if scripted is not None and start is None:
                 raise UserError(f"thread {thread.id} is not paused for a decision")
             out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
-            config = thread_config(thread.id, context, goal, demo=demo)
-            return await _execute(graph, config, context, start, reviewer, out, thread)
+            mcp = None if demo else mcp_servers.for_resume(args, metadata)
+            config = mcp_servers.with_metadata(
+                thread_config(thread.id, context, goal, demo=demo), mcp
+            )
+            async with mcp_servers.graph_tools(mcp) as tools:
+                graph = _demo_graph(saver) if demo else _model_graph(saver, context, env, tools)
+                return await _execute(graph, config, context, start, reviewer, out, thread)
 
     return asyncio.run(go())
 
@@ -177,7 +203,7 @@ def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
 
     snapshot = asyncio.run(read())
     if snapshot.created_at is None:
-        raise UserError(f"unknown thread {thread.id} in {thread.checkpoint}")
+        raise UserError(f"unknown thread {thread.id} in {thread.where}")
     values = dict(snapshot.values)
     if out.json_mode:
         sys.stdout.write(json.dumps(values, indent=2, ensure_ascii=False, default=str) + "\n")
@@ -216,14 +242,17 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     path = prepare_checkpoint(_checkpoint(args, env), create=True)
     thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
     out.console.print(f"workspace:  {escape(str(workspace))} ({', '.join(files)})")
-    out.console.print(f"checkpoint: {escape(str(thread.checkpoint))}")
+    out.console.print(f"checkpoint: {escape(thread.where)}")
     auto = args.yes or not env.interactive
     note = "--yes" if args.yes else "automatically: stdin is not a terminal"
     reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
     config = thread_config(thread.id, context, scenario.goal, demo=True)
 
     async def go() -> int:
-        async with open_saver(thread.checkpoint) as saver:
+        async with (
+            open_saver(thread.checkpoint) as saver,
+            hold_thread(saver, thread.id, "demo"),
+        ):
             graph = _demo_graph(saver)
             await _refuse_existing(graph, thread)
             out.console.print(f"[bold]thread[/]     {escape(thread.id)}")
@@ -248,7 +277,7 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     return code
 
 
-def _demo_graph(saver: AsyncSqliteSaver) -> PlanexecGraph:
+def _demo_graph(saver: AsyncCheckpointer) -> PlanexecGraph:
     models = load_scenario().models()
     return build_graph(
         checkpointer=saver,
@@ -258,10 +287,15 @@ def _demo_graph(saver: AsyncSqliteSaver) -> PlanexecGraph:
     )
 
 
-def _model_graph(saver: AsyncSqliteSaver, context: Context, env: Environment) -> PlanexecGraph:
+def _model_graph(
+    saver: AsyncCheckpointer,
+    context: Context,
+    env: Environment,
+    tools: list[BaseTool] | None = None,
+) -> PlanexecGraph:
     factory = model_factory(env)
     check_models(context, factory)
-    return build_graph(checkpointer=saver, model_factory=factory)
+    return build_graph(tools=tools, checkpointer=saver, model_factory=factory)
 
 
 def _scripted(args: argparse.Namespace) -> Scripted | None:
@@ -306,9 +340,12 @@ async def _execute(
     out: Output,
     thread: Thread,
 ) -> int:
-    view = EventView(out.console, show_plans=context.review == "never")
+    view = ProgressView(out.console, show_plans=context.review == "never")
+    view.seed((await graph.aget_state(config)).values)
     try:
-        outcome = await drive(graph, config, context, start, reviewer, view.handle, view.update)
+        with view:
+            decide = view.decide(reviewer)
+            outcome = await drive(graph, config, context, start, decide, view.handle, view.update)
     except (KeyboardInterrupt, asyncio.CancelledError):
         out.console.print(f"\ninterrupted; the thread is saved: {escape(thread.command('resume'))}")
         raise
@@ -338,7 +375,7 @@ def _finish(
     if out.json_mode:
         document = {
             "thread_id": thread.id,
-            "checkpoint": str(thread.checkpoint),
+            "checkpoint": thread.where,
             "status": values.get("status"),
             "answer": values.get("answer"),
             "reason": values.get("reason"),

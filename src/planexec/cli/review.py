@@ -69,6 +69,10 @@ class Reviewer:
         self._scripted_used = False
         self._answered_by_script = False
         self._read_line = console.input
+        self._drafts: dict[str, str] = {}
+        """Text to reopen the editor with, by what is edited: an edit that was refused."""
+        self._sent_edit: tuple[Any, str] | None = None
+        """The plan hash and text of the last plan edit sent, until the graph answers."""
 
     def __call__(self, request: dict[str, Any]) -> Any:
         """The resume value for the interrupt `request`, or None to pause."""
@@ -93,6 +97,7 @@ class Reviewer:
             return _approve_all(request)
         if not self.interactive:
             return None
+        self._keep_refused_edit(request)
         try:
             if kind == "plan_review":
                 return self._ask_review(request)
@@ -100,6 +105,20 @@ class Reviewer:
         except EOFError:
             self.console.print()
             return None
+
+    def _keep_refused_edit(self, request: dict[str, Any]) -> None:
+        """After the graph refused a plan edit, the editor reopens with that edit."""
+        sent, self._sent_edit = self._sent_edit, None
+        self._drafts.pop("plan", None)
+        if sent is None or not request.get("errors") or request.get("type") != "plan_review":
+            return
+        if sent[0] == request.get("plan_hash"):
+            self._drafts["plan"] = sent[1]
+            self.console.print(
+                "[yellow]Your edit was not run.[/] Choose [bold]e[/] to fix it (the editor "
+                "opens with your version), [bold]a[/] to approve the plan shown instead, "
+                "[bold]r[/] to reject it, or [bold]c[/] to cancel."
+            )
 
     def _from_script(self, request: dict[str, Any], scripted: Scripted) -> Any:
         if request["type"] == "plan_review":
@@ -142,6 +161,7 @@ class Reviewer:
             edited = self._edit_json(request["plan"], "plan")
             if edited is not None:
                 plan = {"steps": edited} if isinstance(edited, list) else edited
+                self._sent_edit = (request.get("plan_hash"), _json_text(edited))
                 return {"type": "edit", "plan": plan, "plan_hash": request.get("plan_hash")}
 
     def _ask_approval(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -183,10 +203,13 @@ class Reviewer:
             self.console.print("please write a few words (Ctrl-D to leave the run paused)")
 
     def _edit_json(self, value: Any, what: str) -> Any:
-        """`value` as edited in the editor, or None (after saying why) to ask again."""
+        """`value` as edited in the editor, or None (after saying why) to ask again.
+
+        Text that is not valid JSON is kept: the next edit of `what` starts from it.
+        """
         with tempfile.TemporaryDirectory(prefix="planexec-") as folder:
             path = Path(folder) / "edit.json"
-            path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            path.write_text(self._drafts.get(what) or _json_text(value), "utf-8")
             try:
                 done = subprocess.run([*shlex.split(self.editor), str(path)], check=False)
             except OSError as exc:
@@ -200,13 +223,26 @@ class Reviewer:
                 return None
             text = path.read_text(encoding="utf-8")
         try:
-            return json.loads(text)
+            parsed = json.loads(text)
         except json.JSONDecodeError as exc:
+            self._drafts[what] = text
             self.console.print(
-                f"[red]the edited {escape(what)} is not valid JSON: line {exc.lineno}: "
-                f"{escape(exc.msg)}[/]"
+                f"[red]the edited {escape(what)} is not valid JSON: line {exc.lineno}, "
+                f"column {exc.colno}: {escape(exc.msg)}[/]"
             )
+            lines = text.splitlines()
+            if 0 < exc.lineno <= len(lines):
+                shown = lines[exc.lineno - 1].expandtabs(1)
+                self.console.print(f"  {escape(shown)}", soft_wrap=True)
+                self.console.print("  " + " " * (exc.colno - 1) + "[red]^[/]")
+            self.console.print("[dim]the next edit starts from your text[/]")
             return None
+        self._drafts.pop(what, None)
+        return parsed
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
 def _review_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:

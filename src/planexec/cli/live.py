@@ -1,0 +1,214 @@
+"""Progress of `run` and `resume`, from the graph's stream.
+
+On a terminal, the plan's steps are a table redrawn in place (rich `Live`): each
+step's status (pending, running with its elapsed time, done, failed, skipped, waiting
+for approval), its duration, attempts, and its result or error. Elsewhere (a pipe, a
+file, CI), `EventView` prints one line per event, as before.
+
+The live table stops whenever the run asks a person something, so that the question
+reads normally, and starts again when steps run; it is left on screen when it stops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from planexec.cli.render import SYMBOLS, EventView, changes_text, short
+from planexec.cli.session import Decide
+
+
+@dataclass
+class _Row:
+    """What the table shows about one step."""
+
+    tool: str
+    status: str = "pending"
+    started: float | None = None
+    duration_s: float | None = None
+    attempts: int | None = None
+    detail: str = ""
+    """The result of a done step, or why a step failed or was skipped."""
+
+
+class ProgressView:
+    """Shows a run's progress: a live table on a terminal, event lines elsewhere.
+
+    `handle` takes the custom stream's events and `update` the nodes' state updates,
+    as `session.drive` gives them; `decide` wraps the reviewer so that the table stops
+    before a question; `stop` ends the display.
+    """
+
+    def __init__(
+        self, console: Console, *, show_plans: bool = False, live: bool | None = None
+    ) -> None:
+        self.console = console
+        self.lines = EventView(console, show_plans=show_plans)
+        self.live = console.is_terminal if live is None else live
+        self.revision: int | None = None
+        self.order: list[str] = []
+        self.rows: dict[str, _Row] = {}
+        self._display: Live | None = None
+
+    def seed(self, values: Mapping[str, Any]) -> None:
+        """Start from a thread's state: its plan and the results it already has."""
+        plan = values.get("plan")
+        if plan:
+            self._set_plan(plan, values.get("results") or {})
+        revisions = values.get("revisions") or []
+        if revisions:
+            self.revision = revisions[-1]["revision"]
+
+    def update(self, node: str, update: Mapping[str, Any]) -> None:
+        """A node's state update: a new plan, or the results of finished steps."""
+        if not self.live or self._display is None:
+            # Plans are printed whole when nobody reviews them (the table shows no args).
+            self.lines.update(node, update)
+        if not self.live:
+            return
+        if update.get("plan"):
+            self._set_plan(update["plan"], {})
+        for step_id, result in (update.get("results") or {}).items():
+            row = self.rows.get(step_id)
+            if row is not None:
+                body = result.get("output") if result["status"] == "done" else result.get("error")
+                row.detail = short(body, 100)
+
+    def handle(self, event: Mapping[str, Any]) -> None:
+        """One progress event from the custom stream."""
+        if not self.live:
+            self.lines.handle(event)
+            return
+        kind = event.get("event")
+        if kind == "plan_ready":
+            self.revision = event.get("revision")
+            self.console.print(
+                f"[bold]●[/] plan revision {event.get('revision')} from the "
+                f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
+            )
+        elif kind == "replan":
+            self.stop()
+            self.revision = event.get("revision")
+            self.console.print(
+                f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
+                f"{escape(str(event.get('reason')))}"
+            )
+            changes = changes_text(event.get("diff"))
+            if changes:
+                self.console.print(f"  changes: {escape(changes)}")
+        elif kind == "step_started":
+            row = self._row(str(event.get("step")), event.get("tool"))
+            row.status, row.started = "running", time.monotonic()
+            self._show()
+        elif kind == "step_finished":
+            row = self._row(str(event.get("step")), None)
+            row.status = str(event.get("status"))
+            row.duration_s = event.get("duration_s")
+            row.attempts = event.get("attempts")
+            if event.get("error"):
+                row.detail = short(event["error"], 100)
+            self._show()
+        elif kind == "approval_requested":
+            for step_id in event.get("steps") or []:
+                self._row(str(step_id), None).status = "approval"
+            self._show()
+
+    def decide(self, reviewer: Decide) -> Decide:
+        """`reviewer`, called with the live table stopped."""
+
+        def ask(request: dict[str, Any]) -> Any:
+            self.stop()
+            return reviewer(request)
+
+        return ask
+
+    def __enter__(self) -> ProgressView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop redrawing; the table stays on screen as it last was."""
+        if self._display is not None:
+            self._display.stop()
+            self._display = None
+
+    def _set_plan(self, plan: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+        self.order = [step["id"] for step in plan.get("steps", [])]
+        old, self.rows = self.rows, {}
+        for step in plan.get("steps", []):
+            row = old.get(step["id"]) or _Row(tool=step["tool"] or "(model)")
+            result = results.get(step["id"])
+            if result is not None:
+                row.status = result["status"]
+                row.duration_s = result.get("duration_s")
+                row.attempts = result.get("attempts")
+                body = result.get("output") if result["status"] == "done" else result.get("error")
+                row.detail = short(body, 100)
+            self.rows[step["id"]] = row
+
+    def _row(self, step_id: str, tool: Any) -> _Row:
+        if step_id not in self.rows:
+            self.rows[step_id] = _Row(tool=str(tool or "(model)"))
+            self.order.append(step_id)
+        return self.rows[step_id]
+
+    def _show(self) -> None:
+        if self._display is None:
+            self._display = Live(
+                console=self.console,
+                get_renderable=self._render,
+                refresh_per_second=8,
+                transient=False,
+            )
+            self._display.start()
+        self._display.refresh()
+
+    def _render(self) -> RenderableType:
+        done = sum(1 for row in self.rows.values() if row.status == "done")
+        title = f"plan revision {self.revision}" if self.revision is not None else "plan"
+        table = Table(
+            title=f"{title} · {done}/{len(self.rows)} done", title_justify="left", expand=False
+        )
+        table.add_column("step", style="bold", no_wrap=True)
+        table.add_column("tool", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("result", overflow="ellipsis", no_wrap=True, max_width=100)
+        for step_id in self.order:
+            row = self.rows[step_id]
+            table.add_row(
+                escape(step_id), escape(row.tool), _status(row), _time(row), escape(row.detail)
+            )
+        return Group(table)
+
+
+def _status(row: _Row) -> RenderableType:
+    if row.status == "running":
+        return Spinner("dots", text=Text("running", style="cyan"), style="cyan")
+    if row.status == "approval":
+        return Text("⏸ awaiting approval", style="yellow")
+    if row.status == "pending":
+        return Text("· pending", style="dim")
+    text = f"{SYMBOLS.get(row.status, '?')} {row.status}"
+    if (row.attempts or 0) > 1:
+        text += f" ({row.attempts} attempts)"
+    return Text.from_markup(text)
+
+
+def _time(row: _Row) -> str:
+    if row.status == "running" and row.started is not None:
+        return f"{time.monotonic() - row.started:.1f}s"
+    if row.duration_s is not None and row.status != "skipped":
+        return f"{float(row.duration_s):.2f}s"
+    return ""
