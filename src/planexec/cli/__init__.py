@@ -3,7 +3,11 @@
     planexec run GOAL       plan, review, execute, replan; prints the answer
     planexec resume THREAD  answer a paused review, or continue an interrupted run
     planexec show THREAD    the goal, plan, step results and revision history
+    planexec audit THREAD   the audit trail as JSON Lines
     planexec demo           a bundled scenario, offline, with scripted model replies
+    planexec threads        every thread in the checkpoint database, newest first
+    planexec completion SH  a completion script for bash, zsh or fish
+    planexec eval           run the evaluation suite; compare configurations
 
 The environment is read here, once: OPENAI_API_KEY and OPENAI_BASE_URL for the models,
 PLANEXEC_HOME (default `${XDG_DATA_HOME:-~/.local/share}/planexec`) for the default
@@ -19,10 +23,10 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from planexec.cli import commands
+from planexec.cli import audit, commands, completion, evaluate, mcp_servers, threads
 from planexec.cli.render import make_console
 from planexec.cli.session import Environment, UserError
-from planexec.errors import PlanexecError
+from planexec.errors import PlanexecError, ThreadBusyError
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +37,7 @@ The default checkpoint file is $PLANEXEC_HOME/checkpoints.sqlite, where PLANEXEC
 defaults to ${XDG_DATA_HOME:-~/.local/share}/planexec. Models are "openai:<name>";
 OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server, must be set.
 Exit codes: 0 completed (or paused for review), 1 failed, cancelled or out of budget,
-2 a usage error.
+2 a usage error, 3 the thread is busy (another client is running it: try again later).
 """
 
 
@@ -54,8 +58,9 @@ def _version() -> str:
 def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
-        metavar="PATH",
-        help="SQLite checkpoint file (default: $PLANEXEC_HOME/checkpoints.sqlite)",
+        metavar="PATH|URL",
+        help="SQLite checkpoint file, or a postgresql:// URL "
+        "(default: $PLANEXEC_HOME/checkpoints.sqlite)",
     )
 
 
@@ -97,6 +102,7 @@ def _add_run_options(parser: argparse.ArgumentParser, *, resuming: bool) -> None
         action="store_true",
         help="print the outcome as JSON on stdout (progress on stderr)",
     )
+    mcp_servers.add_options(parser, resuming=resuming)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--thread", metavar="ID", help="thread id (default: a new uuid)")
     demo.add_argument("--review", choices=("always", "never"), help="default: always")
     demo.add_argument("--yes", "-y", action="store_true", help="approve every plan and step")
+    demo.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    threads.add_parsers(sub, _add_checkpoint)
+    completion.add_parser(sub)
+    audit.add_parser(sub)
+    evaluate.add_parser(sub)
     return parser
 
 
@@ -162,6 +173,11 @@ COMMANDS: dict[str, Command] = {
     "resume": commands.resume,
     "show": commands.show,
     "demo": commands.demo,
+    "audit": audit.audit,
+    "threads": threads.threads,
+    "completion": completion.completion,
+    "__complete": threads.complete,
+    "eval": evaluate.evaluate,
 }
 
 
@@ -175,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = Environment.read(os.environ, interactive=sys.stdin.isatty())
     try:
         return COMMANDS[args.command](args, env, out)
+    except ThreadBusyError as exc:
+        sys.stderr.write(f"planexec: error: {exc}\n")
+        return 3
     except (UserError, PlanexecError) as exc:
         sys.stderr.write(f"planexec: error: {exc}\n")
         return 2
