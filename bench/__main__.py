@@ -1,0 +1,92 @@
+"""`python -m bench`: run the benchmark and report.
+
+A full run writes `bench/results.md` and `bench/results.json`; `--quick` and `--only`
+runs print only, unless `--out` names a directory, so a partial look never replaces
+the published results. The exit code is 0 whatever the targets say: this is a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from bench import concurrency
+from bench.report import as_json, markdown
+from bench.suite import Options, known_names, run_suite
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse(argv: list[str]) -> tuple[Options, Path | None]:
+    """Options from the command line, and where to write the results (None: nowhere)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark planexec against a local fake model."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one run per workload, plans up to 50 steps"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this workload or group (latency, overhead, scale, concurrency); "
+        "repeatable, or comma-separated",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for results.md and results.json (default: bench/ for a full run, "
+        "nowhere for --quick or --only)",
+    )
+    args = parser.parse_args(argv)
+    only = [name for value in args.only for name in value.split(",") if name]
+    names = [*known_names(), "concurrency"]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
+    options = Options(quick=args.quick, only=only)
+    out = args.out
+    if out is None and not args.quick and not only:
+        out = HERE
+    return options, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the report, write it if asked; always 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    options, out = parse(argv)
+    # A benchmark run sends nothing anywhere but to its own local server.
+    os.environ["LANGSMITH_TRACING"] = "false"
+    os.environ["LANGCHAIN_TRACING_V2"] = "false"
+    load = os.getloadavg()[0]
+    workloads = [name for name in options.only if name != "concurrency"]
+    with_suite = not options.only or bool(workloads)
+    with_concurrency = not options.only or "concurrency" in options.only
+    progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    suite_options = Options(quick=options.quick, only=workloads)
+    rows = asyncio.run(run_suite(suite_options, progress=progress)) if with_suite else []
+    runs = 20 if options.quick else concurrency.RUNS
+    many = asyncio.run(concurrency.measure_all(runs)) if with_concurrency else []
+    loads = (load, os.getloadavg()[0])
+    report = markdown(rows, options, argv, loads)
+    if many:
+        report += "\n" + concurrency.markdown(many, runs, concurrency.LATENCY_S)
+    print(report)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(report, encoding="utf-8")
+        data = as_json(rows, options, argv, loads)
+        data["concurrency"] = [row.as_json() for row in many]
+        (out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out / 'results.md'} and {out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
