@@ -187,9 +187,15 @@ class Budget:
             self.steps += 1
             self._warn()
 
-    def spend(self, usage: Usage) -> None:
-        """Add a finished call's tokens and cost (its call was counted when reserved)."""
+    def spend(self, usage: Usage, *, reserved: bool = True) -> None:
+        """Add a finished call's tokens and cost (its call was counted when reserved).
+
+        With `reserved=False` its calls are counted too: calls made before this node
+        started that the state does not record yet (a sub-agent's, before an interrupt).
+        """
         with self._lock:
+            if not reserved:
+                self.calls += usage["calls"]
             self.tokens += usage["input_tokens"] + usage["output_tokens"]
             self.cost_usd += usage["cost_usd"]
             self._warn()

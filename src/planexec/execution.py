@@ -4,6 +4,8 @@
 - A tool step with `args: null` asks the executor model for the arguments, offering it
   that one tool and no other; any other call it asks for is refused and recorded.
 - A step with `tool: null` asks the executor model to answer in text.
+- A step whose tool is a sub-agent (`planexec.subagents`) runs that graph as a
+  subgraph of the step's task, with the step's arguments and its dependencies' results.
 
 The executor model sees the goal, the step and the results of the step's dependencies,
 never the rest of the plan or its history. The only tool a step can run is the one its
@@ -27,6 +29,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool, InjectedToolCallId
 from langgraph.config import get_config
 from langgraph.prebuilt import ToolRuntime
@@ -49,6 +52,8 @@ from planexec.state import (
     sum_usage,
     timestamp,
 )
+from planexec.subagents import SubAgent, SubAgentRequest, run_subagent
+from planexec.tracing import tool_call_config
 
 
 class StepArgumentsError(PlanexecError):
@@ -114,6 +119,9 @@ class StepRecord:
     usage: Usage | None = None
     refused: list[ToolCallRecord] = field(default_factory=list)
     args: dict[str, Any] | None = None
+    model: str | None = None
+    counted: set[str] = field(default_factory=set)
+    """Ids of the sub-agent replies already in `usage`."""
 
     def begin(self) -> None:
         """Count an attempt; the first one sets the start time."""
@@ -140,6 +148,7 @@ class StepRecord:
             "revision": revision,
             "usage": self.usage,
             "refused_calls": list(self.refused),
+            "model": self.model,
         }
 
 
@@ -182,7 +191,7 @@ async def _attempt(
 ) -> Any:
     messages = _messages(step, outputs, env)
     if step["tool"] is None:
-        reply = await _ask(env, record, messages)
+        reply = await _ask(env, record, messages, step=step["id"])
         record.refused.extend({"name": c["name"], "args": c["args"]} for c in reply.tool_calls)
         text = reply.text.strip()
         if not text:
@@ -192,14 +201,53 @@ async def _attempt(
     if approved_args is not None:
         args = approved_args
     elif step["args"] is not None:
-        args = resolve_args(step["args"], outputs)
+        args = resolve_args(step["args"], outputs, tool)
         problems = check_args(tool, args)
         if problems:
             raise StepArgumentsError("; ".join(problems))
     else:
-        args = await _choose_args(tool, messages, env, record)
+        args = await _choose_args(tool, messages, env, record, step=step["id"])
     record.args = args
+    if isinstance(tool, SubAgent):
+        return jsonable(await _run_subagent(tool, args, step, outputs, env, record))
     return jsonable(await invoke_tool(tool, args, env, step))
+
+
+async def _run_subagent(
+    agent: SubAgent,
+    args: dict[str, Any],
+    step: StepDict,
+    outputs: dict[str, Any],
+    env: StepEnv,
+    record: StepRecord,
+) -> Any:
+    """Run a sub-agent step as a subgraph of this step's task, metering its model calls."""
+    # An executor model that chose the arguments stays in the record with the agent's.
+    models = set(record.model.split(", ")) if record.model else set()
+
+    def spent(usage: Usage, model: str) -> None:
+        record.add_usage(usage)
+        if model:
+            models.add(model)
+            record.model = ", ".join(sorted(models))
+
+    request = SubAgentRequest(
+        args=args,
+        step_id=step["id"],
+        description=step["description"],
+        goal=env.goal,
+        results={dep: outputs[dep] for dep in step["depends_on"]},
+    )
+    traced = tool_call_config(agent.name, step=step["id"], revision=env.revision)
+    return await run_subagent(
+        agent,
+        request,
+        merge_configs(get_config(), traced),
+        budget=env.budget,
+        prices=env.context.prices,
+        counted=record.counted,
+        spent=spent,
+    )
 
 
 async def propose_args(
@@ -212,13 +260,13 @@ async def propose_args(
     if step["tool"] is None:
         raise ValueError(f"step {step['id']} calls no tool")
     tool = env.resources.tools[step["tool"]]
-    return await _choose_args(tool, _messages(step, outputs, env), env, record)
+    return await _choose_args(tool, _messages(step, outputs, env), env, record, step=step["id"])
 
 
 async def _choose_args(
-    tool: BaseTool, messages: list[BaseMessage], env: StepEnv, record: StepRecord
+    tool: BaseTool, messages: list[BaseMessage], env: StepEnv, record: StepRecord, *, step: str
 ) -> dict[str, Any]:
-    reply = await _ask(env, record, messages, tool)
+    reply = await _ask(env, record, messages, tool, step=step)
     chosen: dict[str, Any] | None = None
     for call in reply.tool_calls:
         if call["name"] == tool.name and chosen is None:
@@ -238,11 +286,25 @@ async def _choose_args(
 
 
 async def _ask(
-    env: StepEnv, record: StepRecord, messages: list[BaseMessage], tool: BaseTool | None = None
+    env: StepEnv,
+    record: StepRecord,
+    messages: list[BaseMessage],
+    tool: BaseTool | None = None,
+    *,
+    step: str,
 ) -> AIMessage:
     """Ask the executor model, adding the call to the step's use even when it fails."""
+    record.model = env.resources.models.spec("executor", env.context)
     try:
-        reply, usage = await env.resources.ask("executor", env.context, env.budget, messages, tool)
+        reply, usage = await env.resources.ask(
+            "executor",
+            env.context,
+            env.budget,
+            messages,
+            tool,
+            revision=env.revision,
+            step=step,
+        )
     except BudgetExhaustedError:
         raise
     except BaseException:
@@ -280,6 +342,7 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
     else), so its output is the resulting `ToolMessage`'s content.
     """
     key = idempotency_key(env.thread_id, env.revision, step["id"])
+    traced = tool_call_config(tool.name, step=step["id"], revision=env.revision)
     call_args = dict(args)
     wants_id = False
     for name, kind in _injected_params(tool).items():
@@ -299,8 +362,8 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
             )
     if wants_id:
         call = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
-        return await tool.ainvoke(call)
-    return await tool.ainvoke(call_args)
+        return await tool.ainvoke(call, traced)
+    return await tool.ainvoke(call_args, traced)
 
 
 def _injected_params(tool: BaseTool) -> dict[str, str]:

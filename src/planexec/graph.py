@@ -87,7 +87,8 @@ def build_graph(
 
     Args:
         tools: The tools plans may use; None means the built-in ones (calculator and
-            workspace file tools). Functions decorated with `@tool` are tools.
+            workspace file tools). Functions decorated with `@tool` are tools, and so
+            are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt.
         store: A LangGraph store, handed to tools through their runtime.

@@ -5,15 +5,21 @@ so that task ids are the same when a crashed run resumes: a step whose task fini
 is not run again. A task waits for its dependencies inside the run, so a step starts as
 soon as its last dependency finishes, at most `max_concurrency` at a time. A step whose
 dependency failed or was skipped is skipped. Transient failures are retried by
-LangGraph's retry policy with exponential backoff.
+LangGraph's retry policy with exponential backoff (a sub-agent step has one attempt).
+
+An interrupt raised inside a step (a sub-agent asking a person) pauses the run once
+every step that could still run has finished: steps that depend on the interrupted
+one wait. Resuming runs the node again; the finished steps' tasks return their saved
+results and the interrupted step's task resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.func import task
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -33,6 +39,7 @@ from planexec.state import (
     is_approved,
     sum_usage,
 )
+from planexec.subagents import SubAgent
 
 
 class _Unreached(Exception):
@@ -107,7 +114,7 @@ async def executor(
     finished = await work.run()
     exhausted = work.exhausted[0] if work.exhausted else None
     update: dict[str, Any] = {"results": finished, "active_s": budget.elapsed()}
-    usage = _total_usage(finished.values())
+    usage = _total_usage([*(r.get("usage") for r in finished.values()), *work.stopped])
     if usage is not None:
         update["usage"] = {"executor": usage}
     done = {**results, **finished}
@@ -142,6 +149,9 @@ class _Pass:
         self.futures: dict[str, Awaitable[StepResult]] = {}
         self.outcomes: dict[str, asyncio.Task[tuple[str, StepResult | None]]] = {}
         self.exhausted: list[BudgetExhaustedError] = []
+        self.stopped: list[Usage] = []
+        """Model use by steps a budget stopped: they have no result, but their calls count."""
+        self.bubbled: list[GraphBubbleUp] = []
 
     async def run(self) -> dict[str, StepResult]:
         """Run the pass; the results of the steps that ran or were skipped, in plan order."""
@@ -155,9 +165,15 @@ class _Pass:
         # Launch order fixes each task's id. It depends on the state alone, so a resumed
         # run finds the results its tasks already recorded instead of running them again;
         # naming each task after its step makes a mismatch re-run a step, never swap results.
+        # A sub-agent retries inside itself. A second attempt would start it afresh
+        # under another checkpoint namespace (LangGraph numbers a task's second subgraph
+        # call), where the resume of an interrupt raised in it could not reach it.
+        once = RetryPolicy(max_attempts=1)
         for step_id in self.steps:
+            tool = self.env.resources.tools.get(self.steps[step_id]["tool"] or "")
+            policy = once if isinstance(tool, SubAgent) else retry
             # `task` is typed for decorating functions; here it wraps a bound method.
-            as_task: Any = task(name=f"step-{step_id}", retry_policy=retry)
+            as_task: Any = task(name=f"step-{step_id}", retry_policy=policy)
             launch: Callable[[str], Awaitable[StepResult]] = as_task(self._run_one)
             self.futures[step_id] = launch(step_id)
         for step_id in self.steps:
@@ -168,13 +184,22 @@ class _Pass:
             if result is not None:
                 finished[step_id] = result
                 self._report(step_id, result)
+        if self.bubbled and not self.exhausted:
+            # The node pauses (or hands LangGraph its command); the steps that finished
+            # keep their results in their tasks' saved writes.
+            raise _bubble(self.bubbled)
         return {i: finished[i] for i in self.steps if i in finished}
 
     async def _settle(self, step_id: str) -> tuple[str, StepResult | None]:
         try:
             return step_id, await self.futures[step_id]
+        except GraphBubbleUp as exc:
+            self.bubbled.append(exc)
         except BudgetExhaustedError as exc:
             self.exhausted.append(exc)
+            used = self.records[step_id].usage
+            if used:
+                self.stopped.append(used)
         except _Unreached:
             pass
         except Exception as exc:
@@ -229,6 +254,14 @@ class _Pass:
         )
 
 
+def _bubble(raised: list[GraphBubbleUp]) -> GraphBubbleUp:
+    """One exception for LangGraph: every step's interrupts together, else the first."""
+    others = [exc for exc in raised if not isinstance(exc, GraphInterrupt)]
+    if others:
+        return others[0]
+    return GraphInterrupt([i for exc in raised for i in exc.args[0]])
+
+
 def _describe(exc: BaseException) -> str:
     message = str(exc) or type(exc).__name__
     return message if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {message}"
@@ -238,10 +271,9 @@ def _tokens(usage: Usage | None) -> int:
     return 0 if usage is None else usage["input_tokens"] + usage["output_tokens"]
 
 
-def _total_usage(results: Any) -> Usage | None:
+def _total_usage(usages: Iterable[Usage | None]) -> Usage | None:
     total: Usage | None = None
-    for result in results:
-        usage = result.get("usage")
+    for usage in usages:
         if usage:
             total = usage if total is None else sum_usage(total, usage)
     return total
