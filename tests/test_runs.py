@@ -1,6 +1,7 @@
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from planexec import Context, InvalidGoalError, TransientError
 from planexec.plan import diff_plans, plan_hash
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
 from planexec.state import merge_results
-from planexec.tools import calculator
+from planexec.tools import calculator, file_tools
 
 FAST = {"retry_initial_interval": 0}
 NO_REVIEW = Context(review="never", **FAST)
@@ -761,3 +762,30 @@ async def test_a_done_result_in_a_checkpoint_is_never_overwritten() -> None:
     await h.graph.aupdate_state(config(), {"results": overwrite}, as_node="executor")
     assert (await h.state())["results"]["s1"]["output"] == 42
     assert (await h.state())["results"]["s1"]["status"] == "done"
+
+
+async def test_a_whole_reference_to_a_number_becomes_text_for_a_string_argument(
+    workspace: Path,
+) -> None:
+    plan = [
+        step("s1", args={"expression": "6*7"}),
+        step(
+            "s2",
+            tool="write_file",
+            args={"path": "answer.txt", "content": "{{s1}}"},
+            depends_on=["s1"],
+        ),
+        step("s3", args={"expression": "{{s1}} + 1"}, depends_on=["s1"]),
+    ]
+    h = Harness(
+        planner=[plan_reply(plan)],
+        replanner=[replan_reply("finish", answer="42")],
+        tools=[calculator, *file_tools(workspace)],
+    )
+    out = await h.run({"goal": "write 6*7"}, Context(review="never"))
+    assert out["status"] == "completed"
+    # write_file's content is a string: the number is written as text...
+    assert out["results"]["s2"]["args"] == {"path": "answer.txt", "content": "42"}
+    assert (workspace / "answer.txt").read_text() == "42"
+    # ...while the calculator still does arithmetic on it.
+    assert out["results"]["s3"]["output"] == 43

@@ -12,10 +12,11 @@ import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
 REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 """`{{<id>}}` inside an argument string: replaced by that step's result before the call."""
@@ -351,13 +352,30 @@ def topological_order(steps: Sequence[StepDict]) -> list[StepDict]:
     return ordered
 
 
-def resolve_args(args: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_args(
+    args: Mapping[str, Any], outputs: Mapping[str, Any], tool: BaseTool | None = None
+) -> dict[str, Any]:
     """`args` with every `{{id}}` replaced by that step's output.
 
     A string that is exactly one reference takes the output as it is (a number stays a
-    number); a reference inside longer text is replaced by the output as text.
+    number), unless `tool` declares that argument a string: then it gets the output as
+    text. A reference inside longer text is replaced by the output as text.
     """
-    return {key: _resolve(value, outputs) for key, value in args.items()}
+    text = text_params(tool) if tool is not None else set()
+    resolved = {key: _resolve(value, outputs) for key, value in args.items()}
+    return {
+        key: as_text(value) if key in text and not isinstance(value, str) else value
+        for key, value in resolved.items()
+    }
+
+
+def text_params(tool: BaseTool) -> set[str]:
+    """The names of `tool`'s arguments whose schema type is a string."""
+    schema = args_schema(tool)
+    properties = (schema if isinstance(schema, dict) else schema.model_json_schema()).get(
+        "properties"
+    ) or {}
+    return {name for name, spec in properties.items() if spec.get("type") == "string"}
 
 
 def _resolve(value: Any, outputs: Mapping[str, Any]) -> Any:

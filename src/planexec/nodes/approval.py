@@ -59,13 +59,15 @@ def _outputs(step: StepDict, state: State) -> dict[str, Any]:
     return {d: results[d]["output"] for d in step["depends_on"] if d in results}
 
 
-def _proposed_args(
-    step: StepDict, state: State, proposals: Mapping[str, Proposal]
+def _call_args(
+    step: StepDict, state: State, proposals: Mapping[str, Proposal], resources: Resources
 ) -> dict[str, Any] | None:
+    """The arguments the step's tool will be called with, as the person is shown them."""
     if step["args"] is None:
         proposal = proposals.get(step["id"])
         return proposal["args"] if proposal else None
-    return resolve_args(step["args"], _outputs(step, state))
+    tool = resources.tools.get(step["tool"] or "")
+    return resolve_args(step["args"], _outputs(step, state), tool)
 
 
 class Proposal(TypedDict):
@@ -80,16 +82,14 @@ class Proposal(TypedDict):
 def approval_request(
     state: State,
     errors: list[str],
-    steps: list[StepDict] | None = None,
-    proposals: Mapping[str, Proposal] | None = None,
+    steps: list[StepDict],
+    calls: Mapping[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
-    """The interrupt value asking for decisions on the steps that wait for approval."""
-    steps = _ready(state) if steps is None else steps
-    proposals = proposals or {}
+    """The interrupt value asking for decisions on `steps`, to be called with `calls`."""
     revision = current_revision(state)
     requests = []
     for step in steps:
-        args = _proposed_args(step, state, proposals)
+        args = calls[step["id"]]
         note = " (arguments proposed by the executor model)" if step["args"] is None else ""
         requests.append(
             {
@@ -165,6 +165,7 @@ async def approval(
         if proposal is not None and proposal["args"] is None:
             failed[step["id"]] = _unproposed(step, proposal, env.revision)
     steps = [s for s in _ready(state) if s["id"] not in failed]
+    calls = {s["id"]: _call_args(s, state, proposals, resources) for s in steps}
     update: dict[str, Any] = {"awaiting_approval": [], "results": dict(failed)}
     usage = _proposal_usage(proposals.values())
     if usage is not None:
@@ -173,7 +174,7 @@ async def approval(
         return update
     errors: list[str] = []
     while True:
-        answer = interrupt(approval_request(state, errors, steps, proposals))
+        answer = interrupt(approval_request(state, errors, steps, calls))
         decisions, errors = parse_decisions(answer, steps, resources)
         if decisions is not None:
             break
@@ -184,7 +185,7 @@ async def approval(
         if kind == "edit":
             args = resolve_args(decision["edited_action"]["args"], _outputs(step, state))
         else:
-            args = _proposed_args(step, state, proposals)
+            args = calls[step["id"]]
         message = decision.get("message")
         approvals[step["id"]] = {
             "decision": kind,
