@@ -24,6 +24,7 @@ from planexec.state import (
     rejection_feedback,
     timestamp,
 )
+from planexec.tracing import revision_number
 
 
 def goal_of(state: State) -> str:
@@ -83,7 +84,9 @@ async def planner(
     messages = planner_messages(state, context, resources)
     budget = Budget.of(state, context, runtime.stream_writer)
     try:
-        reply, usage = await resources.ask_structured("planner", context, budget, Plan, messages)
+        reply, usage = await resources.ask_structured(
+            "planner", context, budget, Plan, messages, revision=revision_number(state)
+        )
     except BudgetExhaustedError as exc:
         return {
             "status": "budget_exhausted",

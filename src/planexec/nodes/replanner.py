@@ -33,6 +33,7 @@ from planexec.state import (
     retired_ids,
     timestamp,
 )
+from planexec.tracing import revision_number
 
 
 def _status_of(step: StepDict, state: State) -> str:
@@ -119,7 +120,12 @@ async def replanner(
         }
     try:
         reply, usage = await resources.ask_structured(
-            "replanner", context, budget, Replan, replanner_messages(state, context, resources)
+            "replanner",
+            context,
+            budget,
+            Replan,
+            replanner_messages(state, context, resources),
+            revision=revision_number(state),
         )
     except BudgetExhaustedError as exc:
         return {
