@@ -23,7 +23,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from planexec.cli.render import SYMBOLS, EventView, changes_text, short
+from planexec.cli.render import SYMBOLS, EventView, announcement, short
 from planexec.cli.session import Decide
 
 
@@ -89,22 +89,13 @@ class ProgressView:
             self.lines.handle(event)
             return
         kind = event.get("event")
-        if kind == "plan_ready":
-            self.revision = event.get("revision")
-            self.console.print(
-                f"[bold]●[/] plan revision {event.get('revision')} from the "
-                f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
-            )
-        elif kind == "replan":
-            self.stop()
-            self.revision = event.get("revision")
-            self.console.print(
-                f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
-                f"{escape(str(event.get('reason')))}"
-            )
-            changes = changes_text(event.get("diff"))
-            if changes:
-                self.console.print(f"  changes: {escape(changes)}")
+        if kind in ("plan_ready", "replan", "budget_warning"):
+            if kind == "replan":
+                self.stop()
+            if kind != "budget_warning":
+                self.revision = event.get("revision")
+            for line in announcement(event):
+                self.console.print(line)
         elif kind == "step_started":
             row = self._row(str(event.get("step")), event.get("tool"))
             row.status, row.started = "running", time.monotonic()

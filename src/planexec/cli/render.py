@@ -172,12 +172,7 @@ class EventView:
     def handle(self, event: Mapping[str, Any]) -> None:
         """Print one event from the custom stream."""
         kind = event.get("event")
-        if kind == "plan_ready":
-            self.console.print(
-                f"[bold]●[/] plan revision {event.get('revision')} from the "
-                f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
-            )
-        elif kind == "step_started":
+        if kind == "step_started":
             tool = event.get("tool") or "(model)"
             self.tools[str(event.get("step"))] = tool
             self.console.print(
@@ -185,20 +180,9 @@ class EventView:
             )
         elif kind == "step_finished":
             self._finished(event)
-        elif kind == "replan":
-            self.console.print(
-                f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
-                f"{escape(str(event.get('reason')))}"
-            )
-            changes = changes_text(event.get("diff"))
-            if changes:
-                self.console.print(f"  changes: {escape(changes)}")
-        elif kind == "budget_warning":
-            self.console.print(
-                f"[yellow]⚠ budget {escape(str(event.get('budget')))} at "
-                f"{float(event.get('fraction') or 0):.0%}: {event.get('used'):,.4g} of "
-                f"{event.get('limit'):,.4g}[/]"
-            )
+        else:
+            for line in announcement(event):
+                self.console.print(line)
 
     def _finished(self, event: Mapping[str, Any]) -> None:
         step = str(event.get("step"))
@@ -214,6 +198,30 @@ class EventView:
         if event.get("error"):
             line += f"  [red]{escape(short(event['error'], 160))}[/]"
         self.console.print(line)
+
+
+def announcement(event: Mapping[str, Any]) -> list[str]:
+    """Lines (rich markup) that tell a person about a plan, a replan or a budget warning."""
+    kind = event.get("event")
+    if kind == "plan_ready":
+        return [
+            f"[bold]●[/] plan revision {event.get('revision')} from the "
+            f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
+        ]
+    if kind == "replan":
+        lines = [
+            f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
+            f"{escape(str(event.get('reason')))}"
+        ]
+        changes = changes_text(event.get("diff"))
+        return [*lines, f"  changes: {escape(changes)}"] if changes else lines
+    if kind == "budget_warning":
+        return [
+            f"[yellow]⚠ budget {escape(str(event.get('budget')))} at "
+            f"{float(event.get('fraction') or 0):.0%}: {event.get('used'):,.4g} of "
+            f"{event.get('limit'):,.4g}[/]"
+        ]
+    return []
 
 
 def usage_table(usage: Mapping[str, Mapping[str, Any]]) -> Table:
