@@ -266,8 +266,19 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
         "diff": diff_plans(target.values["plan"], plan),
         "at": timestamp(),
     }
+    # A plan written through update_state runs only with a person's decision on it.
+    edit = {
+        "revision": 1,
+        "decision": "edit",
+        "message": "forked",
+        "plan_hash": plan_hash(target.values["plan"]),
+        "edited_hash": plan_hash(plan),
+        "at": timestamp(),
+    }
     fork = await graph.aupdate_state(
-        target.config, {"plan": plan, "revisions": [revision]}, as_node="planner"
+        target.config,
+        {"plan": plan, "revisions": [revision], "reviews": [edit]},
+        as_node="planner",
     )
     out = await graph.ainvoke(None, fork, context=Context(replan_policy="never"))
     assert (out["status"], out["answer"]) == ("completed", "25")
@@ -281,6 +292,7 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
     assert [summary(r) for r in current] == [
         ("run_started",),
         ("plan_revision", 1, "planner"),
+        ("review_decision", 1, "edit"),
         ("plan_revision", 2, "human"),
         ("step_started", "s1"),
         ("step_finished", "s1", "done"),

@@ -9,6 +9,7 @@ from helpers import step
 from planexec import Context, build_graph
 from planexec.graph import route_after_executor, route_after_planner, route_after_replanner
 from planexec.nodes.review import needs_review
+from planexec.plan import plan_hash
 from planexec.tools import calculator
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "graph.mmd"
@@ -30,14 +31,26 @@ def revision(number: int, source: str, plan: Any = PLAN) -> dict[str, Any]:
     }
 
 
-def review(number: int, decision: str) -> dict[str, Any]:
-    return {"revision": number, "decision": decision, "message": None, "plan_hash": "", "at": ""}
+def review(number: int, decision: str, plan: Any = PLAN) -> dict[str, Any]:
+    # An approval counts only for the plan whose digest it names.
+    digest = plan_hash(plan)
+    return {
+        "revision": number,
+        "decision": decision,
+        "message": None,
+        "plan_hash": digest,
+        "at": "",
+    }
 
 
 NEW = {"goal": "g", "plan": PLAN, "revisions": [revision(1, "planner")]}
 APPROVED = {**NEW, "reviews": [review(1, "approve")]}
 REJECTED = {**NEW, "reviews": [review(1, "reject")]}
-EDITED = {**APPROVED, "revisions": [revision(1, "planner"), revision(2, "human")]}
+EDITED = {
+    **NEW,
+    "revisions": [revision(1, "planner"), revision(2, "human")],
+    "reviews": [{**review(1, "edit"), "edited_hash": plan_hash(PLAN)}],
+}
 REWRITTEN = {
     **NEW,
     "revisions": [revision(1, "planner"), revision(2, "planner")],

@@ -69,13 +69,30 @@ class Context:
     max_plan_steps: int = Field(default=20, ge=1)
     """The most steps a plan may have still to run (finished steps a replan keeps do not count)."""
 
+    max_args_chars: int = Field(default=20_000, ge=100)
+    """The longest a plan step's `args` may be, as JSON text; a longer plan is invalid."""
+
+    max_goal_chars: int = Field(default=20_000, ge=1)
+    """The longest goal accepted, in characters; a longer one is refused before any
+    model is called."""
+
+    max_output_chars: int = Field(default=50_000, ge=100)
+    """The longest a step's output (as JSON text) or error is kept in the state and shown
+    to the models; a longer one is cut to this length, ending in a note that says how
+    much was dropped (the step stays done, its output becoming that text)."""
+
     max_plan_attempts: int = Field(default=3, ge=1)
     """How many replies the planner or replanner gets to produce a valid plan before
     the run fails; each retry is shown the previous reply's errors."""
 
     step_attempts: int = Field(default=3, ge=1)
-    """Attempts per step, the first included, when a tool or model call fails in a way
-    that may succeed on retry (a timeout, a connection error, a rate limit)."""
+    """Attempts per step, the first included, when an attempt fails in a way that may
+    succeed on retry: a tool's transient error (a timeout, a connection error), an
+    attempt past its timeout, or an executor model reply that cannot be used (no tool
+    call, arguments that do not fit the tool, empty text). A model call that failed
+    (its client retries spent, see `model_max_retries`) is not retried by the step: the
+    step fails. So a step asks the executor model at most `step_attempts` times, sending
+    at most `step_attempts * (1 + model_max_retries)` requests."""
 
     retry_initial_interval: float = Field(default=0.5, ge=0)
     """Seconds before the first retry of a step; each further retry waits twice as long."""
@@ -92,6 +109,14 @@ class Context:
     approval_tools: list[str] = Field(default_factory=list)
     """Tools whose every call waits for a person's approval, besides tools whose
     metadata says `{"requires_approval": True}`."""
+
+    non_idempotent_tools: list[str] = Field(default_factory=list)
+    """Tools that must not run twice for one step, besides tools whose metadata says
+    `{"idempotent": False}`. Before such a call the step records that it began; a run
+    that resumes after a crash (or a timeout) inside the call pauses with an
+    "uncertain_step" interrupt for a person to re-run, mark done or skip the step,
+    instead of calling the tool again. Other tools get the step's idempotency key to
+    deduplicate with, and are simply called again."""
 
     max_steps_executed: int | None = Field(default=None, ge=1)
     """Budget: the most steps the run may execute; unlimited when unset."""
@@ -118,7 +143,9 @@ class Context:
     """Seconds one HTTP request to a model may take."""
 
     model_max_retries: int = Field(default=2, ge=0)
-    """Retries of a failed model request by the client (rate limits, server errors)."""
+    """Retries of a failed model request by the client: rate limits (after the server's
+    Retry-After), server errors, timeouts and lost connections. One model call sends at
+    most `1 + model_max_retries` requests; a call that still fails is not retried again."""
 
     workspace: str = "."
     """Directory that the built-in file tools may read and write; nothing outside it."""

@@ -156,6 +156,7 @@ def validate_plan(
     max_steps: int,
     done: Mapping[str, StepDict] | None = None,
     retired: Collection[str] = (),
+    max_args_chars: int | None = None,
 ) -> list[PlanError]:
     """Every reason `plan` cannot run, or an empty list.
 
@@ -163,6 +164,7 @@ def validate_plan(
         plan: The plan to check.
         tools: The tools that steps may name.
         max_steps: The most steps the plan may have still to run.
+        max_args_chars: The longest a step's `args` may be, as JSON text.
         done: Steps that have finished, as they ran: each must be in the plan, unchanged.
         retired: Ids of earlier steps that failed or were skipped; new steps may not reuse them.
     """
@@ -200,6 +202,14 @@ def validate_plan(
                 )
             )
         errors.extend(_check_step(step, known, tools))
+        size = args_size(step.args)
+        if max_args_chars is not None and size > max_args_chars:
+            errors.append(
+                PlanError(
+                    step.id,
+                    f"args are {size} characters of JSON; the most allowed is {max_args_chars}",
+                )
+            )
     errors.extend(_check_cycles(plan.steps))
     return errors
 
@@ -421,15 +431,21 @@ def diff_plans(old: PlanDict | None, new: PlanDict) -> PlanDiff:
 
 def plan_hash(plan: PlanDict) -> str:
     """A stable digest of the plan's content, to tie a review decision to what was shown."""
-    return _digest(plan)
+    return digest(plan)
 
 
 def step_hash(step: StepDict) -> str:
     """A stable digest of one step, to tie an approval to the step as it was approved."""
-    return _digest(step)
+    return digest(step)
 
 
-def _digest(value: object) -> str:
+def args_size(args: object) -> int:
+    """The length of a step's arguments as JSON text: what `max_args_chars` bounds."""
+    return len(json.dumps(args, ensure_ascii=False, default=str))
+
+
+def digest(value: object) -> str:
+    """A stable digest of JSON data (key order does not matter)."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import operator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
-from planexec.plan import PlanDict, PlanDiff, StepDict
+from planexec.plan import PlanDict, PlanDiff, StepDict, plan_hash
 
 _DOCUMENTED = ConfigDict(use_attribute_docstrings=True)
 """Field docstrings become the descriptions in the JSON Schemas that Studio shows."""
@@ -66,6 +66,9 @@ class StepResult(TypedDict, total=False):
     """The executor model the step asked, when it asked one."""
     refused_calls: list[ToolCallRecord]
     """Tool calls the model asked for that the plan did not allow; none of them ran."""
+    resolution: str
+    """How a person settled the step after a call that must not run twice may or may not
+    have happened (`planexec.uncertain`); absent otherwise."""
 
 
 class PlanRevision(TypedDict):
@@ -89,6 +92,8 @@ class ReviewRecord(TypedDict):
     plan_hash: str
     """Digest of the plan the decision was made on."""
     at: str
+    edited_hash: NotRequired[str]
+    """For an edit, the digest of the plan the reviewer wrote (the next revision's)."""
 
 
 class StepApproval(TypedDict):
@@ -196,16 +201,27 @@ def current_revision(state: State) -> PlanRevision | None:
 
 
 def is_approved(state: State) -> bool:
-    """Whether a person approved the current plan revision (an edit is an approval)."""
+    """Whether a person approved the current plan revision, as it is, or wrote it.
+
+    An approval counts for the revision it names and only while that revision's plan
+    has the digest the person approved; an edit approves the plan the person wrote.
+    """
     revision = current_revision(state)
     if revision is None:
         return False
-    if revision["source"] == "human":
-        return True
-    return any(
-        r["revision"] == revision["revision"] and r["decision"] == "approve"
-        for r in state.get("reviews") or []
-    )
+    digest = plan_hash(revision["plan"])
+    for review in state.get("reviews") or []:
+        if review["decision"] == "approve" and review["revision"] == revision["revision"]:
+            if review["plan_hash"] == digest:
+                return True
+        elif (
+            review["decision"] == "edit"
+            and revision["source"] == "human"
+            and review["revision"] == revision["revision"] - 1
+            and review.get("edited_hash") == digest
+        ):
+            return True
+    return False
 
 
 def rejection_feedback(state: State) -> str | None:

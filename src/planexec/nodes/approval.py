@@ -32,7 +32,16 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import ExecutorReplyError, ModelCallError
 from planexec.execution import StepEnv, StepRecord, is_transient, propose_args
-from planexec.plan import StepDict, check_args, references, resolve_args, step_hash
+from planexec.nodes.executor import unauthorised
+from planexec.plan import (
+    StepDict,
+    args_size,
+    check_args,
+    digest,
+    references,
+    resolve_args,
+    step_hash,
+)
 from planexec.resources import Resources
 from planexec.state import (
     State,
@@ -106,19 +115,40 @@ def approval_request(
         ],
         "steps": [step["id"] for step in steps],
         "revision": revision["revision"] if revision else 0,
+        "request_hash": request_hash(steps, calls),
     }
     if errors:
         value["errors"] = errors
     return value
 
 
+def request_hash(steps: list[StepDict], calls: Mapping[str, dict[str, Any] | None]) -> str:
+    """A digest of the steps and calls a step approval shows, to tie decisions to them."""
+    return digest([{**step, "args": calls[step["id"]]} for step in steps])
+
+
 def parse_decisions(
-    value: object, steps: list[StepDict], resources: Resources
+    value: object,
+    steps: list[StepDict],
+    resources: Resources,
+    *,
+    shown: str | None = None,
+    max_args_chars: int | None = None,
 ) -> tuple[list[dict[str, Any]] | None, list[str]]:
-    """The decisions for `steps` from a resume value, or the reasons they are not usable."""
+    """The decisions for `steps` from a resume value, or the reasons they are not usable.
+
+    `shown` is the `request_hash` of the interrupt; an answer that names another one was
+    made on other steps or calls, and is refused.
+    """
     decisions = value.get("decisions") if isinstance(value, dict) else None
     if not isinstance(decisions, list):
         return None, ['answer with {"decisions": [...]}, one decision per action request']
+    answered = value.get("request_hash") if isinstance(value, dict) else None
+    if shown is not None and answered not in (None, shown):
+        return None, [
+            f"the decisions are for request {answered}, but the steps waiting for approval "
+            f"are request {shown}; decide on the steps shown"
+        ]
     if len(decisions) != len(steps):
         return None, [
             f"expected {len(steps)} decision(s), one per action request, got {len(decisions)}"
@@ -130,15 +160,23 @@ def parse_decisions(
             errors.append(f"step {step['id']}: decision type must be one of {', '.join(ALLOWED)}")
         elif kind == "edit":
             errors.extend(
-                f"step {step['id']}: {e}" for e in _edit_errors(step, decision, resources)
+                f"step {step['id']}: {e}"
+                for e in _edit_errors(step, decision, resources, max_args_chars)
             )
     return (None, errors) if errors else (decisions, [])
 
 
-def _edit_errors(step: StepDict, decision: dict[str, Any], resources: Resources) -> list[str]:
+def _edit_errors(
+    step: StepDict, decision: dict[str, Any], resources: Resources, max_args_chars: int | None
+) -> list[str]:
     action = decision.get("edited_action")
     if not isinstance(action, dict) or not isinstance(action.get("args"), dict):
         return ['an edit needs "edited_action": {"name": <tool>, "args": {...}}']
+    size = args_size(action["args"])
+    if max_args_chars is not None and size > max_args_chars:
+        return [
+            f"the edited args are {size} characters of JSON; the most allowed is {max_args_chars}"
+        ]
     if action.get("name", step["tool"]) != step["tool"]:
         return [f"an edit may change only the arguments, not the tool ({step['tool']})"]
     unknown = [r for r in dict.fromkeys(references(action["args"])) if r not in step["depends_on"]]
@@ -156,6 +194,9 @@ async def approval(
 ) -> dict[str, Any]:
     """Interrupt for decisions on the steps that wait for approval and record them."""
     context = resolve_context(runtime.context)
+    if unauthorised(state, context) is not None:
+        # Nothing is proposed or asked for a plan that may not run; the executor says why.
+        return {"awaiting_approval": []}
     budget = Budget.of(state, context, runtime.stream_writer)
     env = StepEnv.of(state, runtime, resources, context, budget)
     proposals = await _proposals(_ready(state), state, env)
@@ -173,9 +214,12 @@ async def approval(
     if not steps:
         return update
     errors: list[str] = []
+    shown = request_hash(steps, calls)
     while True:
         answer = interrupt(approval_request(state, errors, steps, calls))
-        decisions, errors = parse_decisions(answer, steps, resources)
+        decisions, errors = parse_decisions(
+            answer, steps, resources, shown=shown, max_args_chars=context.max_args_chars
+        )
         if decisions is not None:
             break
     approvals: dict[str, StepApproval] = {}

@@ -27,7 +27,7 @@ from langgraph.types import RetryPolicy
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.events import emit
-from planexec.execution import StepEnv, StepRecord, is_transient, run_step
+from planexec.execution import StepEnv, StepRecord, bounded_text, is_transient, run_step
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
 from planexec.state import (
@@ -205,9 +205,8 @@ class _Pass:
         except Exception as exc:
             record = self.records[step_id]
             step = self.steps[step_id]
-            return step_id, record.result(
-                step, self.env.revision, status="failed", error=_describe(exc)
-            )
+            error = bounded_text(_describe(exc), self.env.context.max_output_chars)
+            return step_id, record.result(step, self.env.revision, status="failed", error=error)
         return step_id, None
 
     async def _outcome(self, step_id: str) -> StepResult | None:

@@ -27,14 +27,20 @@ from planexec.state import (
 from planexec.tracing import revision_number
 
 
-def goal_of(state: State) -> str:
-    """The run's goal, or `InvalidGoalError` when it is missing or blank."""
+def goal_of(state: State, max_chars: int | None = None) -> str:
+    """The run's goal, or `InvalidGoalError` when it is missing, blank or too long."""
     goal = state.get("goal")
     if not isinstance(goal, str) or not goal.strip():
         raise InvalidGoalError(
             'the goal is empty: start the run with {"goal": "<what to achieve>"}'
         )
-    return goal.strip()
+    goal = goal.strip()
+    if max_chars is not None and len(goal) > max_chars:
+        raise InvalidGoalError(
+            f"the goal is {len(goal)} characters long; the most allowed is {max_chars} "
+            "(Context.max_goal_chars): put long material in a file for the tools to read"
+        )
+    return goal
 
 
 def planner_messages(
@@ -63,7 +69,7 @@ def planner_messages(
         HumanMessage(
             render(
                 prompts.USER,
-                goal=goal_of(state),
+                goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
                 feedback=feedback,
                 invalid_reply=invalid_reply_section(state),
@@ -121,7 +127,12 @@ async def planner(
             PlanError(None, "direct answers are off: write a plan with at least one step")
         ]
     else:
-        errors = validate_plan(reply.parsed, resources.tools, max_steps=context.max_plan_steps)
+        errors = validate_plan(
+            reply.parsed,
+            resources.tools,
+            max_steps=context.max_plan_steps,
+            max_args_chars=context.max_args_chars,
+        )
     if errors:
         update = invalid_reply(
             "planner", context, state.get("draft_attempts", 0), reply.text, errors

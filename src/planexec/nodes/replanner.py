@@ -68,7 +68,7 @@ def replanner_messages(
         HumanMessage(
             render(
                 prompts.USER,
-                goal=goal_of(state),
+                goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
                 revision=revision["revision"] if revision else 0,
                 plan=json.dumps(shown, indent=1, ensure_ascii=False),
@@ -173,6 +173,7 @@ async def replanner(
         max_steps=context.max_plan_steps,
         done=done,
         retired=retired_ids(state),
+        max_args_chars=context.max_args_chars,
     )
     if errors:
         return {**invalid_reply("replanner", context, attempts, reply.text, errors), **spent}

@@ -210,6 +210,7 @@ def _edited_plan(
             max_steps=context.max_plan_steps,
             done=done_steps(state),
             retired=retired_ids(state),
+            max_args_chars=context.max_args_chars,
         )
     if problems or parsed is None:
         return None, [f"edited plan: {problem}" for problem in problems]
@@ -228,6 +229,7 @@ def _apply_edit(
     }
     if record["decision"] == "approve":
         return Command(goto="executor", update={"reviews": [record]})
+    record["edited_hash"] = plan_hash(edited)
     new_revision: PlanRevision = {
         "revision": revision["revision"] + 1,
         "source": "human",
