@@ -19,11 +19,14 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aiosqlite
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from planexec.serde import checkpoint_serde
 
 __all__ = [
     "POSTGRES_CONNECTION_KWARGS",
@@ -79,22 +82,30 @@ async def open_checkpointer(
     *,
     max_connections: int = 8,
     connect_timeout: float = 10.0,
+    encryption_key: str | bytes | None = None,
 ) -> AsyncIterator[AsyncCheckpointer]:
     """The checkpointer at `location`, open for the duration of the `async with`.
+
+    Every value it reads is checked (`planexec.serde`): one that is corrupt raises
+    `planexec.errors.CheckpointError` rather than loading.
 
     Args:
         location: A SQLite file path, or a `postgresql://` URL.
         max_connections: The PostgreSQL pool's size. One saver runs one query at a
             time, so more helps only what shares the pool (leases, other savers).
         connect_timeout: Seconds to wait for the first PostgreSQL connection.
+        encryption_key: A secret that encrypts and authenticates every checkpoint value
+            (LangGraph's `EncryptedSerializer`, AES-256-GCM). A value that was changed,
+            written without the key, or with another key raises `CheckpointError`.
 
     Raises:
         psycopg.OperationalError: The PostgreSQL server cannot be reached, or refuses
             the connection.
     """
+    serde = checkpoint_serde(encryption_key)
     if not is_postgres(location):
-        async with AsyncSqliteSaver.from_conn_string(os.fspath(location)) as sqlite:
-            yield sqlite
+        async with aiosqlite.connect(os.fspath(location)) as conn:
+            yield AsyncSqliteSaver(conn, serde=serde)
         return
     url = str(location)
     await _setup_postgres(url, connect_timeout)
@@ -108,7 +119,9 @@ async def open_checkpointer(
     )
     await pool.open(wait=True, timeout=connect_timeout)
     try:
-        yield AsyncPostgresSaver(cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool))
+        yield AsyncPostgresSaver(
+            cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool), serde=serde
+        )
     finally:
         await pool.close()
 

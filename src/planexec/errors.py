@@ -64,3 +64,10 @@ class ThreadBusyError(PlanexecError):
 
 class LeaseLostError(PlanexecError):
     """The thread's lease could not be renewed in time, so the run holding it was stopped."""
+
+
+class CheckpointError(PlanexecError):
+    """A saved checkpoint cannot be trusted: it is corrupt, was changed, or the key is wrong.
+
+    Nothing runs on it: the run or command stops with this error instead.
+    """
