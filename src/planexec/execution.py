@@ -38,7 +38,13 @@ from pydantic import BaseModel
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context
-from planexec.errors import ExecutorReplyError, PlanexecError, StepTimeoutError, TransientError
+from planexec.errors import (
+    ExecutorReplyError,
+    ModelCallError,
+    PlanexecError,
+    StepTimeoutError,
+    TransientError,
+)
 from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import executor as prompts
 from planexec.prompts import render
@@ -54,6 +60,7 @@ from planexec.state import (
 )
 from planexec.subagents import SubAgent, SubAgentRequest, run_subagent
 from planexec.tracing import tool_call_config
+from planexec.uncertain import Journal, StepSettled, call_once, is_idempotent
 
 
 class StepArgumentsError(PlanexecError):
@@ -61,8 +68,13 @@ class StepArgumentsError(PlanexecError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed attempt may succeed if tried again."""
-    if isinstance(exc, BudgetExhaustedError):
+    """Whether a failed attempt may succeed if tried again.
+
+    A failed model call (`ModelCallError`) is not: its client already retried it
+    (`Context.model_max_retries`), and retrying the step would multiply those requests.
+    An unusable executor reply (`ExecutorReplyError`) is: the model is asked again.
+    """
+    if isinstance(exc, BudgetExhaustedError | ModelCallError):
         return False
     if isinstance(exc, TransientError | TimeoutError | ConnectionError | httpx.TransportError):
         return True
@@ -122,6 +134,8 @@ class StepRecord:
     model: str | None = None
     counted: set[str] = field(default_factory=set)
     """Ids of the sub-agent replies already in `usage`."""
+    journal: Journal = field(default_factory=Journal)
+    """The calls of a tool that must not run twice, as this process knows them."""
 
     def begin(self) -> None:
         """Count an attempt; the first one sets the start time."""
@@ -136,7 +150,7 @@ class StepRecord:
 
     def result(self, step: StepDict, revision: int, **outcome: Any) -> StepResult:
         """The step's result record with this record's history."""
-        return {
+        result: StepResult = {
             "status": outcome["status"],
             "output": outcome.get("output"),
             "error": outcome.get("error"),
@@ -150,6 +164,9 @@ class StepRecord:
             "refused_calls": list(self.refused),
             "model": self.model,
         }
+        if outcome.get("resolution"):
+            result["resolution"] = outcome["resolution"]
+        return result
 
 
 def idempotency_key(thread_id: str, revision: int, step_id: str) -> str:
@@ -170,6 +187,7 @@ async def run_step(
     """
     record.begin()
     timeout = env.context.timeout_for(step["tool"])
+    limit = env.context.max_output_chars
     # The time budget's deadline, outermost, cancels the attempt as a budget stop.
     async with env.budget.deadline():
         try:
@@ -179,7 +197,39 @@ async def run_step(
             if deadline.expired():
                 raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
             raise
-    return record.result(step, env.revision, status="done", output=output)
+        except StepSettled as settled:
+            return record.result(
+                step,
+                env.revision,
+                status=settled.status,
+                output=bounded_output(jsonable(settled.output), limit),
+                error=settled.error,
+                resolution=settled.resolution,
+            )
+    return record.result(step, env.revision, status="done", output=bounded_output(output, limit))
+
+
+TRUNCATED = "\n[planexec: {dropped} more characters were cut here; outputs are limited to {limit}]"
+"""The note that ends an output cut to `Context.max_output_chars`."""
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters (the note included) if it is longer."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - len(TRUNCATED.format(dropped=len(text), limit=limit)))
+    return text[:keep] + TRUNCATED.format(dropped=len(text) - keep, limit=limit)
+
+
+def bounded_output(output: Any, limit: int) -> Any:
+    """A step's output, kept as it is when its JSON text fits in `limit` characters.
+
+    A longer output becomes its text (JSON, unless it is a string), cut to `limit`.
+    """
+    text = as_text(output)
+    if len(text) <= limit:
+        return output
+    return bounded_text(text, limit)
 
 
 async def _attempt(
@@ -210,7 +260,29 @@ async def _attempt(
     record.args = args
     if isinstance(tool, SubAgent):
         return jsonable(await _run_subagent(tool, args, step, outputs, env, record))
+    if not is_idempotent(tool, env.context):
+        return jsonable(await _call_once(tool, args, step, env, record))
     return jsonable(await invoke_tool(tool, args, env, step))
+
+
+async def _call_once(
+    tool: BaseTool, args: dict[str, Any], step: StepDict, env: StepEnv, record: StepRecord
+) -> Any:
+    """Call a tool that must not run twice, journaled (`planexec.uncertain`)."""
+
+    async def call(chosen: dict[str, Any]) -> Any:
+        record.args = chosen
+        return jsonable(await invoke_tool(tool, chosen, env, step))
+
+    return await call_once(
+        step,
+        tool.name,
+        args,
+        key=idempotency_key(env.thread_id, env.revision, step["id"]),
+        revision=env.revision,
+        journal=record.journal,
+        call=call,
+    )
 
 
 async def _run_subagent(

@@ -11,7 +11,8 @@
 
 The environment is read here, once: OPENAI_API_KEY and OPENAI_BASE_URL for the models,
 PLANEXEC_HOME (default `${XDG_DATA_HOME:-~/.local/share}/planexec`) for the default
-checkpoint file `$PLANEXEC_HOME/checkpoints.sqlite`, and VISUAL/EDITOR for editing plans.
+checkpoint file `$PLANEXEC_HOME/checkpoints.sqlite`, VISUAL/EDITOR for editing plans, and
+PLANEXEC_CHECKPOINT_KEY, a secret that encrypts and authenticates the checkpoints.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ EPILOG = """\
 The default checkpoint file is $PLANEXEC_HOME/checkpoints.sqlite, where PLANEXEC_HOME
 defaults to ${XDG_DATA_HOME:-~/.local/share}/planexec. Models are "openai:<name>";
 OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server, must be set.
+PLANEXEC_CHECKPOINT_KEY, if set, encrypts and authenticates every checkpoint value.
 Exit codes: 0 completed (or paused for review), 1 failed, cancelled or out of budget,
 2 a usage error, 3 the thread is busy (another client is running it: try again later).
 """
@@ -140,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the plan in FILE (JSON); for a step approval, the new arguments",
     )
     decision.add_argument("--cancel", action="store_true", help="end the run at this review")
+    decision.add_argument(
+        "--rerun",
+        action="store_true",
+        help="an uncertain step (a crash during a call that must not run twice): call it again",
+    )
+    decision.add_argument(
+        "--mark-done",
+        metavar="OUTPUT",
+        help="an uncertain step: its call did happen; record it as done with OUTPUT (JSON or text)",
+    )
+    decision.add_argument(
+        "--skip",
+        nargs="?",
+        const="",
+        metavar="MSG",
+        help="an uncertain step: skip it (and the steps that depend on it)",
+    )
     _add_run_options(resume, resuming=True)
 
     show = sub.add_parser("show", help="show a thread's plan, results and history")

@@ -55,7 +55,7 @@ def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:
     path = prepare_checkpoint(given, create=False)
 
     async def read() -> list[AuditRecord]:
-        async with open_saver(path) as saver:
+        async with open_saver(path, env.checkpoint_key) as saver:
             graph = build_graph(checkpointer=saver)
             return await audit_trail(graph, args.thread, current_only=args.current_only)
 

@@ -23,13 +23,14 @@ from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.live import ProgressView
 from planexec.cli.render import show_outcome
-from planexec.cli.review import Reviewer, Scripted, read_edit_file
+from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
     DEMO_KEY,
     GOAL_KEY,
     Environment,
     UserError,
     check_models,
+    check_seal,
     checkpoint_location,
     drive,
     hold_thread,
@@ -37,6 +38,8 @@ from planexec.cli.session import (
     model_factory,
     open_saver,
     prepare_checkpoint,
+    record_thread,
+    seal_config,
     stored_settings,
     thread_config,
 )
@@ -54,6 +57,14 @@ DEMO_BANNER = (
     "no model is called and nothing leaves this machine.\n"
     "The tools, the LangGraph graph and the SQLite checkpoint are real."
 )
+
+
+PAUSES = {
+    "plan_review": ("review", "--approve | --reject MSG | --edit FILE"),
+    "step_approval": ("step approval", "--approve | --reject MSG | --edit FILE"),
+    "uncertain_step": ("a decision on an uncertain step", "--rerun | --mark-done OUTPUT | --skip"),
+}
+"""What each interrupt waits for, and the `resume` options that answer it."""
 
 
 @dataclass(frozen=True)
@@ -133,18 +144,22 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
     thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
     reviewer = _reviewer(args, env, out)
     mcp = mcp_servers.from_args(args)
-    config = mcp_servers.with_metadata(thread_config(thread.id, context, goal), mcp)
+    config = seal_config(
+        mcp_servers.with_metadata(thread_config(thread.id, context, goal), mcp),
+        env.checkpoint_key,
+    )
 
     async def go() -> int:
         async with (
-            open_saver(thread.checkpoint) as saver,
+            open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "run"),
             mcp_servers.graph_tools(mcp) as tools,
         ):
             graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
             await _refuse_existing(graph, thread)
+            await record_thread(graph, config, context, goal)
             out.console.print(f"[bold]thread[/] {escape(thread.id)}")
-            return await _execute(graph, config, context, {"goal": goal}, reviewer, out, thread)
+            return await _execute(graph, config, context, None, reviewer, out, thread)
 
     return asyncio.run(go())
 
@@ -159,13 +174,14 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
 
     async def go() -> int:
         async with (
-            open_saver(thread.checkpoint) as saver,
+            open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "resume"),
         ):
             snapshot = await build_graph(checkpointer=saver).aget_state(_config(thread.id))
             if snapshot.created_at is None:
                 raise UserError(f"unknown thread {thread.id} in {thread.where}")
             metadata = snapshot.metadata or {}
+            check_seal(metadata, env.checkpoint_key)
             demo = bool(metadata.get(DEMO_KEY))
             context = make_context({**stored_settings(metadata), **overrides})
             goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
@@ -182,8 +198,9 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
                 raise UserError(f"thread {thread.id} is not paused for a decision")
             out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
             mcp = None if demo else mcp_servers.for_resume(args, metadata)
-            config = mcp_servers.with_metadata(
-                thread_config(thread.id, context, goal, demo=demo), mcp
+            config = seal_config(
+                mcp_servers.with_metadata(thread_config(thread.id, context, goal, demo=demo), mcp),
+                env.checkpoint_key,
             )
             async with mcp_servers.graph_tools(mcp) as tools:
                 graph = _demo_graph(saver) if demo else _model_graph(saver, context, env, tools)
@@ -198,7 +215,7 @@ def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
     thread = Thread(args.thread, path, env.default_checkpoint)
 
     async def read() -> StateSnapshot:
-        async with open_saver(thread.checkpoint) as saver:
+        async with open_saver(thread.checkpoint, env.checkpoint_key) as saver:
             return await build_graph(checkpointer=saver).aget_state(_config(thread.id))
 
     snapshot = asyncio.run(read())
@@ -246,11 +263,13 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     auto = args.yes or not env.interactive
     note = "--yes" if args.yes else "automatically: stdin is not a terminal"
     reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
-    config = thread_config(thread.id, context, scenario.goal, demo=True)
+    config = seal_config(
+        thread_config(thread.id, context, scenario.goal, demo=True), env.checkpoint_key
+    )
 
     async def go() -> int:
         async with (
-            open_saver(thread.checkpoint) as saver,
+            open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "demo"),
         ):
             graph = _demo_graph(saver)
@@ -259,8 +278,8 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
             out.console.print(f"\n[bold]goal:[/] {escape(scenario.goal)}")
             if not auto and scenario.hint:
                 out.console.print(f"[dim]{escape(scenario.hint)}[/]")
-            start = {"goal": scenario.goal}
-            return await _execute(graph, config, context, start, reviewer, out, thread)
+            await record_thread(graph, config, context, scenario.goal)
+            return await _execute(graph, config, context, None, reviewer, out, thread)
 
     try:
         code = asyncio.run(go())
@@ -309,6 +328,12 @@ def _scripted(args: argparse.Namespace) -> Scripted | None:
         return Scripted("edit", edited=read_edit_file(args.edit))
     if args.cancel:
         return Scripted("cancel")
+    if getattr(args, "rerun", False):
+        return Scripted("rerun")
+    if getattr(args, "mark_done", None) is not None:
+        return Scripted("done", edited=parse_output(args.mark_done))
+    if getattr(args, "skip", None) is not None:
+        return Scripted("skip", message=args.skip.strip() or None)
     return None
 
 
@@ -365,10 +390,10 @@ def _finish(
     values: dict[str, Any], paused: dict[str, Any] | None, out: Output, thread: Thread
 ) -> int:
     if paused is not None:
-        what = "review" if paused.get("type") == "plan_review" else "step approval"
+        what, options = PAUSES.get(str(paused.get("type")), PAUSES["step_approval"])
         out.console.print(
             f"\npaused for {what}; resume with: [bold]{escape(thread.command('resume'))}[/] "
-            "\\[--approve | --reject MSG | --edit FILE]"
+            f"\\[{options}]"
         )
     else:
         show_outcome(out.console, values, thread.command("show"))

@@ -22,7 +22,9 @@ from rich.markup import escape
 from planexec.cli.render import show_approval, show_review
 from planexec.cli.session import UserError
 
-ScriptedKind = Literal["approve", "reject", "edit", "cancel"]
+ScriptedKind = Literal["approve", "reject", "edit", "cancel", "rerun", "done", "skip"]
+UNCERTAIN_KINDS = ("rerun", "done", "skip")
+"""The scripted decisions that answer an uncertain step, and nothing else."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,15 @@ class Scripted:
     kind: ScriptedKind
     message: str | None = None
     edited: Any = None
-    """The parsed JSON of `--edit FILE`."""
+    """The parsed JSON of `--edit FILE`, or the output given with `--mark-done`."""
+
+
+def parse_output(text: str) -> Any:
+    """The output given with `--mark-done`: JSON if it parses as JSON, else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def read_edit_file(path: str) -> Any:
@@ -81,6 +91,8 @@ class Reviewer:
             show_review(self.console, request)
         elif kind == "step_approval":
             show_approval(self.console, request)
+        elif kind == "uncertain_step":
+            show_uncertain(self.console, request)
         else:
             raise UserError(f"the run is paused at an interrupt planexec does not know: {kind!r}")
         answered_by_script, self._answered_by_script = self._answered_by_script, False
@@ -92,7 +104,7 @@ class Reviewer:
         if self.scripted is not None and not self._scripted_used:
             self._scripted_used = self._answered_by_script = True
             return self._from_script(request, self.scripted)
-        if self.auto:
+        if self.auto and kind != "uncertain_step":
             self.console.print(f"[green]approved[/] ({escape(self.auto_note)})")
             return _approve_all(request)
         if not self.interactive:
@@ -101,6 +113,8 @@ class Reviewer:
         try:
             if kind == "plan_review":
                 return self._ask_review(request)
+            if kind == "uncertain_step":
+                return self._ask_uncertain(request)
             return self._ask_approval(request)
         except EOFError:
             self.console.print()
@@ -121,13 +135,22 @@ class Reviewer:
             )
 
     def _from_script(self, request: dict[str, Any], scripted: Scripted) -> Any:
+        if request["type"] == "uncertain_step":
+            return _uncertain_decision(request, scripted)
+        if scripted.kind in UNCERTAIN_KINDS:
+            raise UserError(
+                f"--{_FLAGS[scripted.kind]} answers an uncertain step, but this thread waits "
+                "for " + ("plan review" if request["type"] == "plan_review" else "step approval")
+            )
         if request["type"] == "plan_review":
             return _review_decision(request, scripted)
         count = len(request.get("action_requests") or [])
+        digest = request.get("request_hash")
         if scripted.kind == "approve":
-            return {"decisions": [{"type": "approve"}] * count}
+            return {"decisions": [{"type": "approve"}] * count, "request_hash": digest}
         if scripted.kind == "reject":
-            return {"decisions": [{"type": "reject", "message": scripted.message}] * count}
+            decision = {"type": "reject", "message": scripted.message}
+            return {"decisions": [decision] * count, "request_hash": digest}
         if scripted.kind == "edit":
             edited = scripted.edited
             args_list = edited if isinstance(edited, list) else [edited]
@@ -140,7 +163,8 @@ class Reviewer:
                 "decisions": [
                     {"type": "edit", "edited_action": {"name": action["name"], "args": args}}
                     for action, args in zip(request["action_requests"], args_list, strict=True)
-                ]
+                ],
+                "request_hash": request.get("request_hash"),
             }
         raise UserError(
             "--cancel answers a plan review, but this thread waits for step approval: "
@@ -186,7 +210,20 @@ class Reviewer:
                     edited = {"name": action["name"], "args": args}
                     decisions.append({"type": "edit", "edited_action": edited})
                 break
-        return {"decisions": decisions}
+        return {"decisions": decisions, "request_hash": request.get("request_hash")}
+
+    def _ask_uncertain(self, request: dict[str, Any]) -> dict[str, Any]:
+        key = request.get("key")
+        while True:
+            choice = self._choose("[r]e-run / [d]one (give its output) / [s]kip", "rds")
+            if choice == "r":
+                return {"type": "rerun", "key": key}
+            if choice == "s":
+                reason = self._read_line("reason (optional): ").strip()
+                return {"type": "skip", "message": reason or None, "key": key}
+            text = self._read_line("the call's output (JSON, or text): ").strip()
+            if text:
+                return {"type": "done", "output": parse_output(text), "key": key}
 
     def _choose(self, prompt: str, letters: str) -> str:
         while True:
@@ -261,4 +298,38 @@ def _review_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, A
 def _approve_all(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("type") == "plan_review":
         return {"type": "approve", "plan_hash": request.get("plan_hash")}
-    return {"decisions": [{"type": "approve"}] * len(request.get("action_requests") or [])}
+    return {
+        "decisions": [{"type": "approve"}] * len(request.get("action_requests") or []),
+        "request_hash": request.get("request_hash"),
+    }
+
+
+_FLAGS = {"rerun": "rerun", "done": "mark-done", "skip": "skip"}
+
+
+def _uncertain_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
+    key = request.get("key")
+    if scripted.kind == "rerun":
+        return {"type": "rerun", "key": key}
+    if scripted.kind == "done":
+        return {"type": "done", "output": scripted.edited, "key": key}
+    if scripted.kind == "skip":
+        return {"type": "skip", "message": scripted.message, "key": key}
+    raise UserError(
+        f"step {request.get('step')} may or may not have run {request.get('tool')}: "
+        "answer with --rerun, --mark-done OUTPUT or --skip [MSG]"
+    )
+
+
+def show_uncertain(console: Console, request: dict[str, Any]) -> None:
+    """Show an uncertain step: the call that may have happened, and why it is uncertain."""
+    console.print(
+        f"\n[bold yellow]uncertain step[/] {escape(str(request.get('step')))} "
+        f"(plan revision {request.get('revision')}): {escape(str(request.get('description')))}"
+    )
+    call = json.dumps(request.get("args"), ensure_ascii=False)
+    console.print(f"  call: {escape(str(request.get('tool')))}({escape(call)})")
+    console.print(f"  idempotency key: {escape(str(request.get('key')))}")
+    console.print(f"  {escape(str(request.get('message')))}")
+    for error in request.get("errors") or []:
+        console.print(f"  [red]{escape(str(error))}[/]")

@@ -6,12 +6,13 @@ models, and the loop that streams a run and answers its interrupts.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -23,11 +24,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from planexec.checkpoints import AsyncCheckpointer, is_postgres, open_checkpointer, redact
 from planexec.context import Context
-from planexec.errors import PlanexecError
+from planexec.errors import CheckpointError, PlanexecError
 from planexec.events import is_event
 from planexec.graph import PlanexecGraph, run_config
 from planexec.lease import Lease, thread_lease
 from planexec.models import ModelFactory, chat_model
+from planexec.serde import metadata_seal
 
 CONTEXT_KEY = "planexec_context"
 """Checkpoint metadata key holding the run's `Context` as JSON (LangGraph keeps only
@@ -35,6 +37,10 @@ scalar metadata values, so the dict is stored as a string)."""
 GOAL_KEY = "planexec_goal"
 DEMO_KEY = "planexec_demo"
 """Set on threads started by `planexec demo`: they resume with the scripted models."""
+SEAL_KEY = "planexec_seal"
+"""With a checkpoint key: a signature of the other `planexec_*` metadata (the metadata
+column is not encrypted), checked before `resume` uses them."""
+CHECKPOINT_KEY_VARIABLE = "PLANEXEC_CHECKPOINT_KEY"
 
 _CONTEXT = TypeAdapter(Context)
 
@@ -54,6 +60,8 @@ class Environment:
     editor: str
     interactive: bool
     """Whether stdin is a terminal, so a person can answer questions."""
+    checkpoint_key: str | None = field(default=None, repr=False)
+    """`PLANEXEC_CHECKPOINT_KEY`: encrypts and authenticates checkpoints (`planexec.serde`)."""
 
     @classmethod
     def read(cls, environ: Mapping[str, str], *, interactive: bool) -> Environment:
@@ -64,6 +72,7 @@ class Environment:
             home=default_home(environ),
             editor=environ.get("VISUAL") or environ.get("EDITOR") or "vi",
             interactive=interactive,
+            checkpoint_key=environ.get(CHECKPOINT_KEY_VARIABLE) or None,
         )
 
     @property
@@ -114,6 +123,37 @@ def thread_config(
     if demo:
         metadata[DEMO_KEY] = "1"
     return run_config(thread_id, context, metadata=metadata)
+
+
+def seal_config(config: RunnableConfig, key: str | None) -> RunnableConfig:
+    """`config` with its metadata signed under `key`; as it is without a key.
+
+    The goal is left out of signed metadata: the encrypted state holds it.
+    """
+    if key is None:
+        return config
+    metadata = {k: v for k, v in (config.get("metadata") or {}).items() if k != GOAL_KEY}
+    metadata[SEAL_KEY] = _seal(metadata, key)
+    return {**config, "metadata": metadata}
+
+
+def check_seal(metadata: Mapping[str, Any] | None, key: str | None) -> None:
+    """Raise `CheckpointError` unless `metadata` carries a valid signature under `key`."""
+    if key is None:
+        return
+    found = (metadata or {}).get(SEAL_KEY)
+    if not isinstance(found, str) or not hmac.compare_digest(found, _seal(metadata or {}, key)):
+        raise CheckpointError(
+            "the run settings kept with this thread are not signed with the checkpoint key, "
+            "or were changed since: refusing to resume it"
+        )
+
+
+def _seal(metadata: Mapping[str, Any], key: str) -> str:
+    kept = sorted(
+        (k, str(v)) for k, v in metadata.items() if k.startswith("planexec_") and k != SEAL_KEY
+    )
+    return metadata_seal(key, *(f"{k}={v}" for k, v in kept))
 
 
 def model_factory(env: Environment) -> ModelFactory:
@@ -176,14 +216,17 @@ def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
 
 
 @asynccontextmanager
-async def open_saver(location: Path | str) -> AsyncIterator[AsyncCheckpointer]:
+async def open_saver(
+    location: Path | str, key: str | None = None
+) -> AsyncIterator[AsyncCheckpointer]:
     """The checkpointer at `location`: a SQLite file or a PostgreSQL URL.
 
-    See `prepare_checkpoint`; a server that cannot be reached is a `UserError`.
+    See `prepare_checkpoint`; a server that cannot be reached is a `UserError`. With
+    `key`, checkpoints are encrypted and authenticated (`planexec.serde`).
     """
     async with AsyncExitStack() as stack:
         try:
-            saver = await stack.enter_async_context(open_checkpointer(location))
+            saver = await stack.enter_async_context(open_checkpointer(location, encryption_key=key))
         except psycopg.OperationalError as exc:
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             raise UserError(
@@ -201,6 +244,24 @@ def hold_thread(
     """
     owner = f"planexec {command} (pid {os.getpid()} on {socket.gethostname()})"
     return thread_lease(saver, thread_id, owner=owner)
+
+
+async def record_thread(
+    graph: PlanexecGraph, config: RunnableConfig, context: Context, goal: str
+) -> None:
+    """Save a new run's input as its thread's first checkpoints, before any node runs.
+
+    A process that dies before the planner's first checkpoint leaves its thread listed
+    (`planexec threads`: interrupted), and `planexec resume` starts it from the goal.
+    """
+    async for _ in graph.astream(
+        {"goal": goal},
+        config,
+        context=context,
+        durability="sync",
+        interrupt_before=["planner"],
+    ):
+        pass
 
 
 Decide = Callable[[dict[str, Any]], Any]

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LABELS = {
     "paused_for_review": "paused for review",
     "awaiting_approval": "awaiting approval",
+    "uncertain_step": "uncertain step",
     "interrupted": "interrupted",
     "not_started": "not started",
 }
@@ -60,7 +61,7 @@ class ThreadSummary:
     thread_id: str
     status: str
     """A run's status (completed, failed, cancelled, budget_exhausted), or
-    paused_for_review, awaiting_approval, interrupted, not_started."""
+    paused_for_review, awaiting_approval, uncertain_step, interrupted, not_started."""
     goal: str
     updated_at: str | None
     """When the latest checkpoint was written (ISO 8601, UTC)."""
@@ -82,6 +83,8 @@ def thread_status(values: Mapping[str, Any], interrupts: Sequence[Any], next_nod
     if interrupts:
         request = interrupts[0].value
         kind = request.get("type") if isinstance(request, dict) else None
+        if kind == "uncertain_step":
+            return "uncertain_step"
         return "awaiting_approval" if kind == "step_approval" else "paused_for_review"
     return "interrupted" if next_nodes else "not_started"
 
@@ -184,7 +187,7 @@ def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
     location = prepare_checkpoint(checkpoint_location(args.checkpoint, env), create=False)
 
     async def read() -> list[ThreadSummary]:
-        async with open_saver(location) as saver:
+        async with open_saver(location, env.checkpoint_key) as saver:
             return await list_threads(saver, args.limit)
 
     summaries = asyncio.run(read())
@@ -217,7 +220,7 @@ def complete(args: argparse.Namespace, env: Environment, out: Output) -> int:
         return 0
 
     async def read() -> list[str]:
-        async with open_saver(location) as saver:
+        async with open_saver(location, env.checkpoint_key) as saver:
             return await thread_ids(saver)
 
     try:
