@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check dev bench
+.PHONY: demo test lint typecheck check dev bench crash-matrix chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ dev: $(STAMP)
 ## The benchmarks whose numbers are in the README.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## The full crash matrix: kill -9 at every checkpoint boundary of each plan, ten times (minutes).
+crash-matrix: $(STAMP)
+	$(BIN)/pytest -m crash_matrix tests/test_crash_matrix.py
+
+## The chaos soak whose numbers are in the README: random kills and 5% model faults.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos

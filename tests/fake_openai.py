@@ -20,6 +20,8 @@ the request's messages. Forms (keys combine where it makes sense):
     {"status": 429, "headers": {"Retry-After": "0.01"}, "body": {...} or "text"}
     {"raw": "<a body that is not JSON>"}        (HTTP 200)
     {"hang": 5.0, ...}                          (wait before answering with the rest)
+    {"cut": 2, ...}                             (a streamed reply: close the connection
+                                                 after 2 deltas, mid-stream)
     {..., "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
     {..., "match": "<text the request's messages must contain>"}
 
@@ -305,7 +307,8 @@ class FakeOpenAI:
         }
         if body.get("stream"):
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(handler, completion, text, calls, usage, with_usage)
+            cut = reply.get("cut")
+            self._stream(handler, completion, text, calls, usage, with_usage, cut)
             return
         if self._wait(self.per_token_latency * usage["completion_tokens"]):
             return
@@ -367,6 +370,7 @@ class FakeOpenAI:
         calls: list[dict[str, Any]],
         usage: dict[str, int],
         include_usage: bool,
+        cut: int | None = None,
     ) -> None:
         deltas = list(_deltas(text, calls))
         pause = self.per_token_latency * usage["completion_tokens"] / max(1, len(deltas))
@@ -375,8 +379,13 @@ class FakeOpenAI:
         try:
             _start_stream(handler)
             _write_event(handler, _chunk(head, {"role": "assistant", "content": ""}))
-            for delta in deltas:
+            for index, delta in enumerate(deltas):
                 if self._wait(pause):
+                    return
+                if cut is not None and index >= cut:
+                    # The server goes away mid-reply: no last chunk, no end of the body.
+                    handler.close_connection = True
+                    handler.connection.shutdown(socket.SHUT_RDWR)
                     return
                 _write_event(handler, _chunk(head, delta))
             _write_event(handler, _chunk(head, {}, finish))

@@ -1,0 +1,259 @@
+"""Model faults against the real ChatOpenAI client: bounded retries, counted exactly.
+
+The rule (see `Context.model_max_retries` and `Context.step_attempts`): a model call
+sends at most `1 + model_max_retries` requests, the client retrying rate limits, server
+errors, timeouts and lost connections; a call that still fails is not retried by the
+step, which fails and goes to the replanner. A reply that arrives but cannot be used (no
+tool call, arguments that are not JSON or do not fit the tool) is asked again by the
+step, `step_attempts` times at most. No step ever runs a tool from an unusable reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from fake_openai import FakeOpenAI, prompt_of, tool_names
+from helpers import config, step
+from planexec import Context, build_graph
+
+pytestmark = pytest.mark.integration
+
+PLANNER = "You are the planner"
+REPLANNER = "You are the replanner"
+GOOD_CALL = {"tool_calls": [{"name": "multiply", "arguments": {"a": 6, "b": 7}}]}
+RATE_LIMITED = {"status": 429, "headers": {"Retry-After": "0.01"}}
+SERVER_ERROR = {"status": 500, "headers": {"retry-after-ms": "10"}}
+
+
+class Model:
+    """Answers the planner and the replanner well, and the executor with `fault(n)`."""
+
+    def __init__(self, fault: Callable[[int], dict[str, Any]], plan: list[dict[str, Any]]):
+        self.fault = fault
+        self.plan = plan
+        self.executor_requests = 0
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompt = prompt_of(body)
+        if PLANNER in prompt:
+            return {"tool_calls": [{"name": "Plan", "arguments": {"steps": self.plan}}]}
+        if REPLANNER in prompt:
+            answer = {"action": "finish", "answer": "stopped", "steps": None, "reason": "r"}
+            return {"tool_calls": [{"name": "Replan", "arguments": answer}]}
+        self.executor_requests += 1
+        return self.fault(self.executor_requests)
+
+
+@pytest.fixture
+def multiplied() -> list[tuple[int, int]]:
+    return []
+
+
+@pytest.fixture
+def serve(
+    monkeypatch: pytest.MonkeyPatch, multiplied: list[tuple[int, int]]
+) -> Iterator[Callable[..., tuple[FakeOpenAI, Model]]]:
+    servers: list[FakeOpenAI] = []
+
+    def start(
+        fault: Callable[[int], dict[str, Any]], plan: list[dict[str, Any]] | None = None
+    ) -> tuple[FakeOpenAI, Model]:
+        model = Model(fault, plan or [step("s1", tool="multiply", description="6 times 7")])
+        server = FakeOpenAI(responder=model).start()
+        servers.append(server)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        return server, model
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def tools(multiplied: list[tuple[int, int]]) -> list[Any]:
+    @tool
+    def multiply(a: int, b: int) -> int:
+        """Multiply two integers."""
+        multiplied.append((a, b))
+        return a * b
+
+    return [multiply]
+
+
+def context(**overrides: Any) -> Context:
+    settings: dict[str, Any] = {
+        "review": "never",
+        "retry_initial_interval": 0.0,
+        "model_timeout": 5.0,
+        "model_max_retries": 2,
+        "step_attempts": 3,
+    }
+    return Context(**{**settings, **overrides})
+
+
+async def run(
+    multiplied: list[tuple[int, int]], ctx: Context, *, stream: bool = False
+) -> dict[str, Any]:
+    graph = build_graph(tools=tools(multiplied), checkpointer=InMemorySaver())
+    if not stream:
+        result: dict[str, Any] = await graph.ainvoke({"goal": "6*7"}, config(), context=ctx)
+        return result
+    # Streaming messages makes the chat model stream its reply.
+    async for _ in graph.astream(
+        {"goal": "6*7"}, config(), context=ctx, stream_mode=["updates", "messages"]
+    ):
+        pass
+    return dict((await graph.aget_state(config())).values)
+
+
+def executor_requests(server: FakeOpenAI) -> list[dict[str, Any]]:
+    return [b for b in server.requests if "multiply" in tool_names(b)]
+
+
+def assert_failed_then_replanned(out: dict[str, Any], server: FakeOpenAI, error: str) -> None:
+    result = out["results"]["s1"]
+    assert result["status"] == "failed"
+    assert error in result["error"]
+    # A clean failure: the replanner was asked, saw the failure, and ended the run.
+    assert out["status"] == "completed"
+    assert out["answer"] == "stopped"
+    replanner = server.requests_for_tool("Replan")
+    assert len(replanner) == 1
+    assert 'step="s1" status="failed"' in prompt_of(replanner[0])
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [(RATE_LIMITED, "RateLimitError"), (SERVER_ERROR, "Error code: 500")],
+    ids=["429", "500"],
+)
+async def test_a_failing_model_call_is_retried_by_the_client_only(
+    serve: Callable[..., tuple[FakeOpenAI, Model]],
+    multiplied: list[tuple[int, int]],
+    fault: dict[str, Any],
+    error: str,
+) -> None:
+    server, _ = serve(lambda n: fault)
+    ctx = context()
+    out = await run(multiplied, ctx)
+    # 1 + model_max_retries requests, not multiplied by step_attempts.
+    assert len(executor_requests(server)) == 1 + ctx.model_max_retries == 3
+    assert out["results"]["s1"]["attempts"] == 1
+    assert_failed_then_replanned(out, server, error)
+    assert multiplied == []
+
+
+async def test_the_client_honours_retry_after_and_then_succeeds(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    server, _ = serve(lambda n: RATE_LIMITED if n == 1 else GOOD_CALL)
+    out = await run(multiplied, context())
+    assert len(executor_requests(server)) == 2
+    assert (out["results"]["s1"]["status"], out["results"]["s1"]["output"]) == ("done", 42)
+    assert multiplied == [(6, 7)]
+
+
+async def test_a_call_that_hangs_past_the_timeout_is_retried_by_the_client_then_fails(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    server, _ = serve(lambda n: {"hang": 30, **GOOD_CALL})
+    ctx = context(model_timeout=0.3, model_max_retries=1)
+    out = await run(multiplied, ctx)
+    assert len(executor_requests(server)) == 1 + ctx.model_max_retries == 2
+    assert_failed_then_replanned(out, server, "Timeout")
+    assert multiplied == []
+
+
+async def test_a_reply_that_is_not_json_fails_the_call_without_a_step_retry(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    server, _ = serve(lambda n: {"raw": "<html>502 bad gateway</html>"})
+    out = await run(multiplied, context())
+    # The client does not retry a 200 it cannot read; the step does not either.
+    assert len(executor_requests(server)) == 1
+    assert_failed_then_replanned(out, server, "the executor model call failed")
+    assert multiplied == []
+
+
+async def test_a_stream_cut_mid_reply_fails_the_call_without_running_the_tool(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    server, _ = serve(lambda n: {"cut": 2, **GOOD_CALL})
+    out = await run(multiplied, context(), stream=True)
+    assert all(b.get("stream") for b in executor_requests(server))
+    # A stream broken after the request was answered is not retried by the client.
+    assert len(executor_requests(server)) == 1
+    assert_failed_then_replanned(out, server, "the executor model call failed")
+    assert multiplied == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ({"tool_calls": [{"name": "multiply", "arguments": '{"a": 6, "b"'}]}, "did not call"),
+        (
+            {"tool_calls": [{"name": "multiply", "arguments": {"a": "six", "b": 7}}]},
+            "argument 'a' of tool 'multiply'",
+        ),
+        ({"content": "6 times 7 is 42"}, "did not call multiply"),
+    ],
+    ids=["arguments-not-json", "arguments-invalid", "no-tool-call"],
+)
+async def test_an_unusable_reply_is_asked_again_step_attempts_times(
+    serve: Callable[..., tuple[FakeOpenAI, Model]],
+    multiplied: list[tuple[int, int]],
+    reply: dict[str, Any],
+    error: str,
+) -> None:
+    server, _ = serve(lambda n: reply)
+    ctx = context()
+    out = await run(multiplied, ctx)
+    # One request per attempt: the client has nothing to retry.
+    assert len(executor_requests(server)) == ctx.step_attempts == 3
+    assert out["results"]["s1"]["attempts"] == 3
+    assert_failed_then_replanned(out, server, error)
+    # Never a step run from an unusable reply.
+    assert multiplied == []
+
+
+async def test_an_unusable_reply_then_a_good_one_runs_the_good_call_once(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    bad = {"tool_calls": [{"name": "multiply", "arguments": '{"a": 6'}]}
+    server, _ = serve(lambda n: bad if n == 1 else GOOD_CALL)
+    out = await run(multiplied, context())
+    assert len(executor_requests(server)) == 2
+    assert (out["results"]["s1"]["status"], out["results"]["s1"]["attempts"]) == ("done", 2)
+    assert multiplied == [(6, 7)]
+
+
+async def test_the_worst_case_is_step_attempts_times_one_plus_retries_requests(
+    serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
+) -> None:
+    # Each attempt's call is rate limited twice, then answered with an unusable reply.
+    bad = {"content": "no"}
+    server, _ = serve(lambda n: bad if n % 3 == 0 else RATE_LIMITED)
+    ctx = context()
+    out = await run(multiplied, ctx)
+    assert len(executor_requests(server)) == ctx.step_attempts * (1 + ctx.model_max_retries)
+    assert out["results"]["s1"]["status"] == "failed"
+    assert multiplied == []
+
+
+async def test_a_planner_call_that_keeps_failing_fails_the_run_after_the_client_retries(
+    serve: Callable[..., tuple[FakeOpenAI, Model]],
+    multiplied: list[tuple[int, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeOpenAI(responder=lambda body: SERVER_ERROR) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        ctx = context()
+        out = await run(multiplied, ctx)
+        assert len(server.requests) == 1 + ctx.model_max_retries
+    assert out["status"] == "failed"
+    assert "the planner model call failed" in out["reason"]
+    assert out["results"] == {}
