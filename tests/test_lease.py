@@ -8,7 +8,10 @@ the second client is refused with a clear error and the history stays one line.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from contextlib import closing
@@ -106,6 +109,34 @@ async def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(location: st
     with pytest.raises(ThreadBusyError, match="being run by busy client"):
         async with thread_lease(location, "alive"):
             pytest.fail("took over a live lease")
+
+
+def exited_pid() -> int:
+    """The pid of a process of this host that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+async def test_a_lease_held_by_a_dead_process_of_this_host_is_taken_over_at_once(
+    location: str,
+) -> None:
+    await ensure_lease_table(location)
+    insert = f"INSERT INTO {LEASE_TABLE} VALUES (?, ?, ?, ?, ?)"
+    later = time.time() + 300
+    host = socket.gethostname()
+    execute(location, insert, ("killed", f"pid {exited_pid()} on {host}", "x", time.time(), later))
+    execute(location, insert, ("running", f"pid {os.getppid()} on {host}", "y", time.time(), later))
+    execute(
+        location, insert, ("remote", f"pid {exited_pid()} on elsewhere", "z", time.time(), later)
+    )
+    async with thread_lease(location, "killed", owner="new client"):
+        assert ("killed", "new client") in leases(location)
+    # A live process of this host, and any process of another host, keep theirs.
+    for thread in ("running", "remote"):
+        with pytest.raises(ThreadBusyError):
+            async with thread_lease(location, thread):
+                pytest.fail(f"took over the live lease of {thread}")
 
 
 async def test_the_heartbeat_keeps_the_lease_past_its_ttl(location: str) -> None:

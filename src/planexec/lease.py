@@ -17,8 +17,10 @@ at once, naming the holder. The lease is a row of the table `planexec_leases`
 database itself, SQLite or PostgreSQL, taken by one atomic upsert that succeeds only
 if the row is absent or expired. While the block runs, a background task renews it
 every `heartbeat` seconds; the block's end deletes it. A holder that dies stops
-renewing, and its lease can be taken over once `ttl` seconds have passed. Times are
-the database's clock, so clients on different machines agree on them.
+renewing, and its lease can be taken over once `ttl` seconds have passed, or at once
+by a client on the same host when the holder is a process (`default_owner()`) that no
+longer exists there (a `kill -9`, say). Times are the database's clock, so clients on
+different machines agree on them.
 
 If renewing fails for longer than `ttl` (the database was unreachable, or the process
 stalled and another client took the lease over), the block is cancelled and
@@ -32,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -109,6 +112,7 @@ class _Sql:
     create: str
     acquire: str
     holder: str
+    steal: str
     renew: str
     release: str
 
@@ -131,7 +135,15 @@ def _sql(param: str, now: str) -> _Sql:
             f"expires_at = excluded.expires_at WHERE {LEASE_TABLE}.expires_at <= {now} "
             "RETURNING acquired_at, expires_at"
         ),
-        holder=f"SELECT owner, acquired_at, expires_at FROM {LEASE_TABLE} WHERE thread_id = {p}",
+        holder=(
+            f"SELECT owner, acquired_at, expires_at, token FROM {LEASE_TABLE} WHERE thread_id = {p}"
+        ),
+        # Take over the lease of a holder known to be dead, unless it changed hands since.
+        steal=(
+            f"UPDATE {LEASE_TABLE} SET owner = {p}, token = {p}, acquired_at = {now}, "
+            f"expires_at = {now} + {p} WHERE thread_id = {p} AND token = {p} "
+            "RETURNING acquired_at, expires_at"
+        ),
         renew=(
             f"UPDATE {LEASE_TABLE} SET expires_at = {now} + {p} "
             f"WHERE thread_id = {p} AND token = {p} RETURNING expires_at"
@@ -301,11 +313,37 @@ async def _acquire(store: _Store, thread_id: str, owner: str, ttl: float) -> Lea
         if taken is not None:
             return Lease(thread_id, owner, token, _when(taken[0]), _when(taken[1]))
         holder = await store.run(store.sql.holder, (thread_id,))
+        if holder is not None and _dead_here(str(holder[0])):
+            stolen = await store.run(store.sql.steal, (owner, token, ttl, thread_id, holder[3]))
+            if stolen is not None:
+                _log.info("took over the lease of thread %s from %s", thread_id, holder[0])
+                return Lease(thread_id, owner, token, _when(stolen[0]), _when(stolen[1]))
+            continue
         if holder is not None:
             raise ThreadBusyError(thread_id, str(holder[0]), _when(holder[1]), _when(holder[2]))
         # Released between the two statements: try again.
     now = datetime.now(UTC)
     raise ThreadBusyError(thread_id, "other clients", now, now)
+
+
+_OWNER = re.compile(r"\bpid (\d+) on ([^\s()]+)")
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether `owner` names a process of this host (`pid N on HOST`) that is gone."""
+    match = _OWNER.search(owner)
+    if match is None or match.group(2) != socket.gethostname():
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
 
 
 async def _keep(
