@@ -1,13 +1,17 @@
 """File tools confined to a workspace directory.
 
 Every path is resolved (symlinks followed) before use, and refused unless the real
-path lies inside the workspace. The workspace is the run's `Context.workspace`, or a
-directory fixed when the tools are made with `file_tools(workspace)`.
+path lies inside the workspace; it is then opened without following any symlink, so
+one swapped in after the check is refused too. The workspace is the run's
+`Context.workspace`, or a directory fixed when the tools are made with
+`file_tools(workspace)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from langgraph.prebuilt import ToolRuntime
 MAX_READ_BYTES = 1_000_000
 MAX_WRITE_BYTES = 1_000_000
 MAX_LISTED = 1000
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 class WorkspaceError(ToolException):
@@ -48,10 +53,48 @@ def resolve_inside(root: Path, path: str) -> Path:
         raise WorkspaceError("the path contains a NUL character")
     if "\\" in path:
         raise WorkspaceError(f"{path!r}: use '/' to separate directories")
-    target = (root / path).resolve()
+    try:
+        target = (root / path).resolve()
+        # A path the system cannot use (a name too long, a symlink loop) is refused
+        # here, as the tools' other errors are, rather than raised as an OSError.
+        os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise WorkspaceError(f"{path[:200]!r} cannot be used: {reason}") from exc
     if target != root and root not in target.parents:
         raise WorkspaceError(f"{path!r} is outside the workspace")
     return target
+
+
+def open_inside(root: Path, target: Path, flags: int, *, make_dirs: bool = False) -> int:
+    """A file descriptor for `target`, a path `resolve_inside` returned, opened with `flags`.
+
+    Every directory from `root` down is opened relative to the one above it, refusing
+    symlinks (`O_NOFOLLOW`): a symlink swapped in for a file or a directory after the
+    path was checked makes the open fail with an `OSError` (ELOOP, ENOTDIR) instead of
+    being followed out of `root`. With `make_dirs`, missing directories are created on
+    the way down.
+    """
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if os.open not in os.supports_dir_fd:  # pragma: no cover - Windows
+        return os.open(target, flags | nofollow, 0o644)
+    parts = target.relative_to(root).parts
+    folder = os.open(root, os.O_RDONLY | _DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            if make_dirs:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=folder)
+            inner = os.open(part, os.O_RDONLY | _DIRECTORY | nofollow, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        if not parts:
+            return os.dup(folder)
+        return os.open(parts[-1], flags | nofollow, 0o644, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
@@ -67,14 +110,7 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         """Read a UTF-8 text file from the workspace and return its content."""
         root = workspace_root(runtime, fixed)
         target = resolve_inside(root, path)
-        if not target.is_file():
-            raise WorkspaceError(f"{path!r} is not a file in the workspace")
-        if target.stat().st_size > MAX_READ_BYTES:
-            raise WorkspaceError(f"{path!r} is larger than {MAX_READ_BYTES} bytes")
-        try:
-            return target.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise WorkspaceError(f"{path!r} is not UTF-8 text") from exc
+        return _read_text(root, target, path)
 
     @tool(extras={"idempotent": True})
     def write_file(path: str, content: str, runtime: ToolRuntime[Any, Any]) -> str:
@@ -89,12 +125,8 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
             raise WorkspaceError(f"the content is larger than {MAX_WRITE_BYTES} bytes")
         if target == root or target.is_dir():
             raise WorkspaceError(f"{path!r} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # The parent was checked after resolving; O_NOFOLLOW refuses a symlink put in
-        # place of the file itself since.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(target, flags, 0o644)
+            fd = open_inside(root, target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_dirs=True)
         except OSError as exc:
             raise WorkspaceError(f"cannot write {path!r}: {exc.strerror}") from exc
         with os.fdopen(fd, "wb") as handle:
@@ -113,11 +145,63 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         target = resolve_inside(root, path)
         if not target.is_dir():
             raise WorkspaceError(f"{path!r} is not a directory in the workspace")
-        entries = sorted(target.rglob("*") if recursive else target.iterdir())
-        listed: list[str] = []
-        for entry in entries[:MAX_LISTED]:
-            name = entry.relative_to(root).as_posix()
-            listed.append(name + "/" if entry.is_dir() and not entry.is_symlink() else name)
-        return listed
+        try:
+            entries = sorted(_entries(root, target, recursive=recursive))
+        except OSError as exc:
+            raise WorkspaceError(f"cannot list {path!r}: {exc.strerror}") from exc
+        return [name.as_posix() + "/" if is_dir else name.as_posix() for name, is_dir in entries][
+            :MAX_LISTED
+        ]
 
     return [read_file, write_file, list_files]
+
+
+def _entries(root: Path, target: Path, *, recursive: bool) -> list[tuple[Path, bool]]:
+    """`(path from root, is a real directory)` for what is in `target`, links not followed.
+
+    Directories are opened through `open_inside` and by descriptor below it, so a
+    directory swapped for a symlink is refused rather than listed.
+    """
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    found: list[tuple[Path, bool]] = []
+    pending = [(open_inside(root, target, os.O_RDONLY | _DIRECTORY), target.relative_to(root))]
+    try:
+        while pending:
+            fd, where = pending.pop()
+            try:
+                with os.scandir(fd) as listing:
+                    for entry in listing:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                        found.append((where / entry.name, is_dir))
+                        if recursive and is_dir:
+                            flags = os.O_RDONLY | _DIRECTORY | nofollow
+                            inner = os.open(entry.name, flags, dir_fd=fd)
+                            pending.append((inner, where / entry.name))
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in pending:
+            os.close(fd)
+    return found
+
+
+def _read_text(root: Path, target: Path, path: str) -> str:
+    """The UTF-8 text of `target`, a file `resolve_inside` returned for `path`."""
+    if not target.is_file():
+        raise WorkspaceError(f"{path!r} is not a file in the workspace")
+    try:
+        # Non-blocking: a FIFO swapped in is refused below instead of hanging the open.
+        fd = open_inside(root, target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise WorkspaceError(f"cannot read {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(handle.fileno())
+        if not stat.S_ISREG(found.st_mode):
+            raise WorkspaceError(f"{path!r} is not a file in the workspace")
+        data = b"" if found.st_size > MAX_READ_BYTES else handle.read(MAX_READ_BYTES + 1)
+    if found.st_size > MAX_READ_BYTES or len(data) > MAX_READ_BYTES:
+        raise WorkspaceError(f"{path!r} is larger than {MAX_READ_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkspaceError(f"{path!r} is not UTF-8 text") from exc
