@@ -7,10 +7,13 @@ that still decodes cannot be noticed: for that, give a key.
 
 `checkpoint_serde(key)` wraps it in LangGraph's `EncryptedSerializer` with AES-256-GCM
 (from the `cryptography` package: `pip install 'planexec[encryption]'`). Every value
-is encrypted and authenticated, so a changed byte, a wrong key, or a value that was
-written without encryption (or swapped in from elsewhere unencrypted) raises
-`CheckpointError`. The key is any secret string, best a long random one
-(`openssl rand -hex 32`); the command line reads it from `PLANEXEC_CHECKPOINT_KEY`.
+is encrypted and authenticated together with its stored type, so a changed byte or
+type, a wrong key, or a value that was written without encryption (or swapped in from
+elsewhere unencrypted) raises `CheckpointError`. What it cannot see is a whole valid
+value moved from another row written with the same key (an older checkpoint of the
+thread, say): the serializer is not told which row it reads. The key is any secret
+string, best a long random one (`openssl rand -hex 32`); the command line reads it
+from `PLANEXEC_CHECKPOINT_KEY`.
 The saver's metadata column is not encrypted: keep secrets out of checkpoint metadata
 (`seal_metadata` signs what planexec keeps there instead).
 """
@@ -64,11 +67,13 @@ class _AesGcm(CipherProtocol):
             ) from exc
         self._aead = AESGCM(_derive(key, b"encryption"))
 
-    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+    def encrypt(self, plaintext: bytes, bound: bytes | None = None) -> tuple[str, bytes]:
+        """Encrypt `plaintext`; `bound` is authenticated with it but not stored."""
         nonce = os.urandom(_NONCE)
-        return CIPHER, nonce + self._aead.encrypt(nonce, plaintext, None)
+        return CIPHER, nonce + self._aead.encrypt(nonce, plaintext, bound)
 
-    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+    def decrypt(self, ciphername: str, ciphertext: bytes, bound: bytes | None = None) -> bytes:
+        """The plaintext of `ciphertext`, if it and `bound` are what `encrypt` was given."""
         from cryptography.exceptions import InvalidTag
 
         if ciphername != CIPHER:
@@ -77,13 +82,41 @@ class _AesGcm(CipherProtocol):
                 f"{CIPHER!r}; refusing to read it"
             )
         try:
-            plain = self._aead.decrypt(bytes(ciphertext[:_NONCE]), bytes(ciphertext[_NONCE:]), None)
+            plain = self._aead.decrypt(
+                bytes(ciphertext[:_NONCE]), bytes(ciphertext[_NONCE:]), bound
+            )
         except (InvalidTag, ValueError) as exc:
             raise CheckpointError(
                 "a checkpoint value failed its integrity check: it was changed or corrupted, "
                 "or the key (PLANEXEC_CHECKPOINT_KEY) is not the one it was written with"
             ) from exc
         return _Decrypted(plain)
+
+
+class _TypeBoundSerializer(EncryptedSerializer):
+    """LangGraph's `EncryptedSerializer`, with each value's type authenticated too.
+
+    The stored type (`msgpack+aesgcm`) is outside the ciphertext; bound into the
+    authentication tag, a type changed in the database (to `null`, say) is refused
+    instead of loading as something else.
+    """
+
+    cipher: _AesGcm
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        """Serialize `obj`, then encrypt it with its type bound in."""
+        kind, data = self.serde.dumps_typed(obj)
+        ciphername, ciphertext = self.cipher.encrypt(data, kind.encode())
+        return f"{kind}+{ciphername}", ciphertext
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        """Decrypt and check a saved value, then deserialize it."""
+        stored, ciphertext = data
+        if "+" not in stored:
+            return self.serde.loads_typed(data)  # refused: it did not come through the cipher
+        kind, ciphername = stored.rsplit("+", 1)
+        plain = self.cipher.decrypt(ciphername, ciphertext, kind.encode())
+        return self.serde.loads_typed((kind, plain))
 
 
 class CheckedSerializer(JsonPlusSerializer):
@@ -129,7 +162,7 @@ def checkpoint_serde(key: str | bytes | None = None) -> SerializerProtocol:
     """The serializer for a planexec checkpointer: checked, and encrypted with `key` if given."""
     if key is None:
         return CheckedSerializer()
-    return EncryptedSerializer(_AesGcm(key), CheckedSerializer(sealed=True))
+    return _TypeBoundSerializer(_AesGcm(key), CheckedSerializer(sealed=True))
 
 
 def metadata_seal(key: str | bytes, *values: str) -> str:
