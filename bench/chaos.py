@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     summary = soak(args.runs, args.fault_rate, args.seed, args.jobs)
     print(table(summary))
+    for ended in summary.get("not_completed", []):
+        print(f"{ended['scenario']}: {ended['status']}: {ended['reason']}")
     for violation in summary["violations"]:
         print(json.dumps(violation), file=sys.stderr)
     return 1 if summary["violations"] else 0

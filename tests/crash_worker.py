@@ -422,6 +422,8 @@ class Case:
     deduplicated: int = 0
     """Idempotency keys whose tool was called more than once but took effect once."""
     status: str | None = None
+    reason: str | None = None
+    """Why the resumed run ended as it did, when it did not complete."""
 
 
 def _wait(pid: int) -> int:
@@ -508,6 +510,8 @@ def check(case: Case, resumed: dict[str, Any], ref: dict[str, Any] | None) -> No
     directory = Path(case.directory)
     final = resumed["final"]
     case.status = final.get("status")
+    if case.status != "completed":
+        case.reason = str(final.get("reason"))[:300]
     case.uncertain = sum(1 for i in resumed["interrupts"] if i.get("type") == "uncertain_step")
     problems = case.violations
     if resumed["paused"] or final.get("status") not in TERMINAL:
@@ -615,6 +619,11 @@ def summary(cases: list[Case], **extra: Any) -> dict[str, Any]:
         "uncertain_pauses": sum(c.uncertain for c in cases),
         "calls_deduplicated": sum(c.deduplicated for c in cases),
         "statuses": dict(Counter(str(c.status) for c in cases)),
+        "not_completed": [
+            {"scenario": c.scenario, "status": c.status, "reason": c.reason}
+            for c in cases
+            if c.status != "completed"
+        ],
         "violations": [
             {
                 "scenario": c.scenario,
