@@ -6,6 +6,8 @@ errors, timeouts and lost connections; a call that still fails is not retried by
 step, which fails and goes to the replanner. A reply that arrives but cannot be used (no
 tool call, arguments that are not JSON or do not fit the tool) is asked again by the
 step, `step_attempts` times at most. No step ever runs a tool from an unusable reply.
+A planner or replanner reply whose body cannot be read is asked again like an invalid
+plan, `max_plan_attempts` replies at most, one request each.
 """
 
 from __future__ import annotations
@@ -257,3 +259,54 @@ async def test_a_planner_call_that_keeps_failing_fails_the_run_after_the_client_
     assert out["status"] == "failed"
     assert "the planner model call failed" in out["reason"]
     assert out["results"] == {}
+
+
+NOT_JSON = {"raw": "<html>502 bad gateway</html>"}
+
+
+def planning(faults: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Answers well, except the planner's or replanner's requests listed in `faults`
+    (e.g. ["planner", "replanner"]: the first of each), which get a body that is not JSON."""
+    good = Model(lambda n: GOOD_CALL, [step("s1", tool="multiply", args={"a": 6, "b": 7})])
+    pending = list(faults)
+
+    def respond(body: dict[str, Any]) -> dict[str, Any]:
+        prompt = prompt_of(body)
+        role = "planner" if PLANNER in prompt else "replanner" if REPLANNER in prompt else None
+        if role is not None and role in pending:
+            pending.remove(role)
+            return NOT_JSON
+        return good(body)
+
+    return respond
+
+
+@pytest.mark.parametrize("role", ["planner", "replanner"])
+async def test_an_unreadable_plan_reply_is_asked_again_once_per_reply(
+    role: str, monkeypatch: pytest.MonkeyPatch, multiplied: list[tuple[int, int]]
+) -> None:
+    with FakeOpenAI(responder=planning([role])) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        out = await run(multiplied, context())
+        asked = server.requests_for_tool("Plan" if role == "planner" else "Replan")
+    assert out["status"] == "completed"
+    assert multiplied == [(6, 7)]
+    # One request per reply: the client does not retry a body it cannot read, and the
+    # second request tells the model why it is asked again.
+    assert len(asked) == 2
+    assert "could not be read (JSONDecodeError" in prompt_of(asked[1])
+    assert "could not be read" not in prompt_of(asked[0])
+
+
+async def test_a_planner_that_keeps_replying_garbage_fails_after_max_plan_attempts(
+    monkeypatch: pytest.MonkeyPatch, multiplied: list[tuple[int, int]]
+) -> None:
+    with FakeOpenAI(responder=lambda body: NOT_JSON) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        ctx = context(max_plan_attempts=3)
+        out = await run(multiplied, ctx)
+        assert len(server.requests) == ctx.max_plan_attempts
+    assert out["status"] == "failed"
+    assert "the planner did not produce a valid plan in 3 attempt(s)" in out["reason"]
+    assert "could not be read" in out["reason"]
+    assert multiplied == []

@@ -83,7 +83,8 @@ class Context:
 
     max_plan_attempts: int = Field(default=3, ge=1)
     """How many replies the planner or replanner gets to produce a valid plan before
-    the run fails; each retry is shown the previous reply's errors."""
+    the run fails; each retry is shown the previous reply's errors. A reply whose body
+    cannot be read (not JSON) counts as one; a call that failed outright ends the run."""
 
     step_attempts: int = Field(default=3, ge=1)
     """Attempts per step, the first included, when an attempt fails in a way that may

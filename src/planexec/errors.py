@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 
@@ -38,6 +39,11 @@ class ModelCallError(PlanexecError):
         self.is_retryable = bool(getattr(cause, "is_retryable", False)) or isinstance(
             cause, ConnectionError | TimeoutError
         )
+        self.unreadable = isinstance(cause, json.JSONDecodeError) or (
+            type(cause).__name__ == "APIResponseValidationError"
+        )
+        """Whether a reply arrived but its body could not be read (not JSON, say): the
+        client does not retry that, and the planner and replanner ask again instead."""
         super().__init__(f"the {role} model call failed: {type(cause).__name__}: {cause}")
 
 

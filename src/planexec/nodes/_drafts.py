@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from planexec.context import Context
+from planexec.errors import ModelCallError
 from planexec.plan import PlanError
 from planexec.prompts import render
 from planexec.prompts.sections import INVALID_REPLY
@@ -33,6 +34,11 @@ def invalid_reply(
             "draft_attempts": tries,
         }
     return {"draft_errors": messages, "draft": reply, "draft_attempts": tries}
+
+
+def unreadable(exc: ModelCallError) -> str:
+    """The error shown for a reply whose body could not be read."""
+    return f"the reply could not be read ({type(exc.cause).__name__}: {exc.cause}); reply again"
 
 
 def valid_reply() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit
-from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
+from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
 from planexec.plan import Plan, PlanDict, PlanError, diff_plans, validate_plan
 from planexec.prompts import planner as prompts
 from planexec.prompts import render
@@ -101,6 +101,11 @@ async def planner(
             "answer": None,
         }
     except ModelCallError as exc:
+        if exc.unreadable:
+            # Asked again like an invalid plan, up to max_plan_attempts replies.
+            attempts = state.get("draft_attempts", 0)
+            update = invalid_reply("planner", context, attempts, "", [unreadable(exc)])
+            return {**update, "active_s": budget.elapsed(), "answer": None, "results": {}}
         return {
             "status": "failed",
             "reason": str(exc),

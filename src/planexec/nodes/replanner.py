@@ -17,7 +17,7 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import ModelCallError
 from planexec.events import emit
-from planexec.nodes._drafts import invalid_reply, invalid_reply_section, valid_reply
+from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
 from planexec.nodes.planner import goal_of
 from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, diff_plans, validate_plan
 from planexec.prompts import render
@@ -127,18 +127,8 @@ async def replanner(
             replanner_messages(state, context, resources),
             revision=revision_number(state),
         )
-    except BudgetExhaustedError as exc:
-        return {
-            "status": "budget_exhausted",
-            "reason": f"{exc}; every finished step's result is kept",
-            "active_s": budget.elapsed(),
-        }
-    except ModelCallError as exc:
-        return {
-            "status": "failed",
-            "reason": str(exc),
-            "active_s": budget.elapsed(),
-        }
+    except (BudgetExhaustedError, ModelCallError) as exc:
+        return {**_call_failed(exc, state, context), "active_s": budget.elapsed()}
     spent = {"usage": {"replanner": usage}, "active_s": budget.elapsed()}
     attempts = state.get("draft_attempts", 0)
     decision = reply.parsed
@@ -229,3 +219,19 @@ def _revision(
     }
     emit(runtime.stream_writer, "replan", revision=number, reason=reason, diff=revision["diff"])
     return {"plan": plan, "revisions": [revision]}
+
+
+def _call_failed(
+    exc: BudgetExhaustedError | ModelCallError, state: State, context: Context
+) -> dict[str, Any]:
+    """The update for a replanner call that did not return a reply to use."""
+    if isinstance(exc, BudgetExhaustedError):
+        return {
+            "status": "budget_exhausted",
+            "reason": f"{exc}; every finished step's result is kept",
+        }
+    if exc.unreadable:
+        # Asked again like an invalid decision, up to max_plan_attempts replies.
+        attempts = state.get("draft_attempts", 0)
+        return invalid_reply("replanner", context, attempts, "", [unreadable(exc)])
+    return {"status": "failed", "reason": str(exc)}
