@@ -531,7 +531,8 @@ def check(case: Case, resumed: dict[str, Any], ref: dict[str, Any] | None) -> No
         kept = results.get(step_id)
         if kept is None or [kept["status"], kept.get("output")] != [status, output]:
             problems.append(f"step {step_id}'s saved result was lost or changed: {kept}")
-    if case.kill_in is not None and not case.killed:
+    # Under model faults the run may end, or replan, before the tool is ever called.
+    if case.kill_in is not None and not case.killed and case.model_url is None:
         problems.append(f"the kill inside {case.kill_in}'s tool did not happen")
     if ref is not None:
         _compare(case, final, effects, ref)

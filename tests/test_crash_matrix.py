@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 
+# `bench` sits at the repository root, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.chaos import soak
+
 WORKER = Path(__file__).with_name("crash_worker.py")
 SCENARIOS = ("chain", "fanout", "replan", "uncertain")
 
@@ -65,3 +70,13 @@ def test_kills_at_every_boundary_ten_times_lose_nothing(tmp_path: Path) -> None:
     assert summary["cases"] == reps * sum(boundaries[n] + in_tools[n] for n in SCENARIOS)
     assert summary["kills_in_tools"] == reps * sum(in_tools.values())
     assert_held(summary, reps=reps)
+
+
+@pytest.mark.slow
+def test_a_short_chaos_soak_holds_its_invariants() -> None:
+    # Faults on a third of the model requests, so that a handful of runs meets several.
+    summary = soak(runs=6, fault_rate=0.3, seed=3, jobs=2)
+    assert summary["violations"] == []
+    assert summary["runs"] == 6
+    assert summary["model_faults"] > 0
+    assert summary["statuses"] == {"completed": 6}
