@@ -22,8 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_config
 
+from helpers import step
 from persist_worker import ANSWER, EXPLANATION, SCENARIOS
+from planexec import Context, ScriptedChatModel, build_graph
+from planexec.scripted import plan_reply, replan_reply
 
 WORKER = Path(__file__).with_name("persist_worker.py")
 DEADLINE_S = 30.0
@@ -281,9 +287,9 @@ def _check_resumed(
     # had no recorded result, so it ran again (at least once, LangGraph's guarantee).
     assert began(tmp_path) == {s: 2 if s in in_flight else 1 for s in steps}
     # Both runs of an interrupted step carried the same idempotency key.
-    for step in in_flight:
-        keys = {e.key for e in effects(tmp_path) if e.kind == "begin" and e.step == step}
-        assert keys == {f"{thread}:r1:{step}"}
+    for step_id in in_flight:
+        keys = {e.key for e in effects(tmp_path) if e.kind == "begin" and e.step == step_id}
+        assert keys == {f"{thread}:r1:{step_id}"}
 
 
 def test_killed_chain_resumes_after_the_last_recorded_step(tmp_path: Path) -> None:
@@ -310,3 +316,28 @@ def test_killed_parallel_wave_resumes_only_the_unfinished_steps(tmp_path: Path) 
     assert began(tmp_path, resumed["pid"]) == {"s2": 1, "s4": 1, "s5": 1}
     outputs = {k: r["output"] for k, r in resumed["output"]["results"].items()}
     assert outputs["s5"] == "s1,s2,s3,s4,s5"
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "sync"), ("exit", "exit")])
+async def test_runs_with_a_checkpointer_default_to_sync_durability(
+    given: str | None, seen: str
+) -> None:
+    modes: list[str] = []
+
+    @tool
+    def probe() -> str:
+        """Report the run's durability mode."""
+        modes.append(get_config()["configurable"]["__pregel_durability"])
+        return "ok"
+
+    graph = build_graph(
+        tools=[probe],
+        checkpointer=InMemorySaver(),
+        planner=ScriptedChatModel([plan_reply([step("s1", tool="probe", args={})])]),
+        replanner=ScriptedChatModel([replan_reply("finish", answer="done")]),
+    )
+    options = {} if given is None else {"durability": given}
+    run = {"configurable": {"thread_id": "t1"}}
+    out = await graph.ainvoke({"goal": "probe"}, run, context=Context(review="never"), **options)
+    assert out["status"] == "completed"
+    assert modes == [seen]

@@ -39,6 +39,7 @@ from planexec.nodes.review import review
 from planexec.resources import Resources
 from planexec.state import InputState, OutputState, State
 from planexec.tools import default_tools
+from planexec.uncertain import DURABILITY_KEY
 
 PlanexecGraph = CompiledStateGraph[State, Context, InputState, OutputState]
 
@@ -90,7 +91,8 @@ def build_graph(
             workspace file tools). Functions decorated with `@tool` are tools, and so
             are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
-            be resumed after the plan-review interrupt.
+            be resumed after the plan-review interrupt. With one, runs default to
+            `durability="sync"` (each checkpoint saved before the next superstep).
         store: A LangGraph store, handed to tools through their runtime.
         planner: A chat model for planning; overrides `Context.planner_model`.
         executor: A chat model for steps; overrides `Context.executor_model`.
@@ -146,7 +148,13 @@ def build_graph(
     builder.add_conditional_edges("executor", route_after_executor)
     builder.add_edge("approval", "executor")
     builder.add_conditional_edges("replanner", route_after_replanner)
-    return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
+    compiled = builder.compile(checkpointer=checkpointer, store=store, name="planexec")
+    if checkpointer in (None, False):
+        return compiled
+    # Every superstep's checkpoint is written before the next one starts, unless a call
+    # passes its own `durability=`: a crash loses at most the steps that were running.
+    # LangGraph reads the default from this (internal) configurable key.
+    return compiled.with_config(configurable={DURABILITY_KEY: "sync"})
 
 
 NodeT = TypeVar("NodeT", bound=Callable[..., Awaitable[Any]])

@@ -78,7 +78,7 @@ UNCERTAIN_DECISIONS = ("rerun", "done", "skip")
 SAVE_WAIT_S = 30.0
 """How long a step waits for a journal entry to be saved before it gives up (without calling)."""
 
-_DURABILITY_KEY = "__pregel_durability"
+DURABILITY_KEY = "__pregel_durability"
 """Where LangGraph keeps the run's durability mode in a task's config."""
 
 
@@ -362,7 +362,7 @@ async def _saved(entry: Entry) -> None:
     config = get_config()
     configurable = config.get("configurable") or {}
     saver = configurable.get(CONFIG_KEY_CHECKPOINTER)
-    if not isinstance(saver, BaseCheckpointSaver) or configurable.get(_DURABILITY_KEY) == "exit":
+    if not isinstance(saver, BaseCheckpointSaver) or configurable.get(DURABILITY_KEY) == "exit":
         return
     target = _loop_checkpoint(configurable)
     deadline = time.monotonic() + SAVE_WAIT_S
