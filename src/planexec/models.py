@@ -8,6 +8,8 @@ so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM Studio...).
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import threading
@@ -18,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from planexec.context import Context
@@ -177,6 +180,16 @@ class StructuredReply(Generic[ModelT]):
         return self.raw.text
 
 
+@functools.cache
+def _schema_tool(schema: type[BaseModel]) -> dict[str, Any]:
+    return convert_to_openai_tool(schema)
+
+
+def schema_tool(schema: type[BaseModel]) -> dict[str, Any]:
+    """`schema` as an OpenAI tool definition; made once per schema (it takes milliseconds)."""
+    return copy.deepcopy(_schema_tool(schema))
+
+
 async def structured_reply(
     model: BaseChatModel,
     schema: type[ModelT],
@@ -189,7 +202,7 @@ async def structured_reply(
     that does not parse is data (with readable errors) rather than an exception, whatever
     the model class. `config` names and tags the call's trace.
     """
-    bound = model.bind_tools([schema], tool_choice=schema.__name__)
+    bound = model.bind_tools([schema_tool(schema)], tool_choice=schema.__name__)
     raw = await bound.ainvoke(list(messages), config)
     if not isinstance(raw, AIMessage):
         raw = AIMessage(content=str(getattr(raw, "content", raw)))
