@@ -23,6 +23,7 @@ and the replanner must find another way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from planexec.evals.toolkit import FactoryConfig, ToolFactory, ToolSetupError, l
 from planexec.evals.world import World
 from planexec.tools.calculator import calculator as builtin_calculator
 from planexec.tools.calculator import evaluate
-from planexec.tools.files import MAX_READ_BYTES, WorkspaceError, resolve_inside
+from planexec.tools.files import MAX_READ_BYTES, WorkspaceError, open_inside, resolve_inside
 
 # -- calculator -------------------------------------------------------------------
 
@@ -78,15 +79,18 @@ def _files(config: FilesConfig, world: World) -> list[BaseTool]:
             raise WorkspaceError(f"{path!r} is not a file in the workspace")
         if target.stat().st_size > MAX_READ_BYTES:
             raise WorkspaceError(f"{path!r} is larger than {MAX_READ_BYTES} bytes")
-        return target.read_text(encoding="utf-8")
+        # Opened without following symlinks, as the built-in file tools do.
+        with os.fdopen(open_inside(root, target, os.O_RDONLY), "rb") as handle:
+            return handle.read(MAX_READ_BYTES).decode("utf-8")
 
     def write_file(path: str, content: str) -> str:
         """Write text to a file in the workspace, creating or replacing it."""
         target = resolve_inside(root, path)
         if target == root or target.is_dir():
             raise WorkspaceError(f"{path!r} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with os.fdopen(open_inside(root, target, flags, make_dirs=True), "wb") as handle:
+            handle.write(content.encode("utf-8"))
         return f"wrote {len(content.encode())} bytes to {target.relative_to(root).as_posix()}"
 
     def list_files(path: str = ".") -> list[str]:
