@@ -15,7 +15,7 @@ thread, say): the serializer is not told which row it reads. The key is any secr
 string, best a long random one (`openssl rand -hex 32`); the command line reads it
 from `PLANEXEC_CHECKPOINT_KEY`.
 The saver's metadata column is not encrypted: keep secrets out of checkpoint metadata
-(`seal_metadata` signs what planexec keeps there instead).
+(`metadata_seal` signs what planexec keeps there instead).
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def _derive(key: str | bytes, purpose: bytes) -> bytes:
     return hashlib.sha256(b"planexec checkpoint " + purpose + b"\0" + _secret(key)).digest()
 
 
+_TAMPERED = (
+    "a checkpoint value failed its integrity check: it was changed or corrupted, "
+    "or the key (PLANEXEC_CHECKPOINT_KEY) is not the one it was written with"
+)
+
+
 class _AesGcm(CipherProtocol):
     """AES-256-GCM; the key is derived from the secret with SHA-256."""
 
@@ -67,13 +73,13 @@ class _AesGcm(CipherProtocol):
             ) from exc
         self._aead = AESGCM(_derive(key, b"encryption"))
 
-    def encrypt(self, plaintext: bytes, bound: bytes | None = None) -> tuple[str, bytes]:
-        """Encrypt `plaintext`; `bound` is authenticated with it but not stored."""
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        """Encrypt and authenticate `plaintext`."""
         nonce = os.urandom(_NONCE)
-        return CIPHER, nonce + self._aead.encrypt(nonce, plaintext, bound)
+        return CIPHER, nonce + self._aead.encrypt(nonce, plaintext, None)
 
-    def decrypt(self, ciphername: str, ciphertext: bytes, bound: bytes | None = None) -> bytes:
-        """The plaintext of `ciphertext`, if it and `bound` are what `encrypt` was given."""
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        """The plaintext of `ciphertext`, if it is what `encrypt` returned."""
         from cryptography.exceptions import InvalidTag
 
         if ciphername != CIPHER:
@@ -82,53 +88,31 @@ class _AesGcm(CipherProtocol):
                 f"{CIPHER!r}; refusing to read it"
             )
         try:
-            plain = self._aead.decrypt(
-                bytes(ciphertext[:_NONCE]), bytes(ciphertext[_NONCE:]), bound
-            )
+            plain = self._aead.decrypt(bytes(ciphertext[:_NONCE]), bytes(ciphertext[_NONCE:]), None)
         except (InvalidTag, ValueError) as exc:
-            raise CheckpointError(
-                "a checkpoint value failed its integrity check: it was changed or corrupted, "
-                "or the key (PLANEXEC_CHECKPOINT_KEY) is not the one it was written with"
-            ) from exc
+            raise CheckpointError(_TAMPERED) from exc
         return _Decrypted(plain)
-
-
-class _TypeBoundSerializer(EncryptedSerializer):
-    """LangGraph's `EncryptedSerializer`, with each value's type authenticated too.
-
-    The stored type (`msgpack+aesgcm`) is outside the ciphertext; bound into the
-    authentication tag, a type changed in the database (to `null`, say) is refused
-    instead of loading as something else.
-    """
-
-    cipher: _AesGcm
-
-    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
-        """Serialize `obj`, then encrypt it with its type bound in."""
-        kind, data = self.serde.dumps_typed(obj)
-        ciphername, ciphertext = self.cipher.encrypt(data, kind.encode())
-        return f"{kind}+{ciphername}", ciphertext
-
-    def loads_typed(self, data: tuple[str, bytes]) -> Any:
-        """Decrypt and check a saved value, then deserialize it."""
-        stored, ciphertext = data
-        if "+" not in stored:
-            return self.serde.loads_typed(data)  # refused: it did not come through the cipher
-        kind, ciphername = stored.rsplit("+", 1)
-        plain = self.cipher.decrypt(ciphername, ciphertext, kind.encode())
-        return self.serde.loads_typed((kind, plain))
 
 
 class CheckedSerializer(JsonPlusSerializer):
     """`JsonPlusSerializer` whose reads raise `CheckpointError` on anything unreadable.
 
-    With `sealed`, it also refuses every value that did not come through the cipher of
-    an `EncryptedSerializer` around it.
+    With `sealed`, it is the serializer inside an `EncryptedSerializer`: it writes each
+    value's type into the bytes that get encrypted, so that the type is authenticated
+    too (a type changed in the database, to `null` say, is refused instead of loading
+    as something else), and it refuses every value that did not come through the cipher.
+    Being the inner serializer, it keeps doing so in the copies LangGraph makes of it
+    (strict msgpack's allowlist rebuilds the `EncryptedSerializer` around a copy).
     """
 
     def __init__(self, *, sealed: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sealed = sealed
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        """Serialize `obj`; when sealed, its type is prefixed to the bytes."""
+        kind, data = super().dumps_typed(obj)
+        return (kind, kind.encode() + b"\0" + data) if self.sealed else (kind, data)
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
         """The value of a saved `(type, bytes)` pair, or `CheckpointError`."""
@@ -139,7 +123,9 @@ class CheckedSerializer(JsonPlusSerializer):
                     f"a checkpoint value ({kind}) is not encrypted, but a checkpoint key is "
                     "set: it was written without the key, or replaced; refusing to read it"
                 )
-            raw = bytes(raw)
+            written, _, raw = bytes(raw).partition(b"\0")
+            if written != kind.encode():
+                raise CheckpointError(_TAMPERED)
         elif "+" in kind:
             # LangGraph's EncryptedSerializer writes "<type>+<cipher>"; read without one,
             # such a value would otherwise be reported as corrupt.
@@ -149,8 +135,6 @@ class CheckedSerializer(JsonPlusSerializer):
             )
         try:
             return super().loads_typed((kind, raw))
-        except CheckpointError:
-            raise
         except Exception as exc:
             raise CheckpointError(
                 f"a checkpoint value ({kind}, {len(raw or b'')} bytes) cannot be read: it is "
@@ -162,7 +146,7 @@ def checkpoint_serde(key: str | bytes | None = None) -> SerializerProtocol:
     """The serializer for a planexec checkpointer: checked, and encrypted with `key` if given."""
     if key is None:
         return CheckedSerializer()
-    return _TypeBoundSerializer(_AesGcm(key), CheckedSerializer(sealed=True))
+    return EncryptedSerializer(_AesGcm(key), CheckedSerializer(sealed=True))
 
 
 def metadata_seal(key: str | bytes, *values: str) -> str:
