@@ -167,13 +167,17 @@ class Budget:
             self.reserve_model_call()
             yield
 
+    def check_model_call(self) -> None:
+        """Raise `BudgetExhaustedError` if the budgets forbid another model call now."""
+        self.check()
+        limit = self.context.max_model_calls
+        if limit is not None and self.calls >= limit:
+            raise BudgetExhaustedError("max_model_calls", limit, self.calls, "calls")
+
     def reserve_model_call(self) -> None:
         """Count a model call about to be made, or raise if the budgets forbid it."""
         with self._lock:
-            self.check()
-            limit = self.context.max_model_calls
-            if limit is not None and self.calls >= limit:
-                raise BudgetExhaustedError("max_model_calls", limit, self.calls, "calls")
+            self.check_model_call()
             self.calls += 1
             self._warn()
 

@@ -8,7 +8,7 @@ removes or reshapes a field raises the version.
 
 | event | when | fields |
 |---|---|---|
-| `plan_ready` | a plan revision was written | revision, source, steps, reason |
+| `plan_ready` | the planner or a person's edit wrote a plan | revision, source, steps, reason |
 | `review_requested` | the run is about to pause for plan review | revision |
 | `review_decided` | a person decided on a plan | revision, decision, message |
 | `approval_requested` | steps wait for a person's approval | steps |
@@ -24,11 +24,14 @@ removes or reshapes a field raises the version.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langgraph.types import StreamWriter
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from planexec.state import PlanRevision
 
 EVENT_VERSION = 1
 WARNING_FRACTION = 0.8
@@ -41,7 +44,7 @@ class _Event(TypedDict):
 
 
 class PlanReady(_Event):
-    """A plan revision was written (by the planner, the replanner, or a person's edit)."""
+    """The planner, or a person's edit, wrote a plan revision (the replanner's is `replan`)."""
 
     revision: int
     source: Literal["planner", "replanner", "human"]
@@ -137,6 +140,18 @@ def emit(writer: StreamWriter | None, event: str, **fields: Any) -> None:
         raise ValueError(f"unknown planexec event {event!r}")
     if writer is not None:
         writer({"planexec": EVENT_VERSION, "event": event, **fields})
+
+
+def emit_plan_ready(writer: StreamWriter | None, revision: PlanRevision) -> None:
+    """Write the `plan_ready` event of `revision`."""
+    emit(
+        writer,
+        "plan_ready",
+        revision=revision["revision"],
+        source=revision["source"],
+        steps=len(revision["plan"]["steps"]),
+        reason=revision["reason"],
+    )
 
 
 def is_event(chunk: object) -> bool:

@@ -34,6 +34,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId
 from langgraph.config import get_config
 from langgraph.prebuilt import ToolRuntime
 from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
 from pydantic import BaseModel
 
 from planexec.budget import Budget, BudgetExhaustedError
@@ -48,13 +49,14 @@ from planexec.errors import (
 from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import executor as prompts
 from planexec.prompts import render
+from planexec.prompts.sections import dependency_results
 from planexec.resources import Resources
 from planexec.state import (
     State,
     StepResult,
     ToolCallRecord,
     Usage,
-    current_revision,
+    revision_number,
     sum_usage,
     timestamp,
 )
@@ -81,6 +83,17 @@ def is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "is_retryable", False))
 
 
+def step_retry_policy(context: Context) -> RetryPolicy:
+    """How a step's task (or a proposal of its arguments) retries a transient failure."""
+    return RetryPolicy(
+        max_attempts=context.step_attempts,
+        initial_interval=context.retry_initial_interval,
+        backoff_factor=2.0,
+        jitter=False,
+        retry_on=is_transient,
+    )
+
+
 @dataclass
 class StepEnv:
     """What every step of one executor pass shares."""
@@ -103,7 +116,6 @@ class StepEnv:
         budget: Budget,
     ) -> StepEnv:
         """The environment for steps of the current plan revision of `state`'s run."""
-        revision = current_revision(state)
         info = runtime.execution_info
         return cls(
             resources=resources,
@@ -111,7 +123,7 @@ class StepEnv:
             budget=budget,
             state=state,
             runtime=runtime,
-            revision=revision["revision"] if revision else 0,
+            revision=revision_number(state),
             thread_id=str(info.thread_id or "") if info else "",
         )
 
@@ -261,14 +273,14 @@ async def _attempt(
     if isinstance(tool, SubAgent):
         return jsonable(await _run_subagent(tool, args, step, outputs, env, record))
     if not is_idempotent(tool, env.context):
-        return jsonable(await _call_once(tool, args, step, env, record))
+        return await _call_once(tool, args, step, env, record)
     return jsonable(await invoke_tool(tool, args, env, step))
 
 
 async def _call_once(
     tool: BaseTool, args: dict[str, Any], step: StepDict, env: StepEnv, record: StepRecord
 ) -> Any:
-    """Call a tool that must not run twice, journaled (`planexec.uncertain`)."""
+    """Call a tool that must not run twice, journaled (`planexec.uncertain`); JSON data out."""
 
     async def call(chosen: dict[str, Any]) -> Any:
         record.args = chosen
@@ -393,15 +405,12 @@ def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[Bas
         if step["tool"] is None or step["args"] is not None
         else render(prompts.SYSTEM_TOOL, tool=step["tool"])
     )
-    results = "\n".join(
-        f'<result step="{dep}">\n{as_text(outputs[dep])}\n</result>' for dep in step["depends_on"]
-    )
     user = render(
         prompts.USER,
         goal=env.goal,
         step_id=step["id"],
         description=step["description"],
-        results=results or "(this step depends on no other step)",
+        results=dependency_results({dep: outputs[dep] for dep in step["depends_on"]}),
     )
     return [SystemMessage(system), HumanMessage(user)]
 

@@ -69,12 +69,13 @@ class Resources:
         """
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
-            traced = model_call_config(role, self.models.spec(role, context), revision=revision)
+            spec = self.models.spec(role, context)
+            traced = model_call_config(role, spec, revision=revision)
             try:
                 reply = await structured_reply(model, schema, messages, traced)
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
-            usage = usage_of(reply.raw, self.models.spec(role, context), context.prices)
+            usage = usage_of(reply.raw, spec, context.prices)
             budget.spend(usage)
         return reply, usage
 
@@ -104,6 +105,6 @@ class Resources:
                 raise ModelCallError(role, exc) from exc
             if not isinstance(reply, AIMessage):
                 reply = AIMessage(content=str(getattr(reply, "content", reply)))
-            usage = usage_of(reply, self.models.spec(role, context), context.prices)
+            usage = usage_of(reply, spec, context.prices)
             budget.spend(usage)
         return reply, usage

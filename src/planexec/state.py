@@ -9,13 +9,14 @@ what it adds, and nothing written before is lost.
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
-from planexec.plan import PlanDict, PlanDiff, StepDict, plan_hash
+from planexec.plan import PlanDict, PlanDiff, StepDict, diff_plans, plan_hash
 
 _DOCUMENTED = ConfigDict(use_attribute_docstrings=True)
 """Field docstrings become the descriptions in the JSON Schemas that Studio shows."""
@@ -25,6 +26,8 @@ Status = Literal["completed", "failed", "cancelled", "budget_exhausted"]
 
 StepStatus = Literal["done", "failed", "skipped"]
 Role = Literal["planner", "executor", "replanner"]
+ROLES: tuple[Role, ...] = ("planner", "executor", "replanner")
+"""Every role, in the order a run uses them."""
 PlanSource = Literal["planner", "replanner", "human"]
 
 
@@ -139,6 +142,15 @@ def sum_usage(a: Usage, b: Usage) -> Usage:
     }
 
 
+def total_usage(usages: Iterable[Usage | None]) -> Usage | None:
+    """The use of every call in `usages` together (None entries skipped); None if there is none."""
+    total: Usage | None = None
+    for usage in usages:
+        if usage:
+            total = usage if total is None else sum_usage(total, usage)
+    return total
+
+
 def merge_approvals(
     old: dict[str, StepApproval] | None, new: dict[str, StepApproval] | None
 ) -> dict[str, StepApproval]:
@@ -198,6 +210,27 @@ def current_revision(state: State) -> PlanRevision | None:
     """The revision that produced the current plan."""
     revisions = state.get("revisions") or []
     return revisions[-1] if revisions else None
+
+
+def revision_number(state: State) -> int:
+    """The current plan revision's number, 0 before the first plan."""
+    revision = current_revision(state)
+    return revision["revision"] if revision else 0
+
+
+def next_revision(state: State, plan: PlanDict, source: PlanSource, reason: str) -> PlanRevision:
+    """The record of `plan`, written by `source`, as the revision after the current one.
+
+    Its diff is from the plan it replaces (the plan in `state`).
+    """
+    return {
+        "revision": revision_number(state) + 1,
+        "source": source,
+        "reason": reason,
+        "plan": plan,
+        "diff": diff_plans(state.get("plan"), plan),
+        "at": timestamp(),
+    }
 
 
 def is_approved(state: State) -> bool:

@@ -68,11 +68,11 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
-from planexec.budget import Budget, BudgetExhaustedError
+from planexec.budget import Budget
 from planexec.models import usage_of
-from planexec.plan import as_text
 from planexec.prompts import render
 from planexec.prompts import subagent as prompts
+from planexec.prompts.sections import dependency_results
 from planexec.state import Usage
 
 __all__ = [
@@ -122,17 +122,13 @@ class SubAgentRequest:
 
 def default_input(request: SubAgentRequest) -> dict[str, Any]:
     """`{"messages": [<one human message stating the step>]}`, for message-based agents."""
-    results = "\n".join(
-        f'<result step="{dep}">\n{as_text(output)}\n</result>'
-        for dep, output in request.results.items()
-    )
     text = render(
         prompts.USER,
         goal=request.goal or "(not given)",
         step_id=request.step_id or "request",
         description=request.description or "Carry out the request in the arguments.",
         arguments=json.dumps(request.args, ensure_ascii=False, indent=2, default=str),
-        results=results or "(this step depends on no other step)",
+        results=dependency_results(request.results),
     )
     return {"messages": [HumanMessage(text)]}
 
@@ -358,10 +354,7 @@ async def run_subagent(
     for usage, model in await _earlier_calls(agent, config, counted, prices):
         budget.spend(usage, reserved=False)
         spent(usage, model)
-    budget.check()
-    limit = budget.context.max_model_calls
-    if limit is not None and budget.calls >= limit:
-        raise BudgetExhaustedError("max_model_calls", limit, budget.calls, "calls")
+    budget.check_model_call()
     meter = _SubAgentMeter(budget, prices, counted, spent)
     run_config = merge_configs(config, {"callbacks": [meter], "tags": [SUBAGENT_TAG]})
     sent = agent.make_input(request)

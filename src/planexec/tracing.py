@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from langchain_core.runnables import RunnableConfig
 
-from planexec.state import Role, State, current_revision
+from planexec.state import Role
 
 MODEL_TAG = "planexec:model"
 TOOL_TAG = "planexec:tool"
@@ -66,9 +66,3 @@ def tool_call_config(tool: str, *, step: str, revision: int) -> RunnableConfig:
         "tags": [TOOL_TAG],
         "metadata": {"planexec_tool": tool, "planexec_step": step, "planexec_revision": revision},
     }
-
-
-def revision_number(state: State) -> int:
-    """The current plan revision's number, 0 before the first plan."""
-    revision = current_revision(state)
-    return revision["revision"] if revision else 0

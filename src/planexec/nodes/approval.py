@@ -21,17 +21,17 @@ approves that exact call; the executor then runs it without asking the model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from langgraph.func import task
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy, interrupt
+from langgraph.types import interrupt
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import ExecutorReplyError, ModelCallError
-from planexec.execution import StepEnv, StepRecord, is_transient, propose_args
+from planexec.execution import StepEnv, StepRecord, propose_args, step_retry_policy
 from planexec.nodes.executor import unauthorised
 from planexec.plan import (
     StepDict,
@@ -49,9 +49,9 @@ from planexec.state import (
     StepResult,
     ToolCallRecord,
     Usage,
-    current_revision,
-    sum_usage,
+    revision_number,
     timestamp,
+    total_usage,
 )
 
 ALLOWED = ["approve", "edit", "reject"]
@@ -95,7 +95,6 @@ def approval_request(
     calls: Mapping[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
     """The interrupt value asking for decisions on `steps`, to be called with `calls`."""
-    revision = current_revision(state)
     requests = []
     for step in steps:
         args = calls[step["id"]]
@@ -114,7 +113,7 @@ def approval_request(
             {"action_name": step["tool"], "allowed_decisions": list(ALLOWED)} for step in steps
         ],
         "steps": [step["id"] for step in steps],
-        "revision": revision["revision"] if revision else 0,
+        "revision": revision_number(state),
         "request_hash": request_hash(steps, calls),
     }
     if errors:
@@ -199,16 +198,17 @@ async def approval(
         return {"awaiting_approval": []}
     budget = Budget.of(state, context, runtime.stream_writer)
     env = StepEnv.of(state, runtime, resources, context, budget)
-    proposals = await _proposals(_ready(state), state, env)
+    ready = _ready(state)
+    proposals = await _proposals(ready, state, env)
     failed: dict[str, StepResult] = {}
-    for step in _ready(state):
+    for step in ready:
         proposal = proposals.get(step["id"])
         if proposal is not None and proposal["args"] is None:
             failed[step["id"]] = _unproposed(step, proposal, env.revision)
-    steps = [s for s in _ready(state) if s["id"] not in failed]
+    steps = [s for s in ready if s["id"] not in failed]
     calls = {s["id"]: _call_args(s, state, proposals, resources) for s in steps}
     update: dict[str, Any] = {"awaiting_approval": [], "results": dict(failed)}
-    usage = _proposal_usage(proposals.values())
+    usage = total_usage(p["usage"] for p in proposals.values())
     if usage is not None:
         update["usage"] = {"executor": usage}
     if not steps:
@@ -258,12 +258,7 @@ async def _proposals(steps: list[StepDict], state: State, env: StepEnv) -> dict[
     Each proposal is a LangGraph task, so its result is saved: when the person's answer
     resumes this node, the proposals come back from the checkpoint, not from the model.
     """
-    retry = RetryPolicy(
-        max_attempts=env.context.step_attempts,
-        initial_interval=env.context.retry_initial_interval,
-        jitter=False,
-        retry_on=is_transient,
-    )
+    retry = step_retry_policy(env.context)
     records: dict[str, StepRecord] = {}
 
     async def propose(step_id: str) -> Proposal:
@@ -302,12 +297,3 @@ def _unproposed(step: StepDict, proposal: Proposal, revision: int) -> StepResult
         "usage": proposal["usage"],
         "refused_calls": proposal["refused_calls"],
     }
-
-
-def _proposal_usage(proposals: Iterable[Proposal]) -> Usage | None:
-    total: Usage | None = None
-    for proposal in proposals:
-        usage = proposal["usage"]
-        if usage:
-            total = usage if total is None else sum_usage(total, usage)
-    return total

@@ -16,7 +16,7 @@ results and the interrupted step's task resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
@@ -27,7 +27,7 @@ from langgraph.types import RetryPolicy
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.events import emit
-from planexec.execution import StepEnv, StepRecord, bounded_text, is_transient, run_step
+from planexec.execution import StepEnv, StepRecord, bounded_text, run_step, step_retry_policy
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
 from planexec.state import (
@@ -37,7 +37,7 @@ from planexec.state import (
     Usage,
     current_revision,
     is_approved,
-    sum_usage,
+    total_usage,
 )
 from planexec.subagents import SubAgent
 
@@ -114,7 +114,7 @@ async def executor(
     finished = await work.run()
     exhausted = work.exhausted[0] if work.exhausted else None
     update: dict[str, Any] = {"results": finished, "active_s": budget.elapsed()}
-    usage = _total_usage([*(r.get("usage") for r in finished.values()), *work.stopped])
+    usage = total_usage([*(r.get("usage") for r in finished.values()), *work.stopped])
     if usage is not None:
         update["usage"] = {"executor": usage}
     done = {**results, **finished}
@@ -155,13 +155,7 @@ class _Pass:
 
     async def run(self) -> dict[str, StepResult]:
         """Run the pass; the results of the steps that ran or were skipped, in plan order."""
-        retry = RetryPolicy(
-            max_attempts=self.env.context.step_attempts,
-            initial_interval=self.env.context.retry_initial_interval,
-            backoff_factor=2.0,
-            jitter=False,
-            retry_on=is_transient,
-        )
+        retry = step_retry_policy(self.env.context)
         # Launch order fixes each task's id. It depends on the state alone, so a resumed
         # run finds the results its tasks already recorded instead of running them again;
         # naming each task after its step makes a mismatch re-run a step, never swap results.
@@ -268,11 +262,3 @@ def _describe(exc: BaseException) -> str:
 
 def _tokens(usage: Usage | None) -> int:
     return 0 if usage is None else usage["input_tokens"] + usage["output_tokens"]
-
-
-def _total_usage(usages: Iterable[Usage | None]) -> Usage | None:
-    total: Usage | None = None
-    for usage in usages:
-        if usage:
-            total = usage if total is None else sum_usage(total, usage)
-    return total

@@ -11,20 +11,19 @@ from langgraph.runtime import Runtime
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
-from planexec.events import emit
+from planexec.events import emit, emit_plan_ready
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
-from planexec.plan import Plan, PlanDict, PlanError, diff_plans, validate_plan
+from planexec.plan import Plan, PlanDict, PlanError, validate_plan
 from planexec.prompts import planner as prompts
 from planexec.prompts import render
 from planexec.resources import Resources
 from planexec.state import (
-    PlanRevision,
     State,
     current_revision,
+    next_revision,
     rejection_feedback,
-    timestamp,
+    revision_number,
 )
-from planexec.tracing import revision_number
 
 
 def goal_of(state: State, max_chars: int | None = None) -> str:
@@ -152,26 +151,11 @@ async def planner(
 def _new_revision(
     state: State, plan: PlanDict, runtime: Runtime[Context], reason: str | None = None
 ) -> dict[str, Any]:
-    previous = current_revision(state)
-    number = previous["revision"] + 1 if previous else 1
     if reason is None:
-        reason = "rewritten after the reviewer's feedback" if previous else "first plan"
-    revision: PlanRevision = {
-        "revision": number,
-        "source": "planner",
-        "reason": reason,
-        "plan": plan,
-        "diff": diff_plans(previous["plan"] if previous else None, plan),
-        "at": timestamp(),
-    }
-    emit(
-        runtime.stream_writer,
-        "plan_ready",
-        revision=number,
-        source="planner",
-        steps=len(plan["steps"]),
-        reason=revision["reason"],
-    )
+        first = current_revision(state) is None
+        reason = "first plan" if first else "rewritten after the reviewer's feedback"
+    revision = next_revision(state, plan, "planner", reason)
+    emit_plan_ready(runtime.stream_writer, revision)
     return {"plan": plan, "revisions": [revision]}
 
 

@@ -19,21 +19,19 @@ from planexec.errors import ModelCallError
 from planexec.events import emit
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
 from planexec.nodes.planner import goal_of
-from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, diff_plans, validate_plan
+from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, validate_plan
 from planexec.prompts import render
 from planexec.prompts import replanner as prompts
 from planexec.resources import Resources
 from planexec.state import (
-    PlanRevision,
     State,
-    current_revision,
     done_steps,
+    next_revision,
     rejection_feedback,
     replans_used,
     retired_ids,
-    timestamp,
+    revision_number,
 )
-from planexec.tracing import revision_number
 
 
 def _status_of(step: StepDict, state: State) -> str:
@@ -45,7 +43,6 @@ def replanner_messages(
     state: State, context: Context, resources: Resources
 ) -> list[SystemMessage | HumanMessage]:
     """The replanner's prompt: goal, tools, the plan with each step's status, the results."""
-    revision = current_revision(state)
     plan = state.get("plan") or {"steps": []}
     shown = [{**step, "status": _status_of(step, state)} for step in plan["steps"]]
     results = []
@@ -70,7 +67,7 @@ def replanner_messages(
                 prompts.USER,
                 goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
-                revision=revision["revision"] if revision else 0,
+                revision=revision_number(state),
                 plan=json.dumps(shown, indent=1, ensure_ascii=False),
                 results="\n".join(results) or "(no step has run)",
                 feedback=feedback,
@@ -207,17 +204,14 @@ def _decision_errors(decision: Replan, state: State, failed: list[str]) -> list[
 def _revision(
     state: State, plan: PlanDict, reason: str, runtime: Runtime[Context]
 ) -> dict[str, Any]:
-    previous = current_revision(state)
-    number = previous["revision"] + 1 if previous else 1
-    revision: PlanRevision = {
-        "revision": number,
-        "source": "replanner",
-        "reason": reason,
-        "plan": plan,
-        "diff": diff_plans(state.get("plan"), plan),
-        "at": timestamp(),
-    }
-    emit(runtime.stream_writer, "replan", revision=number, reason=reason, diff=revision["diff"])
+    revision = next_revision(state, plan, "replanner", reason)
+    emit(
+        runtime.stream_writer,
+        "replan",
+        revision=revision["revision"],
+        reason=reason,
+        diff=revision["diff"],
+    )
     return {"plan": plan, "revisions": [revision]}
 
 

@@ -14,8 +14,8 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planexec.context import Context, resolve_context
-from planexec.events import emit
-from planexec.plan import PlanDict, diff_plans, parse_plan, plan_hash, validate_plan
+from planexec.events import emit, emit_plan_ready
+from planexec.plan import PlanDict, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
 from planexec.state import (
     PlanRevision,
@@ -24,6 +24,7 @@ from planexec.state import (
     current_revision,
     done_steps,
     is_approved,
+    next_revision,
     retired_ids,
     timestamp,
 )
@@ -138,14 +139,7 @@ async def review(
             message=record["message"],
         )
     for revision in update.get("revisions", []):
-        emit(
-            runtime.stream_writer,
-            "plan_ready",
-            revision=revision["revision"],
-            source=revision["source"],
-            steps=len(revision["plan"]["steps"]),
-            reason=revision["reason"],
-        )
+        emit_plan_ready(runtime.stream_writer, revision)
     return command
 
 
@@ -230,14 +224,9 @@ def _apply_edit(
     if record["decision"] == "approve":
         return Command(goto="executor", update={"reviews": [record]})
     record["edited_hash"] = plan_hash(edited)
-    new_revision: PlanRevision = {
-        "revision": revision["revision"] + 1,
-        "source": "human",
-        "reason": decision.message or "edited by the reviewer",
-        "plan": edited,
-        "diff": diff_plans(state.get("plan"), edited),
-        "at": timestamp(),
-    }
+    new_revision = next_revision(
+        state, edited, "human", decision.message or "edited by the reviewer"
+    )
     return Command(
         goto="executor",
         update={"reviews": [record], "plan": edited, "revisions": [new_revision]},
