@@ -269,6 +269,8 @@ def test_resume_mark_done_settles_the_step_without_calling_the_tool(
     db, workspace, thread = make_paused_thread(tmp_path)
     assert main(["threads", "--checkpoint", str(db), "--json"]) == 0
     assert '"status": "uncertain_step"' in capsys.readouterr().out
+    assert main(["show", thread, "--checkpoint", str(db)]) == 0
+    assert "paused for a decision on an uncertain step" in capsys.readouterr().out
 
     # Neither --yes nor a plan decision answers it.
     assert main(["resume", thread, "--checkpoint", str(db), "--yes"]) == 0

@@ -56,7 +56,8 @@ def step_status(
     return "active" if step_id in active else "pending"
 
 
-def _short(value: Any, limit: int) -> str:
+def short(value: Any, limit: int = 80) -> str:
+    """`value` as one line of text, cut to `limit` characters."""
     text = " ".join(as_text(value).split()) if value is not None else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -96,7 +97,7 @@ def plan_mermaid(
         lines.append('    empty["(the plan has no steps)"]')
     for s in steps:
         head = _mermaid_text(f"{s['id']} · {s['tool'] or 'model'}")
-        body = _mermaid_text(_short(s["description"], width))
+        body = _mermaid_text(short(s["description"], width))
         lines.append(f'    {node[s["id"]]}["{head}<br/>{body}"]')
     for s in steps:
         lines.extend(
@@ -148,15 +149,15 @@ def _tree_label(
     symbol, style = TREE_STYLES[status]
     label = (
         f"[{style}]{symbol}[/] [bold]{escape(step['id'])}[/] "
-        f"[dim]{escape(step['tool'] or 'model')}[/] {escape(_short(step['description'], width))}"
+        f"[dim]{escape(step['tool'] or 'model')}[/] {escape(short(step['description'], width))}"
     )
     if others:
         label += f" [dim](after {escape(', '.join(others))})[/]"
     result = (results or {}).get(step["id"]) or {}
     if status == "done":
-        label += f" [green]→ {escape(_short(result.get('output'), width))}[/]"
+        label += f" [green]→ {escape(short(result.get('output'), width))}[/]"
     elif status in ("failed", "skipped"):
-        label += f" [{style}]{status}: {escape(_short(result.get('error'), width))}[/]"
+        label += f" [{style}]{status}: {escape(short(result.get('error'), width))}[/]"
     elif status == "active":
         label += f" [{style}]running or awaiting approval[/]"
     return label

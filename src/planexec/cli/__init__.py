@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     threads.add_parsers(sub, _add_checkpoint)
     completion.add_parser(sub)
-    audit.add_parser(sub)
+    audit.add_parser(sub, _add_checkpoint)
     evaluate.add_parser(sub)
     return parser
 

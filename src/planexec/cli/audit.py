@@ -6,11 +6,19 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planexec.audit import AuditRecord, audit_trail
-from planexec.cli.session import Environment, UserError, open_saver, prepare_checkpoint
+from planexec.checkpoints import redact
+from planexec.cli.session import (
+    Environment,
+    UserError,
+    checkpoint_location,
+    open_saver,
+    prepare_checkpoint,
+)
 from planexec.graph import build_graph
 
 if TYPE_CHECKING:
@@ -25,7 +33,7 @@ tokens, model) and the run's end. Built from the checkpoint history; each record
 """
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, add_checkpoint: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the `audit` command to the subcommands `sub` (argparse's subparsers action)."""
     parser: argparse.ArgumentParser = sub.add_parser(
         "audit",
@@ -34,11 +42,7 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("thread", metavar="THREAD")
-    parser.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="SQLite checkpoint file (default: $PLANEXEC_HOME/checkpoints.sqlite)",
-    )
+    add_checkpoint(parser)
     parser.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
     )
@@ -51,17 +55,16 @@ def add_parser(sub: Any) -> None:
 
 def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec audit THREAD`."""
-    given = Path(args.checkpoint).expanduser() if args.checkpoint else env.default_checkpoint
-    path = prepare_checkpoint(given, create=False)
+    location = prepare_checkpoint(checkpoint_location(args.checkpoint, env), create=False)
 
     async def read() -> list[AuditRecord]:
-        async with open_saver(path, env.checkpoint_key) as saver:
+        async with open_saver(location, env.checkpoint_key) as saver:
             graph = build_graph(checkpointer=saver)
             return await audit_trail(graph, args.thread, current_only=args.current_only)
 
     records = asyncio.run(read())
     if not records:
-        raise UserError(f"unknown thread {args.thread} in {path}")
+        raise UserError(f"unknown thread {args.thread} in {redact(location)}")
     lines = "".join(
         json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records
     )

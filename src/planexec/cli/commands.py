@@ -8,13 +8,13 @@ import json
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
 from langgraph.types import StateSnapshot
 from rich.console import Console
 from rich.markup import escape
@@ -45,7 +45,7 @@ from planexec.cli.session import (
 )
 from planexec.cli.show import show_thread, where_it_stands
 from planexec.context import Context
-from planexec.demo import copy_workspace, load_scenario
+from planexec.demo import Scenario, copy_workspace, load_scenario
 from planexec.errors import PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.scripted import ScriptExhaustedError
@@ -144,10 +144,7 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
     thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
     reviewer = _reviewer(args, env, out)
     mcp = mcp_servers.from_args(args)
-    config = seal_config(
-        mcp_servers.with_metadata(thread_config(thread.id, context, goal), mcp),
-        env.checkpoint_key,
-    )
+    config = _run_config(thread, context, goal, env, mcp=mcp)
 
     async def go() -> int:
         async with (
@@ -171,13 +168,15 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
     path = prepare_checkpoint(_checkpoint(args, env), create=False)
     thread = Thread(args.thread, path, env.default_checkpoint)
     reviewer = _reviewer(args, env, out, scripted=scripted)
+    factory = model_factory(env)
 
     async def go() -> int:
         async with (
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "resume"),
         ):
-            snapshot = await build_graph(checkpointer=saver).aget_state(_config(thread.id))
+            graph = build_graph(checkpointer=saver, model_factory=factory)
+            snapshot = await graph.aget_state(_config(thread.id))
             if snapshot.created_at is None:
                 raise UserError(f"unknown thread {thread.id} in {thread.where}")
             metadata = snapshot.metadata or {}
@@ -198,13 +197,18 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
                 raise UserError(f"thread {thread.id} is not paused for a decision")
             out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
             mcp = None if demo else mcp_servers.for_resume(args, metadata)
-            config = seal_config(
-                mcp_servers.with_metadata(thread_config(thread.id, context, goal, demo=demo), mcp),
-                env.checkpoint_key,
-            )
+            config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
             async with mcp_servers.graph_tools(mcp) as tools:
-                graph = _demo_graph(saver) if demo else _model_graph(saver, context, env, tools)
-                return await _execute(graph, config, context, start, reviewer, out, thread)
+                # The graph that read the thread runs it, unless it needs other models or tools.
+                if demo:
+                    graph = _demo_graph(saver, load_scenario())
+                else:
+                    check_models(context, factory)
+                    if tools is not None:
+                        graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
+                return await _execute(
+                    graph, config, context, start, reviewer, out, thread, seed=values
+                )
 
     return asyncio.run(go())
 
@@ -263,16 +267,14 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     auto = args.yes or not env.interactive
     note = "--yes" if args.yes else "automatically: stdin is not a terminal"
     reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
-    config = seal_config(
-        thread_config(thread.id, context, scenario.goal, demo=True), env.checkpoint_key
-    )
+    config = _run_config(thread, context, scenario.goal, env, demo=True)
 
     async def go() -> int:
         async with (
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "demo"),
         ):
-            graph = _demo_graph(saver)
+            graph = _demo_graph(saver, scenario)
             await _refuse_existing(graph, thread)
             out.console.print(f"[bold]thread[/]     {escape(thread.id)}")
             out.console.print(f"\n[bold]goal:[/] {escape(scenario.goal)}")
@@ -296,25 +298,28 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     return code
 
 
-def _demo_graph(saver: AsyncCheckpointer) -> PlanexecGraph:
-    models = load_scenario().models()
+def _run_config(
+    thread: Thread,
+    context: Context,
+    goal: str,
+    env: Environment,
+    *,
+    mcp: mcp_servers.MCPSettings | None = None,
+    demo: bool = False,
+) -> RunnableConfig:
+    """The thread's run config: settings in its metadata, signed last, so that all are."""
+    config = thread_config(thread.id, context, goal, demo=demo)
+    return seal_config(mcp_servers.with_metadata(config, mcp), env.checkpoint_key)
+
+
+def _demo_graph(saver: AsyncCheckpointer, scenario: Scenario) -> PlanexecGraph:
+    models = scenario.models()
     return build_graph(
         checkpointer=saver,
         planner=models["planner"],
         executor=models["executor"],
         replanner=models["replanner"],
     )
-
-
-def _model_graph(
-    saver: AsyncCheckpointer,
-    context: Context,
-    env: Environment,
-    tools: list[BaseTool] | None = None,
-) -> PlanexecGraph:
-    factory = model_factory(env)
-    check_models(context, factory)
-    return build_graph(tools=tools, checkpointer=saver, model_factory=factory)
 
 
 def _scripted(args: argparse.Namespace) -> Scripted | None:
@@ -364,9 +369,13 @@ async def _execute(
     reviewer: Reviewer,
     out: Output,
     thread: Thread,
+    *,
+    seed: Mapping[str, Any] | None = None,
 ) -> int:
+    """Drive the run to its end or a pause; `seed` is the state of a thread resumed."""
     view = ProgressView(out.console, show_plans=context.review == "never")
-    view.seed((await graph.aget_state(config)).values)
+    if seed:
+        view.seed(seed)
     try:
         with view:
             decide = view.decide(reviewer)

@@ -29,7 +29,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planexec.cli.commands import Output
-from planexec.cli.session import Environment, UserError, check_models, model_factory
+from planexec.cli.session import (
+    Environment,
+    UserError,
+    check_models,
+    model_factory,
+    positive_int,
+)
 from planexec.context import DEFAULT_PRICES, Context
 from planexec.evals.config import ConfigError, EvalConfig, parse_config
 from planexec.evals.html import percent, usd
@@ -45,6 +51,7 @@ from planexec.evals.report import (
 from planexec.evals.runner import Evaluation, RunError
 from planexec.evals.scoring import TaskScore
 from planexec.evals.suite import SuiteError, load_suite
+from planexec.models import ModelFactory
 
 BUDGET_FLAGS = {
     "max_model_calls": "--max-model-calls",
@@ -69,13 +76,6 @@ def _limit(kind: Callable[[str], float | int]) -> Callable[[str], float | int | 
         return value
 
     return parse
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -132,7 +132,9 @@ def add_parser(sub: Any) -> None:
             help=f"default: {default}, or as the suite says",
         )
     run = parser.add_argument_group("running")
-    run.add_argument("--concurrency", type=_positive, metavar="N", help="tasks at once (default 4)")
+    run.add_argument(
+        "--concurrency", type=positive_int, metavar="N", help="tasks at once (default 4)"
+    )
     run.add_argument("--out", metavar="DIR", help="run directory (default: under $PLANEXEC_HOME)")
     run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted evaluation")
     run.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two results")
@@ -230,8 +232,7 @@ def _run(args: argparse.Namespace, env: Environment, out: Output) -> int:
         tasks = suite.select(_items(args.tasks), _items(args.category))
         configs = _configs(args)
         if replies is None:
-            _check(configs, env)
-            options["model_factory"] = model_factory(env)
+            options["model_factory"] = _checked_factory(configs, env)
         run_dir = Path(args.out).expanduser() if args.out else _default_dir(env, "run")
         budgets = {name: getattr(args, name) for name in BUDGET_FLAGS if hasattr(args, name)}
         evaluation = Evaluation.create(
@@ -251,12 +252,12 @@ def _run(args: argparse.Namespace, env: Environment, out: Output) -> int:
 def _open(run_dir: Path, env: Environment, options: dict[str, Any]) -> Evaluation:
     evaluation = Evaluation.open(run_dir, **options)
     if evaluation.replies is None:
-        _check(evaluation.settings.configs, env)
-        evaluation.model_factory = model_factory(env)
+        evaluation.model_factory = _checked_factory(evaluation.settings.configs, env)
     return evaluation
 
 
-def _check(configs: list[EvalConfig], env: Environment) -> None:
+def _checked_factory(configs: list[EvalConfig], env: Environment) -> ModelFactory:
+    """The environment's model factory, once it has made every configuration's models."""
     factory = model_factory(env)
     for config in configs:
         check_models(
@@ -267,6 +268,7 @@ def _check(configs: list[EvalConfig], env: Environment) -> None:
             ),
             factory,
         )
+    return factory
 
 
 def _default_dir(env: Environment, kind: str) -> Path:

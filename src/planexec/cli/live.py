@@ -23,8 +23,9 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from planexec.cli.render import SYMBOLS, EventView, announcement, short
+from planexec.cli.render import SYMBOLS, EventView, announcement, result_text
 from planexec.cli.session import Decide
+from planexec.pictures import short
 
 
 @dataclass
@@ -80,8 +81,7 @@ class ProgressView:
         for step_id, result in (update.get("results") or {}).items():
             row = self.rows.get(step_id)
             if row is not None:
-                body = result.get("output") if result["status"] == "done" else result.get("error")
-                row.detail = short(body, 100)
+                row.detail = result_text(result)
 
     def handle(self, event: Mapping[str, Any]) -> None:
         """One progress event from the custom stream."""
@@ -144,8 +144,7 @@ class ProgressView:
                 row.status = result["status"]
                 row.duration_s = result.get("duration_s")
                 row.attempts = result.get("attempts")
-                body = result.get("output") if result["status"] == "done" else result.get("error")
-                row.detail = short(body, 100)
+                row.detail = result_text(result)
             self.rows[step["id"]] = row
 
     def _row(self, step_id: str, tool: Any) -> _Row:

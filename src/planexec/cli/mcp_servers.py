@@ -28,6 +28,7 @@ from planexec.tools.mcp import (
     open_mcp_tools,
     parse_server_spec,
     read_mcp_config,
+    unique_servers,
 )
 
 MCP_KEY = "planexec_mcp"
@@ -44,13 +45,8 @@ class MCPSettings:
 
     def servers(self) -> list[MCPServer]:
         """Every server, the config files' first; a config that cannot be read raises."""
-        servers = [server for path in self.configs for server in read_mcp_config(path)]
-        servers.extend(self.inline)
-        names = [s.name for s in servers]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise MCPError(f"MCP server names must be unique; repeated: {', '.join(repeated)}")
-        return servers
+        from_files = [server for path in self.configs for server in read_mcp_config(path)]
+        return unique_servers([*from_files, *self.inline])
 
     def to_json(self) -> str:
         """These settings as the JSON kept in checkpoint metadata."""

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planexec.plan import as_text
+from planexec.pictures import short
 
 SYMBOLS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]○[/]"}
 STATUS_STYLE = {
@@ -31,10 +31,10 @@ def make_console(stream: TextIO | None = None) -> Console:
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
-def short(value: Any, limit: int = 80) -> str:
-    """`value` as one line of text, cut to `limit` characters."""
-    text = " ".join(as_text(value).split()) if value is not None else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def result_text(result: Mapping[str, Any], limit: int = 100) -> str:
+    """A step result in one line: its output if it is done, else its error."""
+    body = result.get("output") if result.get("status") == "done" else result.get("error")
+    return short(body, limit)
 
 
 def _args_text(step: Mapping[str, Any], limit: int) -> str:
@@ -83,8 +83,7 @@ def _status_cells(result: Mapping[str, Any] | None) -> list[str]:
     if result is None:
         return ["[dim]pending[/]", ""]
     status = str(result["status"])
-    body = result["output"] if status == "done" else result.get("error")
-    return [f"{SYMBOLS.get(status, '')} {status}", escape(short(body, 100))]
+    return [f"{SYMBOLS.get(status, '')} {status}", escape(result_text(result))]
 
 
 def changes_text(diff: Mapping[str, list[str]] | None) -> str:

@@ -103,10 +103,10 @@ class Reviewer:
             )
         if self.scripted is not None and not self._scripted_used:
             self._scripted_used = self._answered_by_script = True
-            return self._from_script(request, self.scripted)
+            return _decision(request, self.scripted)
         if self.auto and kind != "uncertain_step":
             self.console.print(f"[green]approved[/] ({escape(self.auto_note)})")
-            return _approve_all(request)
+            return _decision(request, _APPROVE)
         if not self.interactive:
             return None
         self._keep_refused_edit(request)
@@ -134,59 +134,21 @@ class Reviewer:
                 "[bold]r[/] to reject it, or [bold]c[/] to cancel."
             )
 
-    def _from_script(self, request: dict[str, Any], scripted: Scripted) -> Any:
-        if request["type"] == "uncertain_step":
-            return _uncertain_decision(request, scripted)
-        if scripted.kind in UNCERTAIN_KINDS:
-            raise UserError(
-                f"--{_FLAGS[scripted.kind]} answers an uncertain step, but this thread waits "
-                "for " + ("plan review" if request["type"] == "plan_review" else "step approval")
-            )
-        if request["type"] == "plan_review":
-            return _review_decision(request, scripted)
-        count = len(request.get("action_requests") or [])
-        digest = request.get("request_hash")
-        if scripted.kind == "approve":
-            return {"decisions": [{"type": "approve"}] * count, "request_hash": digest}
-        if scripted.kind == "reject":
-            decision = {"type": "reject", "message": scripted.message}
-            return {"decisions": [decision] * count, "request_hash": digest}
-        if scripted.kind == "edit":
-            edited = scripted.edited
-            args_list = edited if isinstance(edited, list) else [edited]
-            if len(args_list) != count or not all(isinstance(a, dict) for a in args_list):
-                raise UserError(
-                    f"for a step approval, --edit FILE holds the new arguments: a JSON object, "
-                    f"or a list of {count} objects (one per step waiting for approval)"
-                )
-            return {
-                "decisions": [
-                    {"type": "edit", "edited_action": {"name": action["name"], "args": args}}
-                    for action, args in zip(request["action_requests"], args_list, strict=True)
-                ],
-                "request_hash": request.get("request_hash"),
-            }
-        raise UserError(
-            "--cancel answers a plan review, but this thread waits for step approval: "
-            "use --reject MSG to skip the steps"
-        )
-
     def _ask_review(self, request: dict[str, Any]) -> dict[str, Any]:
         while True:
             choice = self._choose("[a]pprove / [e]dit / [r]eject / [c]ancel", "aerc")
             if choice == "a":
-                return {"type": "approve", "plan_hash": request.get("plan_hash")}
+                return _review_decision(request, _APPROVE)
             if choice == "c":
                 reason = self._read_line("reason (optional): ").strip()
-                return {"type": "cancel", "message": reason or None}
+                return _review_decision(request, Scripted("cancel", message=reason or None))
             if choice == "r":
                 message = self._ask_text("what should change in the plan? ")
-                return {"type": "reject", "message": message, "plan_hash": request.get("plan_hash")}
+                return _review_decision(request, Scripted("reject", message=message))
             edited = self._edit_json(request["plan"], "plan")
             if edited is not None:
-                plan = {"steps": edited} if isinstance(edited, list) else edited
                 self._sent_edit = (request.get("plan_hash"), _json_text(edited))
-                return {"type": "edit", "plan": plan, "plan_hash": request.get("plan_hash")}
+                return _review_decision(request, Scripted("edit", edited=edited))
 
     def _ask_approval(self, request: dict[str, Any]) -> dict[str, Any]:
         decisions: list[dict[str, Any]] = []
@@ -213,17 +175,16 @@ class Reviewer:
         return {"decisions": decisions, "request_hash": request.get("request_hash")}
 
     def _ask_uncertain(self, request: dict[str, Any]) -> dict[str, Any]:
-        key = request.get("key")
         while True:
             choice = self._choose("[r]e-run / [d]one (give its output) / [s]kip", "rds")
             if choice == "r":
-                return {"type": "rerun", "key": key}
+                return _uncertain_decision(request, Scripted("rerun"))
             if choice == "s":
                 reason = self._read_line("reason (optional): ").strip()
-                return {"type": "skip", "message": reason or None, "key": key}
+                return _uncertain_decision(request, Scripted("skip", message=reason or None))
             text = self._read_line("the call's output (JSON, or text): ").strip()
             if text:
-                return {"type": "done", "output": parse_output(text), "key": key}
+                return _uncertain_decision(request, Scripted("done", edited=parse_output(text)))
 
     def _choose(self, prompt: str, letters: str) -> str:
         while True:
@@ -282,6 +243,24 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
+_APPROVE = Scripted("approve")
+_FLAGS = {"rerun": "rerun", "done": "mark-done", "skip": "skip"}
+
+
+def _decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
+    """The resume value that gives `scripted`'s decision on the interrupt `request`."""
+    if request["type"] == "uncertain_step":
+        return _uncertain_decision(request, scripted)
+    if scripted.kind in UNCERTAIN_KINDS:
+        raise UserError(
+            f"--{_FLAGS[scripted.kind]} answers an uncertain step, but this thread waits "
+            "for " + ("plan review" if request["type"] == "plan_review" else "step approval")
+        )
+    if request["type"] == "plan_review":
+        return _review_decision(request, scripted)
+    return _approval_decision(request, scripted)
+
+
 def _review_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
     digest = request.get("plan_hash")
     if scripted.kind == "approve":
@@ -295,16 +274,30 @@ def _review_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, A
     return {"type": "edit", "plan": plan, "plan_hash": digest}
 
 
-def _approve_all(request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("type") == "plan_review":
-        return {"type": "approve", "plan_hash": request.get("plan_hash")}
-    return {
-        "decisions": [{"type": "approve"}] * len(request.get("action_requests") or []),
-        "request_hash": request.get("request_hash"),
-    }
-
-
-_FLAGS = {"rerun": "rerun", "done": "mark-done", "skip": "skip"}
+def _approval_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
+    actions = request.get("action_requests") or []
+    if scripted.kind == "approve":
+        decisions: list[dict[str, Any]] = [{"type": "approve"}] * len(actions)
+    elif scripted.kind == "reject":
+        decisions = [{"type": "reject", "message": scripted.message}] * len(actions)
+    elif scripted.kind == "edit":
+        edited = scripted.edited
+        args_list = edited if isinstance(edited, list) else [edited]
+        if len(args_list) != len(actions) or not all(isinstance(a, dict) for a in args_list):
+            raise UserError(
+                f"for a step approval, --edit FILE holds the new arguments: a JSON object, "
+                f"or a list of {len(actions)} objects (one per step waiting for approval)"
+            )
+        decisions = [
+            {"type": "edit", "edited_action": {"name": action["name"], "args": args}}
+            for action, args in zip(actions, args_list, strict=True)
+        ]
+    else:
+        raise UserError(
+            "--cancel answers a plan review, but this thread waits for step approval: "
+            "use --reject MSG to skip the steps"
+        )
+    return {"decisions": decisions, "request_hash": request.get("request_hash")}
 
 
 def _uncertain_decision(request: dict[str, Any], scripted: Scripted) -> dict[str, Any]:

@@ -6,15 +6,15 @@ models, and the loop that streams a run and answers its interrupts.
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import psycopg
 from langchain_core.language_models import BaseChatModel
@@ -27,7 +27,7 @@ from planexec.context import Context
 from planexec.errors import CheckpointError, PlanexecError
 from planexec.events import is_event
 from planexec.graph import PlanexecGraph, run_config
-from planexec.lease import Lease, thread_lease
+from planexec.lease import Lease, default_owner, thread_lease
 from planexec.models import ModelFactory, chat_model
 from planexec.serde import metadata_seal
 
@@ -156,6 +156,14 @@ def _seal(metadata: Mapping[str, Any], key: str) -> str:
     return metadata_seal(key, *(f"{k}={v}" for k, v in kept))
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type`: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def model_factory(env: Environment) -> ModelFactory:
     """Makes chat models with the credentials read from the environment."""
 
@@ -190,10 +198,6 @@ def checkpoint_location(value: str | None, env: Environment) -> Path | str:
     return Path(value).expanduser() if value else env.default_checkpoint
 
 
-@overload
-def prepare_checkpoint(path: Path, *, create: bool) -> Path: ...
-@overload
-def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str: ...
 def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
     """`path`, checked: its folder is created if `create`, else the file must exist.
 
@@ -242,8 +246,7 @@ def hold_thread(
 
     Raises `ThreadBusyError` on entry if another client holds it.
     """
-    owner = f"planexec {command} (pid {os.getpid()} on {socket.gethostname()})"
-    return thread_lease(saver, thread_id, owner=owner)
+    return thread_lease(saver, thread_id, owner=f"planexec {command} ({default_owner()})")
 
 
 async def record_thread(

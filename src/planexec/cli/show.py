@@ -9,22 +9,33 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planexec.cli.render import STATUS_STYLE, changes_text, plan_table, short, usage_table, when
+from planexec.cli.render import (
+    STATUS_STYLE,
+    changes_text,
+    plan_table,
+    result_text,
+    usage_table,
+    when,
+)
+from planexec.cli.threads import LABELS, thread_status
 from planexec.pictures import plan_tree
+
+_PAUSED = {
+    "awaiting_approval": "paused for step approval",
+    "uncertain_step": "paused for a decision on an uncertain step",
+}
 
 
 def where_it_stands(values: Mapping[str, Any], interrupts: Sequence[Any], next_nodes: Any) -> str:
     """The thread's status in words: how it ended, or why it is not finished."""
-    if values.get("status"):
-        return str(values["status"])
-    if interrupts:
+    status = thread_status(values, interrupts, next_nodes)
+    if status == "paused_for_review":
         request = interrupts[0].value
-        if isinstance(request, dict) and request.get("type") == "plan_review":
-            return f"paused for plan review (revision {request.get('revision')})"
-        return "paused for step approval"
-    if next_nodes:
+        revision = request.get("revision") if isinstance(request, dict) else "?"
+        return f"paused for plan review (revision {revision})"
+    if status == "interrupted":
         return f"interrupted before {', '.join(next_nodes)} (resume to continue)"
-    return "not started"
+    return _PAUSED.get(status) or LABELS.get(status, status)
 
 
 def show_thread(
@@ -86,13 +97,12 @@ def _earlier_steps(console: Console, plan: Mapping[str, Any], results: Mapping[s
     for name in ("id", "tool", "revision", "status", "result or error"):
         table.add_column(name)
     for step_id, result in earlier:
-        body = result["output"] if result["status"] == "done" else result.get("error")
         table.add_row(
             escape(step_id),
             escape(str(result.get("tool") or "(model)")),
             str(result.get("revision", "")),
             escape(str(result["status"])),
-            escape(short(body, 100)),
+            escape(result_text(result)),
         )
     console.print(table)
 

@@ -24,16 +24,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from planexec.checkpoints import redact
-from planexec.cli.render import STATUS_STYLE, short, when
+from planexec.cli.render import STATUS_STYLE, when
 from planexec.cli.session import (
     DEMO_KEY,
     GOAL_KEY,
     Environment,
     checkpoint_location,
     open_saver,
+    positive_int,
     prepare_checkpoint,
 )
 from planexec.graph import build_graph
+from planexec.pictures import short
 
 if TYPE_CHECKING:
     from planexec.cli.commands import Output
@@ -167,19 +169,12 @@ def add_parsers(
     )
     add_checkpoint(threads)
     threads.add_argument(
-        "--limit", type=_positive, metavar="N", help="only the N most recently updated"
+        "--limit", type=positive_int, metavar="N", help="only the N most recently updated"
     )
     threads.add_argument("--json", action="store_true", help="print the threads as JSON")
     complete = sub.add_parser("__complete")  # no help: hidden from the command list
     complete.add_argument("what", choices=("threads",))
     add_checkpoint(complete)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:

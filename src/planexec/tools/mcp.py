@@ -271,16 +271,19 @@ def parse_server_spec(spec: str, *, cwd: str | os.PathLike[str] | None = None) -
 
 def _servers(source: MCPSource) -> list[MCPServer]:
     if isinstance(source, str | os.PathLike):
-        servers = read_mcp_config(source)
-    elif isinstance(source, Mapping):
-        servers = parse_mcp_config(source)
-    else:
-        servers = list(source)
+        return read_mcp_config(source)
+    if isinstance(source, Mapping):
+        return parse_mcp_config(source)
+    return unique_servers(source)
+
+
+def unique_servers(servers: Sequence[MCPServer]) -> list[MCPServer]:
+    """`servers` as a list, or `MCPError` if two of them have the same name."""
     names = [s.name for s in servers]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise MCPError(f"MCP server names must be unique; repeated: {', '.join(repeated)}")
-    return servers
+    return list(servers)
 
 
 @asynccontextmanager
