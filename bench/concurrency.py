@@ -29,8 +29,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from langchain_core.language_models import BaseChatModel
 
 from fake_openai import FakeOpenAI, prompt_of, tool_names
+from helpers import step
 from pg_server import PostgresUnavailable, postgres_server
 from planexec import Context, build_graph, run_config
 from planexec.checkpoints import open_checkpointer
 from planexec.models import chat_model
+from planexec.scripted import plan_reply, replan_reply
 
 RUNS = 100
 LATENCY_S = 0.02
@@ -105,39 +107,22 @@ def respond(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = tool_names(body)
     results = dict(_RESULT.findall(prompt))
     if "Plan" in tools:
-        steps = [
-            _step("s1", "calculator", {"expression": f"{n} * 7"}, []),
-            _step("s2", "calculator", {"expression": "{{s1}} + 1"}, ["s1"]),
-            _step("s3", None, None, ["s2"]),
-        ]
-        return _call("Plan", {"steps": steps})
+        return plan_reply(
+            [
+                step("s1", "calculator", {"expression": f"{n} * 7"}),
+                step("s2", "calculator", {"expression": "{{s1}} + 1"}, ["s1"]),
+                step("s3", None, None, ["s2"]),
+            ]
+        )
     if "Replan" in tools:
         answer = f"run {n}: {results.get('s2')} ({results.get('s3')})"
-        return _call(
-            "Replan", {"action": "finish", "answer": answer, "steps": None, "reason": "done"}
-        )
+        return replan_reply("finish", answer=answer, reason="done")
     return {"content": f"the result is {results.get('s2')}"}
 
 
 def expected_answer(n: int) -> str:
     """What run `n` must answer."""
     return f"run {n}: {n * 7 + 1} (the result is {n * 7 + 1})"
-
-
-def _step(
-    id: str, tool: str | None, args: dict[str, Any] | None, depends_on: list[str]
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "description": f"step {id}",
-        "tool": tool,
-        "args": args,
-        "depends_on": depends_on,
-    }
-
-
-def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"tool_calls": [{"name": name, "arguments": json.dumps(arguments)}]}
 
 
 async def measure(name: str, location: str | Path, server: FakeOpenAI, runs: int) -> Row:
@@ -191,15 +176,6 @@ def _postgres(url: str | None) -> Iterator[str | None]:
         yield None
 
 
-@asynccontextmanager
-async def _model_server(latency: float) -> AsyncIterator[FakeOpenAI]:
-    server = FakeOpenAI(responder=respond, latency=latency).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def measure_all(
     runs: int = RUNS,
     latency: float = LATENCY_S,
@@ -208,7 +184,7 @@ async def measure_all(
 ) -> list[Row]:
     """Measure SQLite, then PostgreSQL (unless `sqlite_only`)."""
     rows = []
-    async with _model_server(latency) as server:
+    with FakeOpenAI(responder=respond, latency=latency) as server:
         with tempfile.TemporaryDirectory(prefix="planexec-bench-") as tmp:
             # Warm up imports, clients and connections: one untimed run.
             await measure("warmup", Path(tmp) / "warmup.sqlite", server, 1)

@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Checkpointer
 
 from bench.server import Call, ModelServer
 from bench.tools import Ledger, bench_tools
 from bench.workloads import RETRY_INTERVAL_S, Workload
 from planexec import Context, build_graph, run_config
+from planexec.checkpoints import open_checkpointer
 from planexec.events import is_event
 from planexec.graph import PlanexecGraph
+from planexec.state import ROLES
 
 Config = Literal["parallel", "sequential"]
 SaverKind = Literal["sqlite", "memory"]
-ROLES = ("planner", "executor", "replanner")
 NODES = frozenset({"planner", "review", "executor", "approval", "replanner"})
 """The graph's nodes; other names in the "updates" stream are the executor's step tasks."""
 MAX_CONCURRENCY = 8
@@ -99,11 +99,11 @@ def database(directory: Path) -> Path:
 
 @asynccontextmanager
 async def open_saver(kind: SaverKind, directory: Path) -> AsyncIterator[Checkpointer]:
-    """An `AsyncSqliteSaver` on the directory's database file, or an `InMemorySaver`."""
+    """planexec's SQLite saver on the directory's database file, or an `InMemorySaver`."""
     if kind == "memory":
         yield InMemorySaver()
         return
-    async with AsyncSqliteSaver.from_conn_string(str(database(directory))) as saver:
+    async with open_checkpointer(database(directory)) as saver:
         yield saver
 
 

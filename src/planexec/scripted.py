@@ -181,6 +181,15 @@ def _reply_text(message: AIMessage) -> str:
     return message.text + "".join(json.dumps(c["args"]) for c in message.tool_calls)
 
 
+def expand_replies(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replies as written in a script file: one with `"times": n` stands for n copies."""
+    expanded: list[dict[str, Any]] = []
+    for reply in replies:
+        body = {key: value for key, value in reply.items() if key != "times"}
+        expanded.extend(dict(body) for _ in range(int(reply.get("times", 1))))
+    return expanded
+
+
 def plan_reply(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """A scripted planner reply: a `Plan` call with these steps."""
     return {"tool_calls": [{"name": "Plan", "args": {"steps": steps}}], **extra}

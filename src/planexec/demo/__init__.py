@@ -20,9 +20,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from planexec.scripted import ScriptedChatModel
-
-ROLES = ("planner", "executor", "replanner")
+from planexec.scripted import ScriptedChatModel, expand_replies
+from planexec.state import ROLES
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,6 @@ class Scenario:
         }
 
 
-def _expand(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    expanded: list[dict[str, Any]] = []
-    for reply in replies:
-        times = int(reply.get("times", 1))
-        body = {key: value for key, value in reply.items() if key != "times"}
-        expanded.extend(dict(body) for _ in range(times))
-    return expanded
-
-
 def _bundled() -> Traversable:
     return files("planexec").joinpath("demo")
 
@@ -66,7 +56,7 @@ def load_scenario() -> Scenario:
         goal=data["goal"],
         hint=data.get("hint", ""),
         context=dict(data.get("context") or {}),
-        replies={role: _expand(data.get(role) or []) for role in ROLES},
+        replies={role: expand_replies(data.get(role) or []) for role in ROLES},
     )
 
 

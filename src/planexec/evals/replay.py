@@ -20,22 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from planexec.evals.config import EvalConfig
-from planexec.scripted import ScriptedChatModel
+from planexec.scripted import ScriptedChatModel, expand_replies
+from planexec.state import ROLES
 
-ROLES = ("planner", "executor", "replanner")
 Script = dict[str, list[dict[str, Any]]]
 
 
 class RepliesError(ValueError):
     """A replies source that cannot be read."""
-
-
-def _expand(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    expanded: list[dict[str, Any]] = []
-    for reply in replies:
-        body = {key: value for key, value in reply.items() if key != "times"}
-        expanded.extend(dict(body) for _ in range(int(reply.get("times", 1))))
-    return expanded
 
 
 def _script(data: Any, where: str) -> Script:
@@ -44,7 +36,7 @@ def _script(data: Any, where: str) -> Script:
     unknown = sorted(set(data) - {*ROLES, "notes"})
     if unknown:
         raise RepliesError(f"{where}: unknown role(s) {', '.join(unknown)}")
-    return {role: _expand(list(data.get(role) or [])) for role in ROLES}
+    return {role: expand_replies(list(data.get(role) or [])) for role in ROLES}
 
 
 def _read(path: Path) -> Any:

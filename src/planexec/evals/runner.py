@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from planexec.checkpoints import AsyncCheckpointer, open_checkpointer
 from planexec.context import Context
 from planexec.errors import PlanexecError
 from planexec.evals.checks import Outcome, run_checks
@@ -194,7 +194,7 @@ class Evaluation:
     async def run(self) -> dict[str, Any]:
         """Run every pending task, then write and return the report."""
         gate = asyncio.Semaphore(self.settings.concurrency)
-        async with AsyncSqliteSaver.from_conn_string(str(self.run_dir / CHECKPOINT)) as saver:
+        async with open_checkpointer(self.run_dir / CHECKPOINT) as saver:
 
             async def one(config: EvalConfig, task: Task) -> None:
                 async with gate:
@@ -248,14 +248,17 @@ class Evaluation:
             }
         )
 
-    async def _run_task(self, saver: AsyncSqliteSaver, config: EvalConfig, task: Task) -> TaskScore:
+    async def _run_task(
+        self, saver: AsyncCheckpointer, config: EvalConfig, task: Task
+    ) -> TaskScore:
         started = time.monotonic()
         thread = thread_id(config, task)
-        resumed = await saver.aget_tuple({"configurable": {"thread_id": thread}}) is not None
         work = self.run_dir / "work" / config.name / task.id
-        # One task's failure (a model server down, a script run dry, a bug) is that
-        # task's score, not the end of the evaluation.
+        resumed = False
+        # One task's failure (a model server down, a script run dry, an unreadable
+        # checkpoint, a bug) is that task's score, not the end of the evaluation.
         try:
+            resumed = await saver.aget_tuple({"configurable": {"thread_id": thread}}) is not None
             world = World(work) if resumed else World.fresh(work)
             tools = build_tools(self.suite.tool_specs(task), world, self.factories)
             models = self.replies.models(config, task.id) if self.replies else {}

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from planexec.evals.checks import CheckResult
-from planexec.state import Usage
+from planexec.state import Usage, add_usage
 
 COST_RATIO_DEFINITION = (
     "cost ratio at equal success = total cost of B / total cost of A, over the tasks both "
@@ -166,14 +166,9 @@ def summarize(scores: Sequence[TaskScore]) -> Summary:
     count = len(scores)
     solved = sum(1 for s in scores if s["success"])
     cost = sum(s["cost_usd"] for s in scores)
-    calls: dict[str, int] = {}
-    tokens: dict[str, int] = {}
-    costs: dict[str, float] = {}
+    by_role: dict[str, Usage] = {}
     for score in scores:
-        for role, use in score["usage"].items():
-            calls[role] = calls.get(role, 0) + use["calls"]
-            tokens[role] = tokens.get(role, 0) + use["input_tokens"] + use["output_tokens"]
-            costs[role] = round(costs.get(role, 0.0) + use["cost_usd"], 8)
+        by_role = add_usage(by_role, score["usage"])
     return {
         "tasks": count,
         "solved": solved,
@@ -182,9 +177,11 @@ def summarize(scores: Sequence[TaskScore]) -> Summary:
         "mean_cost_usd": cost / count if count else 0.0,
         "model_calls": sum(s["model_calls"] for s in scores),
         "tokens": sum(s["tokens"] for s in scores),
-        "calls_by_role": calls,
-        "tokens_by_role": tokens,
-        "cost_by_role": costs,
+        "calls_by_role": {role: u["calls"] for role, u in by_role.items()},
+        "tokens_by_role": {
+            role: u["input_tokens"] + u["output_tokens"] for role, u in by_role.items()
+        },
+        "cost_by_role": {role: u["cost_usd"] for role, u in by_role.items()},
         "replans": sum(s["replans"] for s in scores),
         "plan_edits": sum(s["plan_edits"] for s in scores),
         "refused_calls": sum(s["refused_calls"] for s in scores),

@@ -23,7 +23,6 @@ and the replanner must find another way.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from planexec.evals.toolkit import FactoryConfig, ToolFactory, ToolSetupError, l
 from planexec.evals.world import World
 from planexec.tools.calculator import calculator as builtin_calculator
 from planexec.tools.calculator import evaluate
-from planexec.tools.files import MAX_READ_BYTES, WorkspaceError, open_inside, resolve_inside
+from planexec.tools.files import WorkspaceError, read_text, resolve_inside, write_text
 
 # -- calculator -------------------------------------------------------------------
 
@@ -74,24 +73,11 @@ def _files(config: FilesConfig, world: World) -> list[BaseTool]:
 
     def read_file(path: str) -> str:
         """Read a UTF-8 text file from the workspace and return its content."""
-        target = resolve_inside(root, path)
-        if not target.is_file():
-            raise WorkspaceError(f"{path!r} is not a file in the workspace")
-        if target.stat().st_size > MAX_READ_BYTES:
-            raise WorkspaceError(f"{path!r} is larger than {MAX_READ_BYTES} bytes")
-        # Opened without following symlinks, as the built-in file tools do.
-        with os.fdopen(open_inside(root, target, os.O_RDONLY), "rb") as handle:
-            return handle.read(MAX_READ_BYTES).decode("utf-8")
+        return read_text(root, path)
 
     def write_file(path: str, content: str) -> str:
         """Write text to a file in the workspace, creating or replacing it."""
-        target = resolve_inside(root, path)
-        if target == root or target.is_dir():
-            raise WorkspaceError(f"{path!r} is a directory")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        with os.fdopen(open_inside(root, target, flags, make_dirs=True), "wb") as handle:
-            handle.write(content.encode("utf-8"))
-        return f"wrote {len(content.encode())} bytes to {target.relative_to(root).as_posix()}"
+        return write_text(root, path, content)
 
     def list_files(path: str = ".") -> list[str]:
         """List the files under a workspace directory, recursively, relative to the workspace."""

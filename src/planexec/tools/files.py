@@ -108,9 +108,7 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
     @tool
     def read_file(path: str, runtime: ToolRuntime[Any, Any]) -> str:
         """Read a UTF-8 text file from the workspace and return its content."""
-        root = workspace_root(runtime, fixed)
-        target = resolve_inside(root, path)
-        return _read_text(root, target, path)
+        return read_text(workspace_root(runtime, fixed), path)
 
     @tool(extras={"idempotent": True})
     def write_file(path: str, content: str, runtime: ToolRuntime[Any, Any]) -> str:
@@ -118,20 +116,7 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
 
         Missing parent directories are created. Returns a short confirmation.
         """
-        root = workspace_root(runtime, fixed)
-        target = resolve_inside(root, path)
-        data = content.encode("utf-8")
-        if len(data) > MAX_WRITE_BYTES:
-            raise WorkspaceError(f"the content is larger than {MAX_WRITE_BYTES} bytes")
-        if target == root or target.is_dir():
-            raise WorkspaceError(f"{path!r} is a directory")
-        try:
-            fd = open_inside(root, target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_dirs=True)
-        except OSError as exc:
-            raise WorkspaceError(f"cannot write {path!r}: {exc.strerror}") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        return f"wrote {len(data)} bytes to {target.relative_to(root).as_posix()}"
+        return write_text(workspace_root(runtime, fixed), path, content)
 
     @tool
     def list_files(
@@ -154,6 +139,28 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         ]
 
     return [read_file, write_file, list_files]
+
+
+def read_text(root: Path, path: str) -> str:
+    """The UTF-8 text of the file at `path` in the workspace `root`: what `read_file` returns."""
+    return _read_text(root, resolve_inside(root, path), path)
+
+
+def write_text(root: Path, path: str, content: str) -> str:
+    """Write `content` to `path` in the workspace `root`, as `write_file` does; its confirmation."""
+    target = resolve_inside(root, path)
+    data = content.encode("utf-8")
+    if len(data) > MAX_WRITE_BYTES:
+        raise WorkspaceError(f"the content is larger than {MAX_WRITE_BYTES} bytes")
+    if target == root or target.is_dir():
+        raise WorkspaceError(f"{path!r} is a directory")
+    try:
+        fd = open_inside(root, target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_dirs=True)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return f"wrote {len(data)} bytes to {target.relative_to(root).as_posix()}"
 
 
 def _entries(root: Path, target: Path, *, recursive: bool) -> list[tuple[Path, bool]]:
