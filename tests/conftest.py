@@ -6,10 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from langchain_core.tools import BaseTool
-
-from planexec import Context
-from planexec.tools import calculator, file_tools
 
 # `pg_server` and `pg_url`: a throwaway PostgreSQL server (tests/pg_server.py).
 pytest_plugins = ["pg_server"]
@@ -46,12 +42,33 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def basic_tools(workspace: Path) -> list[BaseTool]:
-    """The calculator and file tools fixed to the test's workspace."""
-    return [calculator, *file_tools(workspace)]
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """planexec's data directory (not made yet) and the editor stay inside the test's temp dir."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PLANEXEC_HOME", str(home))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "false")
+    monkeypatch.setenv("COLUMNS", "220")  # wide tables: assertions see cells unwrapped
+    return home
+
+
+class _Terminal:
+    """Stands in for stdin on a terminal; answers come from `builtins.input`."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 @pytest.fixture
-def no_review() -> Context:
-    """A context that skips plan review and retries fast."""
-    return Context(review="never", retry_initial_interval=0.0)
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Typed answers, in order; when they run out, input hits end-of-file (Ctrl-D)."""
+    queue: list[str] = []
+
+    def fake_input(prompt: str = "") -> str:
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("builtins.input", fake_input)
+    return queue

@@ -50,6 +50,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 from langgraph.types import Command
 
+from helpers import step
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.models import chat_model
@@ -67,21 +68,9 @@ TERMINAL = ("completed", "failed", "budget_exhausted", "cancelled")
 # --- scenarios ----------------------------------------------------------------------------
 
 
-def _step(
-    id: str, tool: str | None, args: dict[str, Any] | None, depends_on: list[str]
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "description": f"do {id}",
-        "tool": tool,
-        "args": args,
-        "depends_on": depends_on,
-    }
-
-
 def _effect(id: str, depends_on: list[str], tool: str = "effect") -> dict[str, Any]:
     after = "".join(f"{{{{{dep}}}}}," for dep in depends_on)
-    return _step(id, tool, {"name": id, "after": after}, depends_on)
+    return step(id, tool, {"name": id, "after": after}, depends_on)
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,7 @@ SCENARIOS = {
         "chain",
         [
             _effect("s1", []),
-            _step("s2", "effect", None, ["s1"]),
+            step("s2", "effect", None, ["s1"]),
             _effect("s3", ["s2"]),
             _effect("s4", ["s3"]),
         ],
@@ -129,7 +118,7 @@ SCENARIOS = {
         "replan",
         [
             _effect("s1", []),
-            _step("s2", "fail", {"name": "s2"}, ["s1"]),
+            step("s2", "fail", {"name": "s2"}, ["s1"]),
             _effect("s3", ["s2"]),
         ],
         review="always",

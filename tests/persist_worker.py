@@ -30,6 +30,7 @@ from typing import Annotated, Any
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 from langgraph.types import Command
 
+from helpers import step
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.errors import ThreadBusyError
@@ -42,29 +43,17 @@ SLOW_S = 60.0
 """The slow step's work: far longer than a test waits, so the kill lands inside it."""
 
 
-def _step(
-    id: str, tool: str | None, args: dict[str, Any] | None, depends_on: list[str]
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "description": f"do {id}",
-        "tool": tool,
-        "args": args,
-        "depends_on": depends_on,
-    }
-
-
 def _effect_step(id: str, seconds: float, depends_on: list[str]) -> dict[str, Any]:
     after = "".join(f"{{{{{dep}}}}}," for dep in depends_on)
-    return _step(id, "effect", {"name": id, "seconds": seconds, "after": after}, depends_on)
+    return step(id, "effect", {"name": id, "seconds": seconds, "after": after}, depends_on)
 
 
 SCENARIOS: dict[str, list[dict[str, Any]]] = {
     # Reviewed before it runs: two calculator steps and one the executor model answers.
     "review": [
-        _step("s1", "calculator", {"expression": "12*4"}, []),
-        _step("s2", "calculator", {"expression": "{{s1}} + 5"}, ["s1"]),
-        _step("s3", None, None, ["s2"]),
+        step("s1", "calculator", {"expression": "12*4"}, []),
+        step("s2", "calculator", {"expression": "{{s1}} + 5"}, ["s1"]),
+        step("s3", None, None, ["s2"]),
     ],
     # s1 -> s2 -> s3 -> s4, with s3 slow.
     "chain": [

@@ -258,13 +258,16 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
         s for s in history if s.next == ("review",) and s.values["revisions"][-1]["revision"] == 1
     )
     plan = {"steps": [step("s1", args={"expression": "5*5"})]}
+    # One moment for both records (two calls could tick the clock between them, and put
+    # the revision first); at a tie the decision comes before the revision it made.
+    at = timestamp()
     revision = {
         "revision": 2,
         "source": "human",
         "reason": "forked",
         "plan": plan,
         "diff": diff_plans(target.values["plan"], plan),
-        "at": timestamp(),
+        "at": at,
     }
     # A plan written through update_state runs only with a person's decision on it.
     edit = {
@@ -273,7 +276,7 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
         "message": "forked",
         "plan_hash": plan_hash(target.values["plan"]),
         "edited_hash": plan_hash(plan),
-        "at": timestamp(),
+        "at": at,
     }
     fork = await graph.aupdate_state(
         target.config,
@@ -313,6 +316,7 @@ def test_cli_writes_json_lines(
             return await audit_trail(graph, "cli-thread")
 
     expected = asyncio.run(run())
+    assert [summary(r) for r in expected] == EXPECTED  # the whole story, not an empty trail
     assert main(["audit", "cli-thread", "--checkpoint", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == expected

@@ -18,7 +18,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 import planexec
-from helpers import Harness, config, step
+from helpers import Harness, config, context, step
 from planexec import Context, build_graph, run_config
 from planexec.scripted import plan_reply, replan_reply
 
@@ -29,10 +29,6 @@ def usage(inputs: int, outputs: int = 0) -> dict[str, int]:
 
 def text(reply: str, inputs: int, outputs: int = 0) -> dict[str, Any]:
     return {"text": reply, "usage": usage(inputs, outputs)}
-
-
-def context(**overrides: Any) -> Context:
-    return Context(**{"review": "never", "retry_initial_interval": 0.0, **overrides})
 
 
 def calc_chain(n: int) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from fake_openai import FakeOpenAI
-from helpers import step
+from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models, step
 from planexec import ScriptedChatModel
 from planexec.cli import commands, main
 from planexec.cli.session import CONTEXT_KEY, Environment, default_home
@@ -25,78 +25,13 @@ from planexec.scripted import plan_reply, replan_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANEXEC = ROOT / ".venv" / "bin" / "planexec"
-MODELS = [
-    "--planner-model",
-    "openai:planner",
-    "--executor-model",
-    "openai:executor",
-    "--replanner-model",
-    "openai:replanner",
-]
 FIXED_S7 = "{{s4}} + {{s5}} + {{s6}}"
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """planexec's data directory and the editor stay inside the test's temp dir."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("PLANEXEC_HOME", str(home))
-    monkeypatch.delenv("VISUAL", raising=False)
-    monkeypatch.setenv("EDITOR", "false")
-    monkeypatch.setenv("COLUMNS", "220")  # wide tables: assertions see cells unwrapped
-    return home
+pytestmark = pytest.mark.usefixtures("cli_home")
 
 
 @pytest.fixture
 def ck(tmp_path: Path) -> Path:
     return tmp_path / "ck.sqlite"
-
-
-class _Terminal:
-    """Stands in for stdin on a terminal; answers come from `builtins.input`."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture
-def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Typed answers, in order; when they run out, input hits end-of-file (Ctrl-D)."""
-    queue: list[str] = []
-
-    def fake_input(prompt: str = "") -> str:
-        if not queue:
-            raise EOFError
-        return queue.pop(0)
-
-    monkeypatch.setattr("sys.stdin", _Terminal())
-    monkeypatch.setattr("builtins.input", fake_input)
-    return queue
-
-
-def scripted(
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    planner: list[Any] = (),  # type: ignore[assignment]
-    executor: list[Any] = (),  # type: ignore[assignment]
-    replanner: list[Any] = (),  # type: ignore[assignment]
-) -> dict[str, ScriptedChatModel]:
-    """Scripted models behind the model strings in MODELS, in place of ChatOpenAI."""
-    models = {
-        "planner": ScriptedChatModel(planner, name_="planner"),
-        "executor": ScriptedChatModel(executor, name_="executor"),
-        "replanner": ScriptedChatModel(replanner, name_="replanner"),
-    }
-    monkeypatch.setattr(
-        commands, "model_factory", lambda env: lambda spec, ctx: models[spec.split(":")[1]]
-    )
-    return models
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_cmd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -125,12 +60,6 @@ def revenue_totals(workspace: Path) -> dict[str, int]:
         with (workspace / "sales" / f"{region}.csv").open() as handle:
             totals[region] = sum(int(row["revenue"]) for row in csv.DictReader(handle))
     return totals
-
-
-ARITHMETIC = [
-    step("s1", args={"expression": "6*7"}),
-    step("s2", args={"expression": "{{s1}} + 1"}, depends_on=["s1"]),
-]
 
 
 # --- the demo -------------------------------------------------------------------------
@@ -279,13 +208,13 @@ def test_paused_demo_resumes_in_another_process_with_an_edited_step(
 def test_run_without_a_terminal_pauses_then_resume_approves(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path, tmp_path: Path
 ) -> None:
-    models = scripted(
+    models = scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="The answer is 43.")],
     )
     code, out, _ = cli(
-        capsys, "run", "compute", "6*7+1", *MODELS, "--checkpoint", str(ck), "--thread", "t1"
+        capsys, "run", "compute", "6*7+1", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t1"
     )
     assert code == 0
     assert out.splitlines()[0] == "thread t1"
@@ -310,13 +239,13 @@ def test_run_without_a_terminal_pauses_then_resume_approves(
 def test_run_yes_json_prints_one_document_on_stdout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    scripted(
+    scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
     )
     code, out, err = cli(
-        capsys, "run", "6*7+1", *MODELS, "--checkpoint", str(ck), "--yes", "--json"
+        capsys, "run", "6*7+1", *CLI_MODELS, "--checkpoint", str(ck), "--yes", "--json"
     )
     assert code == 0
     document = json.loads(out)
@@ -331,9 +260,9 @@ def test_run_yes_json_prints_one_document_on_stdout(
 def test_run_json_paused_names_the_interrupt(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    scripted(monkeypatch, planner=[plan_reply(ARITHMETIC)])
+    scripted_models(monkeypatch, planner=[plan_reply(ARITHMETIC)])
     code, out, _ = cli(
-        capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--json", "--thread", "j"
+        capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--json", "--thread", "j"
     )
     assert code == 0
     document = json.loads(out)
@@ -346,9 +275,9 @@ def test_run_json_paused_names_the_interrupt(
 def test_run_without_review_shows_the_plan_and_exits_1_when_it_fails(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    scripted(monkeypatch, planner=[plan_reply([step("s1", args={"expression": "1/0"})])])
+    scripted_models(monkeypatch, planner=[plan_reply([step("s1", args={"expression": "1/0"})])])
     code, out, _ = cli(
-        capsys, "run", "divide", *MODELS, "--checkpoint", str(ck), "--review", "never",
+        capsys, "run", "divide", *CLI_MODELS, "--checkpoint", str(ck), "--review", "never",
         "--max-replans", "0",
     )  # fmt: skip
     assert code == 1
@@ -361,12 +290,12 @@ def test_run_without_review_shows_the_plan_and_exits_1_when_it_fails(
 def test_reject_sends_feedback_to_the_planner(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    models = scripted(
+    models = scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC), plan_reply(ARITHMETIC[:1])],
         replanner=[replan_reply("finish", answer="42")],
     )
-    cli(capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t")
+    cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t")
     code, out, _ = cli(capsys, "resume", "t", "--checkpoint", str(ck), "--reject", "one step only")
     assert code == 0
     assert "Plan revision 2 from the planner" in out
@@ -383,13 +312,13 @@ def test_interactive_review_approves_and_asks_again_on_a_bad_answer(
     answers: list[str],
     ck: Path,
 ) -> None:
-    scripted(
+    scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
     )
     answers += ["x", "approve"]
-    code, out, _ = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(ck))
+    code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck))
     assert code == 0
     assert "please answer one of: a, e, r, c" in out
     assert "status: completed" in out
@@ -398,13 +327,13 @@ def test_interactive_review_approves_and_asks_again_on_a_bad_answer(
 def test_resume_keeps_the_run_settings_and_lets_options_override_them(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path, tmp_path: Path
 ) -> None:
-    scripted(
+    scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
     )
     args = ["--checkpoint", str(ck), "--max-replans", "1", "--workspace", str(tmp_path)]
-    cli(capsys, "run", "g", *MODELS, *args, "--thread", "t")
+    cli(capsys, "run", "g", *CLI_MODELS, *args, "--thread", "t")
     before = stored_context(ck, "t")
     assert (before["max_replans"], before["workspace"]) == (1, str(tmp_path))
     assert before["executor_model"] == "openai:executor"
@@ -424,9 +353,9 @@ def test_resume_keeps_the_run_settings_and_lets_options_override_them(
 def test_a_failed_model_call_ends_the_run_failed_with_the_reason(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    scripted(monkeypatch, planner=[RuntimeError("connection reset")])
+    scripted_models(monkeypatch, planner=[RuntimeError("connection reset")])
     code, out, _ = cli(
-        capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"
+        capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"
     )
     assert code == 1
     assert "status: failed" in out
@@ -436,7 +365,7 @@ def test_a_failed_model_call_ends_the_run_failed_with_the_reason(
 def test_resume_continues_a_run_that_stopped_on_an_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
 ) -> None:
-    models = scripted(
+    models = scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
@@ -457,7 +386,7 @@ def test_resume_continues_a_run_that_stopped_on_an_error(
     # A failure outside any model call (here, making the client) escapes the graph.
     monkeypatch.setattr(commands, "model_factory", flaky_factory)
     with pytest.raises(RuntimeError, match="connection reset"):
-        main(["run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"])
+        main(["run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t", "--yes"])
     out = capsys.readouterr().out
     assert f"Continue with: planexec resume t --checkpoint {ck}" in out
     assert "interrupted before planner" in cli(capsys, "show", "t", "--checkpoint", str(ck))[1]
@@ -471,8 +400,8 @@ def test_resume_continues_a_run_that_stopped_on_an_error(
 def test_default_checkpoint_lives_in_planexec_home(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    scripted(monkeypatch, planner=[plan_reply(ARITHMETIC)])
-    code, out, _ = cli(capsys, "run", "g", *MODELS, "--thread", "h")
+    scripted_models(monkeypatch, planner=[plan_reply(ARITHMETIC)])
+    code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--thread", "h")
     assert code == 0
     assert (tmp_path / "home" / "checkpoints.sqlite").is_file()
     assert "resume with: planexec resume h [--approve" in out  # no --checkpoint needed
@@ -521,8 +450,8 @@ def test_user_errors_are_one_line_with_exit_code_2(
 def test_thread_errors_are_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path, tmp_path: Path
 ) -> None:
-    scripted(monkeypatch, planner=[plan_reply(ARITHMETIC)])
-    cli(capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t")
+    scripted_models(monkeypatch, planner=[plan_reply(ARITHMETIC)])
+    cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t")
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
     invalid = tmp_path / "invalid.json"
@@ -530,7 +459,7 @@ def test_thread_errors_are_one_line(
     cases = [
         (["show", "nope", "--checkpoint", str(ck)], f"unknown thread nope in {ck}"),
         (["resume", "nope", "--checkpoint", str(ck)], "unknown thread nope"),
-        (["run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t"], "already exists"),
+        (["run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t"], "already exists"),
         (["resume", "t", "--checkpoint", str(ck), "--edit", str(bad_json)], "is not valid JSON"),
         (["resume", "t", "--checkpoint", str(ck), "--edit", str(invalid)], "unknown tool 'abacus'"),
         (["resume", "t", "--checkpoint", str(ck), "--reject", " "], "--reject needs a message"),

@@ -11,44 +11,17 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from helpers import step
-from planexec import ScriptedChatModel
-from planexec.cli import commands, main
+from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models, step
 from planexec.cli.live import ProgressView
 from planexec.scripted import plan_reply, replan_reply
 
-MODELS = ["--planner-model", "openai:p", "--executor-model", "openai:e",
-          "--replanner-model", "openai:r"]  # fmt: skip
 SERVER = Path(__file__).resolve().parent.parent / "examples" / "mcp_server.py"
-ARITHMETIC = [
-    step("s1", args={"expression": "6*7"}),
-    step("s2", args={"expression": "{{s1}} + 1"}, depends_on=["s1"]),
-]
 CURSOR_UP = "\x1b[1A"
+pytestmark = pytest.mark.usefixtures("cli_home")
 
 
 def event(name: str, **fields: Any) -> dict[str, Any]:
     return {"planexec": 1, "event": name, **fields}
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLANEXEC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.delenv("VISUAL", raising=False)
-    monkeypatch.setenv("EDITOR", "false")
-
-
-def scripted(monkeypatch: pytest.MonkeyPatch, **replies: list[Any]) -> dict[str, Any]:
-    models = {role: ScriptedChatModel(replies.get(role, [])) for role in ("p", "e", "r")}
-    monkeypatch.setattr(commands, "model_factory", lambda env: lambda spec, ctx: models[spec[7:]])
-    return models
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- the live table -------------------------------------------------------------------
@@ -114,8 +87,10 @@ def test_run_on_a_terminal_shows_the_live_table_and_approval_waits(
         step("s2", "add_to_cart", {"item": "pear", "qty": 2}, ["s1"]),
         step("s3", "cart_total", {}, ["s2"]),
     ]
-    scripted(monkeypatch, p=[plan_reply(plan)], r=[replan_reply("finish", answer="1.5")])
-    code, out, _ = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(tmp_path / "c"),
+    scripted_models(
+        monkeypatch, planner=[plan_reply(plan)], replanner=[replan_reply("finish", answer="1.5")]
+    )
+    code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(tmp_path / "c"),
                        "--yes", "--review", "never", "--mcp-config", str(config))  # fmt: skip
     assert code == 0
     assert "▶" not in out  # no event lines on a terminal
@@ -129,25 +104,6 @@ def test_run_on_a_terminal_shows_the_live_table_and_approval_waits(
 
 
 # --- interactive plan editing ---------------------------------------------------------
-
-
-class _Terminal:
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture
-def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    queue: list[str] = []
-
-    def fake_input(prompt: str = "") -> str:
-        if not queue:
-            raise EOFError
-        return queue.pop(0)
-
-    monkeypatch.setattr("sys.stdin", _Terminal())
-    monkeypatch.setattr("builtins.input", fake_input)
-    return queue
 
 
 EDITOR = """\
@@ -169,21 +125,37 @@ else:
 """
 
 
+def run_editing_three_times(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answers: list[str],
+    tmp_path: Path,
+    *options: str,
+) -> tuple[int, str, list[str]]:
+    """`planexec run` answered "e" three times with EDITOR above: code, stdout, texts seen."""
+    editor, log = tmp_path / "editor.py", tmp_path / "seen.json"
+    editor.write_text(EDITOR)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor} {log}")
+    scripted_models(
+        monkeypatch,
+        planner=[plan_reply(ARITHMETIC)],
+        replanner=[replan_reply("finish", answer="1024")],
+    )
+    answers += ["e", "e", "e"]
+    code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(tmp_path / "c"),
+                       *options)  # fmt: skip
+    seen: list[str] = json.loads(log.read_text())
+    return code, out, seen
+
+
 def test_a_refused_edit_is_explained_and_reopened_as_the_person_wrote_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     answers: list[str],
     tmp_path: Path,
 ) -> None:
-    editor, log = tmp_path / "editor.py", tmp_path / "seen.json"
-    editor.write_text(EDITOR)
-    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor} {log}")
-    scripted(monkeypatch, p=[plan_reply(ARITHMETIC)], r=[replan_reply("finish", answer="1024")])
-    answers += ["e", "e", "e"]
-    code, out, _ = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(tmp_path / "c"),
-                       "--json")  # fmt: skip
+    code, out, seen = run_editing_three_times(monkeypatch, capsys, answers, tmp_path, "--json")
     assert code == 0, out
-    seen = json.loads(log.read_text())
     assert json.loads(seen[0])["steps"][1]["id"] == "s2"  # first: the plan under review
     assert seen[1].startswith('{"steps": [\n  {"id": "s1",,')  # then the text that did not parse
     assert json.loads(seen[2])["steps"][0]["tool"] == "abacus"  # then the edit that was refused
@@ -196,12 +168,7 @@ def test_editing_errors_are_explained_on_the_terminal(
     answers: list[str],
     tmp_path: Path,
 ) -> None:
-    editor, log = tmp_path / "editor.py", tmp_path / "seen.json"
-    editor.write_text(EDITOR)
-    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor} {log}")
-    scripted(monkeypatch, p=[plan_reply(ARITHMETIC)], r=[replan_reply("finish", answer="1024")])
-    answers += ["e", "e", "e"]
-    code, out, _ = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(tmp_path / "c"))
+    code, out, _ = run_editing_three_times(monkeypatch, capsys, answers, tmp_path)
     assert code == 0
     lines = out.splitlines()
     where = next(i for i, line in enumerate(lines) if "is not valid JSON" in line)
@@ -220,10 +187,14 @@ def test_editing_errors_are_explained_on_the_terminal(
 def test_every_command_prints_one_json_document_on_stdout_with_progress_on_stderr(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    scripted(monkeypatch, p=[plan_reply(ARITHMETIC)], r=[replan_reply("finish", answer="43")])
+    scripted_models(
+        monkeypatch,
+        planner=[plan_reply(ARITHMETIC)],
+        replanner=[replan_reply("finish", answer="43")],
+    )
     ck = ["--checkpoint", str(tmp_path / "c.sqlite")]
 
-    code, out, err = cli(capsys, "run", "g", *MODELS, *ck, "--thread", "t", "--json")
+    code, out, err = cli(capsys, "run", "g", *CLI_MODELS, *ck, "--thread", "t", "--json")
     assert (code, json.loads(out)["paused"]) == (0, "plan_review")
     assert "Plan revision 1" in err
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, prompt_of
-from helpers import step
-from planexec.cli import main
+from helpers import cli, step
 from planexec.lease import LEASE_TABLE
 from planexec.scripted import plan_reply, replan_reply
 
@@ -89,13 +88,6 @@ def start_and_kill_during_the_first_model_call(
             process.wait(timeout=DEADLINE_S)
     assert process.returncode == -signal.SIGKILL
     return process.pid
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The command in this process (faster than a new one), with its output."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def listed(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> dict[str, Any]:

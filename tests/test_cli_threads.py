@@ -15,7 +15,7 @@ import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.errors import GraphRecursionError
 
-from helpers import step
+from helpers import ARITHMETIC, cli
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.cli import build_parser, main
@@ -27,24 +27,7 @@ from planexec.tools import calculator
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 
-ARITHMETIC = [
-    step("s1", args={"expression": "6*7"}),
-    step("s2", args={"expression": "{{s1}} + 1"}, depends_on=["s1"]),
-]
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("PLANEXEC_HOME", str(home))
-    monkeypatch.setenv("COLUMNS", "220")
-    return home
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("cli_home")
 
 
 async def make_threads(path: Path) -> list[str]:
@@ -242,17 +225,17 @@ def run_bash_probe(script: Path, words: list[str], env: dict[str, str]) -> str:
 
 @pytest.mark.slow
 def test_bash_completion_completes_commands_options_and_thread_ids(
-    ck: Path, tmp_path: Path, home: Path
+    ck: Path, tmp_path: Path, cli_home: Path
 ) -> None:
-    home.mkdir()
-    shutil.copy(ck, home / "checkpoints.sqlite")
+    cli_home.mkdir()
+    shutil.copy(ck, cli_home / "checkpoints.sqlite")
     script = tmp_path / "planexec.bash"
     script.write_text(bash_script(build_parser()))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     for words, expected in CASES:
         assert run_bash_probe(script, words, env) == expected, words
     # Thread ids come from the --checkpoint typed on the line.
-    (home / "checkpoints.sqlite").unlink()
+    (cli_home / "checkpoints.sqlite").unlink()
     assert run_bash_probe(script, ["planexec", "show", ""], env) == ""
     words = ["planexec", "show", "--checkpoint", str(ck), "d"]
     assert run_bash_probe(script, words, env) == "done|"
@@ -272,9 +255,9 @@ def test_zsh_script_parses_and_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
-def test_fish_script_completes_thread_ids(ck: Path, tmp_path: Path, home: Path) -> None:
-    home.mkdir()
-    shutil.copy(ck, home / "checkpoints.sqlite")
+def test_fish_script_completes_thread_ids(ck: Path, tmp_path: Path, cli_home: Path) -> None:
+    cli_home.mkdir()
+    shutil.copy(ck, cli_home / "checkpoints.sqlite")
     script = tmp_path / "planexec.fish"
     script.write_text(fish_script(build_parser()))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}

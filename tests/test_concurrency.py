@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
+from helpers import step
 from planexec import Context, build_graph, run_config
 from planexec.checkpoints import open_checkpointer
 from planexec.lease import thread_lease
@@ -91,13 +92,12 @@ class Responder(BaseChatModel):
 
 
 def _step(id: str, expression: str, depends_on: list[str]) -> dict[str, Any]:
-    return {
-        "id": id,
-        "description": f"compute {expression}",
-        "tool": "calculator",
-        "args": {"expression": expression},
-        "depends_on": depends_on,
-    }
+    return step(
+        id,
+        args={"expression": expression},
+        depends_on=depends_on,
+        description=f"compute {expression}",
+    )
 
 
 async def _run_all(saver: Any, *, leased: bool = False) -> tuple[Responder, list[dict[str, Any]]]:

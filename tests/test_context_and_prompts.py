@@ -21,6 +21,7 @@ from planexec.prompts import executor as executor_prompts
 from planexec.prompts import planner as planner_prompts
 from planexec.prompts import render
 from planexec.prompts import replanner as replanner_prompts
+from planexec.prompts import subagent as subagent_prompts
 from planexec.prompts.sections import DATA_NOTICE, INVALID_REPLY
 from planexec.resources import Resources
 from planexec.scripted import plan_reply
@@ -170,6 +171,7 @@ def test_render_fills_exactly_the_placeholders() -> None:
         (executor_prompts.SYSTEM_REASON, set()),
         (executor_prompts.SYSTEM_TOOL, {"tool"}),
         (executor_prompts.USER, {"goal", "step_id", "description", "results"}),
+        (subagent_prompts.USER, {"goal", "step_id", "description", "arguments", "results"}),
         (INVALID_REPLY, {"reply", "errors"}),
     ],
 )

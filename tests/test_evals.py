@@ -23,6 +23,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import TypeAdapter
 
 from fake_openai import FakeOpenAI, tool_names
+from helpers import step
 from planexec.cli import main
 from planexec.evals import (
     CATEGORIES,
@@ -60,18 +61,6 @@ CHECKS: TypeAdapter[list[Check]] = TypeAdapter(list[Check])
 def recorded(task: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((REPLIES / f"{task}.json").read_text())
     return data
-
-
-def step(
-    id: str, tool: str | None, args: dict[str, Any] | None, deps: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "description": f"do {id}",
-        "tool": tool,
-        "args": args,
-        "depends_on": deps or [],
-    }
 
 
 async def evaluate(

@@ -24,13 +24,12 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.types import Command
 
-from helpers import step
+from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models, step
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import is_postgres, open_checkpointer
 from planexec.errors import LeaseLostError, ThreadBusyError
 from planexec.lease import LEASE_TABLE, Lease, ensure_lease_table, thread_lease
 from planexec.scripted import plan_reply, replan_reply
-from test_cli import ARITHMETIC, MODELS, cli, scripted
 from test_persistence import Launched, interrupt_of, run_worker
 
 THREAD = "t-shared"
@@ -363,20 +362,17 @@ def test_the_lease_of_a_killed_holder_is_taken_over_once_it_lapses(
 # --- the command line ------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("cli_home")
 def test_the_cli_refuses_a_thread_another_client_is_running(
-    location: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
+    location: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("PLANEXEC_HOME", str(tmp_path / "home"))
-    scripted(
+    scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="43")],
     )
     ck = ("--checkpoint", location)
-    assert cli(capsys, "run", "g", *MODELS, *ck, "--thread", "p")[0] == 0
+    assert cli(capsys, "run", "g", *CLI_MODELS, *ck, "--thread", "p")[0] == 0
     assert leases(location) == []  # the run released its lease when it paused
     execute(
         location,

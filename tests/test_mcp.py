@@ -17,9 +17,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from fake_openai import FakeOpenAI
-from helpers import Harness, step
-from planexec import Context, ScriptedChatModel
-from planexec.cli import commands, main
+from helpers import CLI_MODELS, Harness, cli, scripted_models, step
+from planexec import Context
 from planexec.cli.mcp_servers import MCP_KEY
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
 from planexec.tools import calculator, requires_approval
@@ -32,6 +31,8 @@ from planexec.tools.mcp import (
     parse_server_spec,
     read_mcp_config,
 )
+
+pytestmark = pytest.mark.usefixtures("cli_home")
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "examples" / "mcp_server.py"
@@ -118,6 +119,44 @@ async def test_a_reserved_name_alone_is_prefixed() -> None:
     async with open_mcp_tools({"mcpServers": {"shop": shop()}}, reserved=["cart_total"]) as tools:
         assert sorted(by_name(tools)) == ["add_to_cart", "lookup_price", "shop_cart_total"]
         assert await by_name(tools)["shop_cart_total"].ainvoke({}) == 0.0
+
+
+ENV_SERVER = """\
+import os
+from mcp.server.fastmcp import FastMCP
+
+server = FastMCP("envy", log_level="WARNING")
+
+
+@server.tool()
+def getenv(name: str) -> str:
+    \"\"\"The server's environment variable, or "(unset)".\"\"\"
+    return os.environ.get(name, "(unset)")
+
+
+server.run()
+"""
+
+
+async def test_a_stdio_server_gets_its_env_with_variables_and_no_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "env_server.py"
+    script.write_text(ENV_SERVER)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-canary")
+    monkeypatch.setenv("PLANEXEC_TEST_GREETING", "hello")
+    monkeypatch.delenv("PLANEXEC_TEST_UNSET", raising=False)
+    env = {"GREETING": "${PLANEXEC_TEST_GREETING}!", "LEFT": "${PLANEXEC_TEST_UNSET}"}
+    config = {
+        "mcpServers": {"envy": {"command": sys.executable, "args": [str(script)], "env": env}}
+    }
+    async with open_mcp_tools(config) as tools:
+        getenv = by_name(tools)["getenv"]
+        assert await getenv.ainvoke({"name": "GREETING"}) == "hello!"
+        assert await getenv.ainvoke({"name": "LEFT"}) == "${PLANEXEC_TEST_UNSET}"
+        # Only a small safe part of the environment is passed on: no provider key.
+        assert await getenv.ainvoke({"name": "OPENAI_API_KEY"}) == "(unset)"
+        assert await getenv.ainvoke({"name": "PATH"}) != "(unset)"
 
 
 async def test_requires_approval_must_name_tools_the_server_offers() -> None:
@@ -311,34 +350,6 @@ async def test_a_rejected_call_never_reaches_the_server_and_tool_errors_fail_the
 # --- the command line -----------------------------------------------------------------
 
 
-def scripted(monkeypatch: pytest.MonkeyPatch, **replies: list[Any]) -> dict[str, Any]:
-    models = {role: ScriptedChatModel(replies.get(role, [])) for role in ("p", "e", "r")}
-    monkeypatch.setattr(commands, "model_factory", lambda env: lambda spec, ctx: models[spec[7:]])
-    return models
-
-
-MODELS = [
-    "--planner-model",
-    "openai:p",
-    "--executor-model",
-    "openai:e",
-    "--replanner-model",
-    "openai:r",
-]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLANEXEC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "220")
-
-
 def stored_metadata(path: Path, thread: str) -> dict[str, Any]:
     with sqlite3.connect(path, check_same_thread=False) as conn:
         found = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": thread}})
@@ -352,16 +363,18 @@ def test_resume_starts_the_servers_the_thread_was_run_with(
     shop_config: Path,
     tmp_path: Path,
 ) -> None:
-    models = scripted(
-        monkeypatch, p=[plan_reply(SHOPPING)], r=[replan_reply("finish", answer="1.5 euros")]
+    models = scripted_models(
+        monkeypatch,
+        planner=[plan_reply(SHOPPING)],
+        replanner=[replan_reply("finish", answer="1.5 euros")],
     )
     ck = str(tmp_path / "ck.sqlite")
     base = ["--checkpoint", ck]
-    code, out, _ = cli(capsys, "run", "shop", *MODELS, *base, "--thread", "t",
+    code, out, _ = cli(capsys, "run", "shop", *CLI_MODELS, *base, "--thread", "t",
                        "--mcp-config", str(shop_config))  # fmt: skip
     assert code == 0
     assert "paused for review" in out
-    assert '"name": "lookup_price"' in models["p"].calls[0].prompt
+    assert '"name": "lookup_price"' in models["planner"].calls[0].prompt
     stored = json.loads(stored_metadata(Path(ck), "t")[MCP_KEY])
     assert stored == {"configs": [str(shop_config.resolve())], "servers": []}
 
@@ -381,14 +394,14 @@ def test_resume_starts_the_servers_the_thread_was_run_with(
 def test_inline_servers_are_kept_for_resume(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    scripted(
+    scripted_models(
         monkeypatch,
-        p=[plan_reply([step("s1", "shop_lookup_price", {"item": "coffee"})])],
-        r=[replan_reply("finish", answer="7.9")],
+        planner=[plan_reply([step("s1", "shop_lookup_price", {"item": "coffee"})])],
+        replanner=[replan_reply("finish", answer="7.9")],
     )
     ck = tmp_path / "ck.sqlite"
     spec = f"shop={sys.executable} {SERVER}"
-    code, _, _ = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(ck), "--thread", "t",
+    code, _, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck), "--thread", "t",
                      "--mcp", spec, "--mcp", f"more={sys.executable} {SERVER}")  # fmt: skip
     assert code == 0
     stored = json.loads(stored_metadata(ck, "t")[MCP_KEY])
@@ -415,8 +428,8 @@ def test_mcp_errors_are_one_line_with_exit_code_2(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    scripted(monkeypatch)
-    code, _, err = cli(capsys, "run", "g", *MODELS, "--checkpoint", str(tmp_path / "c"), *argv)
+    scripted_models(monkeypatch)
+    code, _, err = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(tmp_path / "c"), *argv)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -474,8 +487,8 @@ def test_errors_raised_while_servers_are_open_come_out_unwrapped(
     shop_config: Path,
     tmp_path: Path,
 ) -> None:
-    scripted(monkeypatch, p=[plan_reply(SHOPPING)])
-    argv = ["run", "g", *MODELS, "--checkpoint", str(tmp_path / "c"), "--thread", "t",
+    scripted_models(monkeypatch, planner=[plan_reply(SHOPPING)])
+    argv = ["run", "g", *CLI_MODELS, "--checkpoint", str(tmp_path / "c"), "--thread", "t",
             "--mcp-config", str(shop_config)]  # fmt: skip
     code, _, err = cli(capsys, *argv)
     assert code == 0, err
@@ -492,9 +505,9 @@ def test_resume_says_so_when_the_config_file_is_gone(
     shop_config: Path,
     tmp_path: Path,
 ) -> None:
-    scripted(monkeypatch, p=[plan_reply(SHOPPING)])
+    scripted_models(monkeypatch, planner=[plan_reply(SHOPPING)])
     ck = ["--checkpoint", str(tmp_path / "c")]
-    cli(capsys, "run", "g", *MODELS, *ck, "--thread", "t", "--mcp-config", str(shop_config))
+    cli(capsys, "run", "g", *CLI_MODELS, *ck, "--thread", "t", "--mcp-config", str(shop_config))
     shop_config.unlink()
     code, _, err = cli(capsys, "resume", "t", *ck, "--approve")
     assert code == 2

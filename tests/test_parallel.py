@@ -9,8 +9,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, ToolException, tool
 
-from helpers import Harness, step
-from planexec import Context
+from helpers import Harness, context, step
 from planexec.scripted import plan_reply, replan_reply
 
 Interval = tuple[str, float, float]
@@ -57,10 +56,6 @@ def most_at_once(log: list[Interval]) -> int:
 
 def by_name(log: list[Interval]) -> dict[str, Interval]:
     return {entry[0]: entry for entry in log}
-
-
-def context(**overrides: Any) -> Context:
-    return Context(**{"review": "never", "retry_initial_interval": 0.0, **overrides})
 
 
 async def run_four(max_concurrency: int) -> tuple[dict[str, Any], list[Interval], Harness]:

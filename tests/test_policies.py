@@ -7,15 +7,11 @@ from typing import Any
 from langchain_core.tools import BaseTool, ToolException, tool
 from langgraph.types import Command
 
-from helpers import Harness, step
+from helpers import Harness, context, step
 from planexec import Context
 from planexec.scripted import plan_reply, replan_reply
 
 CONTINUE = '"continue": the plan is on track'
-
-
-def context(**overrides: Any) -> Context:
-    return Context(**{"review": "never", "retry_initial_interval": 0.0, **overrides})
 
 
 def tools(calls: list[str]) -> list[BaseTool]:

@@ -18,10 +18,10 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 import test_persistence as on_sqlite
+from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models
 from planexec.checkpoints import open_checkpointer, redact
 from planexec.cli.session import UserError, open_saver
 from planexec.scripted import plan_reply, replan_reply
-from test_cli import ARITHMETIC, MODELS, cli, scripted
 
 pytestmark = pytest.mark.integration
 
@@ -126,19 +126,19 @@ def test_the_cli_runs_pauses_resumes_and_shows_a_thread_on_postgres(
     pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
+    cli_home: Path,
 ) -> None:
-    monkeypatch.setenv("PLANEXEC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "220")
-    models = scripted(
+    models = scripted_models(
         monkeypatch,
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="The answer is 43.")],
     )
-    code, out, _ = cli(capsys, "run", "6*7+1", *MODELS, "--checkpoint", pg_url, "--thread", "p1")
+    code, out, _ = cli(
+        capsys, "run", "6*7+1", *CLI_MODELS, "--checkpoint", pg_url, "--thread", "p1"
+    )
     assert code == 0
     assert f"resume with: planexec resume p1 --checkpoint {pg_url} [--approve" in out
-    assert not (tmp_path / "home").exists()  # nothing went to the default SQLite file
+    assert not cli_home.exists()  # nothing went to the default SQLite file
 
     code, out, _ = cli(capsys, "resume", "p1", "--checkpoint", pg_url, "--approve")
     assert code == 0, out

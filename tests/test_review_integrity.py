@@ -15,7 +15,7 @@ import pytest
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 from langgraph.types import Command, Overwrite
 
-from helpers import Harness, config, step
+from helpers import Harness, config, interrupt_of, step
 from planexec import Context
 from planexec.nodes.approval import request_hash
 from planexec.plan import diff_plans, plan_hash, step_hash
@@ -80,12 +80,6 @@ def harness(
         replanner=replanner if replanner is not None else [replan_reply("finish", answer="done")],
         tools=effects.tools(),
     )
-
-
-def interrupt_of(out: dict[str, Any]) -> dict[str, Any]:
-    [pending] = out["__interrupt__"]
-    value: dict[str, Any] = pending.value
-    return value
 
 
 def refusal(decided_on: str, shown: str) -> str:

@@ -1,5 +1,7 @@
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -8,7 +10,7 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.types import Command
 
-from helpers import Harness, config, step
+from helpers import Harness, config, interrupt_of, step
 from planexec import Context, InvalidGoalError, TransientError
 from planexec.plan import diff_plans, plan_hash
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
@@ -30,12 +32,6 @@ def outputs(out: dict[str, Any]) -> dict[str, Any]:
 
 def statuses(out: dict[str, Any]) -> dict[str, str]:
     return {k: v["status"] for k, v in out["results"].items()}
-
-
-def interrupt_of(out: dict[str, Any]) -> dict[str, Any]:
-    [pending] = out["__interrupt__"]
-    value: dict[str, Any] = pending.value
-    return value
 
 
 def recording_tool() -> tuple[BaseTool, list[str]]:
@@ -400,6 +396,29 @@ async def test_a_transient_failure_that_persists_fails_after_step_attempts() -> 
     assert result["error"] == "TransientError: still down"
     assert len(calls) == 3
     assert out["status"] == "failed"
+
+
+async def test_each_retry_waits_twice_as_long_as_the_one_before() -> None:
+    began: list[float] = []
+
+    @tool
+    async def fetch(key: str) -> str:
+        """Fetch the value stored under a key."""
+        began.append(time.monotonic())
+        if len(began) < 4:
+            raise TransientError("try later")
+        return f"value of {key}"
+
+    h = Harness(planner=[plan_reply([step("s1", tool="fetch", args={"key": "k"})])], tools=[fetch])
+    context = Context(
+        review="never", replan_policy="never", step_attempts=4, retry_initial_interval=0.05
+    )
+    out = await h.run({"goal": "fetch k"}, context)
+    assert out["results"]["s1"]["attempts"] == 4
+    waits = [later - earlier for earlier, later in itertools.pairwise(began)]
+    # Lower bounds only: a busy machine makes a wait longer, never shorter.
+    for wait, expected in zip(waits, (0.05, 0.1, 0.2), strict=True):
+        assert wait >= 0.9 * expected, waits
 
 
 async def test_a_non_transient_failure_fails_at_once() -> None:

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.tools import BaseTool, ToolException, tool
 from langgraph.types import Command
 
-from helpers import Harness, step
+from helpers import Harness, context, interrupt_of, step
 from planexec import Context
 from planexec.scripted import plan_reply, replan_reply
 
@@ -55,10 +55,6 @@ def assert_hitl_request(value: dict[str, Any]) -> None:
 
 
 APPROVE = {"decisions": [{"type": "approve"}]}
-
-
-def context(**overrides: Any) -> Context:
-    return Context(**{"review": "never", "retry_initial_interval": 0.0, **overrides})
 
 
 def tools(calls: list[tuple[str, dict[str, Any]]]) -> list[BaseTool]:
@@ -112,12 +108,6 @@ def statuses(out: dict[str, Any]) -> dict[str, str]:
     return {i: r["status"] for i, r in out["results"].items()}
 
 
-def one_interrupt(out: dict[str, Any]) -> dict[str, Any]:
-    assert len(out["__interrupt__"]) == 1
-    value: dict[str, Any] = out["__interrupt__"][0].value
-    return value
-
-
 def approval_plan() -> list[dict[str, Any]]:
     return [
         fetch("a"),
@@ -138,7 +128,7 @@ async def test_a_tool_marked_in_its_metadata_pauses_before_its_step() -> None:
         tools=tools(calls),
     )
     paused = await h.run({"goal": "clean up"}, context())
-    request = one_interrupt(paused)
+    request = interrupt_of(paused)
     assert request["type"] == "step_approval"
     assert request["steps"] == ["d"]
     assert request["revision"] == 1
@@ -182,7 +172,7 @@ async def test_a_tool_named_in_context_approval_tools_pauses_too() -> None:
         tools=tools(calls),
     )
     ctx = context(approval_tools=["send_mail"])
-    request = one_interrupt(await h.run({"goal": "mail"}, ctx))
+    request = interrupt_of(await h.run({"goal": "mail"}, ctx))
     assert request["type"] == "step_approval"
     assert request["action_requests"][0]["name"] == "send_mail"
     assert request["action_requests"][0]["args"] == {"to": "ops", "body": "got value of a"}
@@ -211,7 +201,7 @@ async def test_a_step_whose_args_the_executor_chooses_shows_the_proposed_call() 
         replanner=[replan_reply("finish", answer="ok")],
         tools=tools(calls),
     )
-    request = one_interrupt(await h.run({"goal": "delete"}, context()))
+    request = interrupt_of(await h.run({"goal": "delete"}, context()))
     # The person approves the call the model proposes, not a blank cheque.
     assert request["action_requests"][0]["args"] == {"path": "x.txt"}
     assert "proposed by the executor model" in request["action_requests"][0]["description"]
@@ -234,7 +224,7 @@ async def test_a_proposal_the_person_edits_runs_as_edited() -> None:
         replanner=[replan_reply("finish", answer="ok")],
         tools=tools(calls),
     )
-    one_interrupt(await h.run({"goal": "delete"}, context()))
+    interrupt_of(await h.run({"goal": "delete"}, context()))
     edit = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "tmp.txt"}}}
     out = await h.run(Command(resume={"decisions": [edit]}), context())
     assert out["status"] == "completed"
@@ -265,9 +255,9 @@ async def test_an_edit_may_use_the_results_of_the_step_dependencies() -> None:
         replanner=[replan_reply("finish", answer="ok")],
         tools=tools(calls),
     )
-    one_interrupt(await h.run({"goal": "delete"}, context()))
+    interrupt_of(await h.run({"goal": "delete"}, context()))
     bad = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "{{zz}}"}}}
-    again = one_interrupt(await h.run(Command(resume={"decisions": [bad]}), context()))
+    again = interrupt_of(await h.run(Command(resume={"decisions": [bad]}), context()))
     assert any("{{zz}}" in e for e in again["errors"])
     good = {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "{{f}}.bak"}}}
     out = await h.run(Command(resume={"decisions": [good]}), context())
@@ -284,7 +274,7 @@ async def test_several_held_steps_share_one_interrupt_answered_in_order() -> Non
         replanner=[replan_reply("finish", answer="one deleted")],
         tools=tools(calls),
     )
-    request = one_interrupt(await h.run({"goal": "delete"}, context()))
+    request = interrupt_of(await h.run({"goal": "delete"}, context()))
     assert request["steps"] == ["d1", "d2"]
     assert [r["args"] for r in request["action_requests"]] == [
         {"path": "one.txt"},
@@ -353,8 +343,8 @@ async def test_an_invalid_decision_asks_again_with_errors(
         replanner=[replan_reply("finish", answer="deleted")],
         tools=tools(calls),
     )
-    first = one_interrupt(await h.run({"goal": "clean up"}, context()))
-    again = one_interrupt(await h.run(Command(resume={"decisions": [decision]}), context()))
+    first = interrupt_of(await h.run({"goal": "clean up"}, context()))
+    again = interrupt_of(await h.run(Command(resume={"decisions": [decision]}), context()))
     assert again["type"] == "step_approval"
     assert any(error in e for e in again["errors"]), again["errors"]
     assert again["action_requests"] == first["action_requests"]
@@ -369,11 +359,11 @@ async def test_the_wrong_number_of_decisions_asks_again() -> None:
     calls: list[tuple[str, dict[str, Any]]] = []
     h = Harness(planner=[plan_reply(approval_plan())], tools=tools(calls))
     await h.run({"goal": "clean up"}, context())
-    again = one_interrupt(
+    again = interrupt_of(
         await h.run(Command(resume={"decisions": [{"type": "approve"}] * 2}), context())
     )
     assert again["errors"] == ["expected 1 decision(s), one per action request, got 2"]
-    again = one_interrupt(await h.run(Command(resume={"type": "approve"}), context()))
+    again = interrupt_of(await h.run(Command(resume={"type": "approve"}), context()))
     assert "decisions" in again["errors"][0]
     assert "delete_file" not in names(calls)
 
@@ -414,7 +404,7 @@ async def test_an_unchanged_step_keeps_its_approval_across_a_replan() -> None:
         tools=tools(calls),
     )
     ctx = context(replan_policy="after_each_step")
-    request = one_interrupt(await h.run({"goal": "delete"}, ctx))
+    request = interrupt_of(await h.run({"goal": "delete"}, ctx))
     assert request["steps"] == ["d1", "d2"]
     out = await h.run(Command(resume={"decisions": [{"type": "approve"}] * 2}), ctx)
     assert "__interrupt__" not in out
@@ -440,9 +430,7 @@ async def test_a_changed_step_asks_for_approval_again() -> None:
     )
     ctx = context(replan_policy="after_each_step")
     await h.run({"goal": "delete"}, ctx)
-    again = one_interrupt(
-        await h.run(Command(resume={"decisions": [{"type": "approve"}] * 2}), ctx)
-    )
+    again = interrupt_of(await h.run(Command(resume={"decisions": [{"type": "approve"}] * 2}), ctx))
     assert again["type"] == "step_approval"
     assert again["steps"] == ["d2"]
     assert again["revision"] == 2
@@ -467,12 +455,12 @@ async def test_step_approval_after_plan_review_and_a_reviewed_revision() -> None
         tools=tools(calls),
     )
     ctx = Context(review="always", retry_initial_interval=0.0)
-    assert one_interrupt(await h.run({"goal": "g"}, ctx))["type"] == "plan_review"
-    step_request = one_interrupt(await h.run(Command(resume={"type": "approve"}), ctx))
+    assert interrupt_of(await h.run({"goal": "g"}, ctx))["type"] == "plan_review"
+    step_request = interrupt_of(await h.run(Command(resume={"type": "approve"}), ctx))
     assert step_request["type"] == "step_approval"
     assert names(calls) == ["broken"]
     # Approving d runs it; the failure of x is then replanned and the revision reviewed.
-    review = one_interrupt(await h.run(Command(resume=APPROVE), ctx))
+    review = interrupt_of(await h.run(Command(resume=APPROVE), ctx))
     assert review["type"] == "plan_review"
     assert review["finished"] == ["d"]
     out = await h.run(Command(resume={"type": "approve"}), ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -298,6 +299,35 @@ async def test_a_failure_inside_the_subagent_fails_the_step_without_a_retry() ->
     assert "TransientError: rate limited" in h.replanner.calls[0].prompt
     # A tool step of the same plan still gets its retries.
     assert (out["results"]["s2"]["output"], out["results"]["s2"]["attempts"]) == (2, 2)
+
+
+async def test_a_subagent_step_is_bounded_by_its_tool_timeout() -> None:
+    cancelled: list[str] = []
+
+    @tool
+    async def hang(city: str) -> str:
+        """Look a city up, very slowly."""
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(city)
+            raise
+        return "never"
+
+    model = ScriptedChatModel([tool_call_reply("hang", {"city": "Oslo"})], name_="slow-model")
+    agent = subagent("researcher", react_agent(model, [hang]), description="Looks cities up.")
+    h = Harness(
+        planner=[plan_reply([step("s1", tool="researcher", args={"request": "Oslo"})])],
+        replanner=[replan_reply("finish", answer="unknown")],
+        tools=[agent],
+    )
+    began = time.monotonic()
+    out = await h.run({"goal": "Oslo"}, Context(review="never", tool_timeouts={"researcher": 0.3}))
+    assert time.monotonic() - began < 10
+    result = out["results"]["s1"]
+    assert (result["status"], result["attempts"]) == ("failed", 1)
+    assert "timed out after 0.3s" in result["error"]
+    assert cancelled == ["Oslo"]
 
 
 async def test_a_plain_tool_may_ask_a_person_too() -> None:
