@@ -15,7 +15,7 @@ plan revision is already approved.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
@@ -26,10 +26,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
-from langgraph.types import Checkpointer, Command
+from langgraph.types import Checkpointer, Command, StateSnapshot, StateUpdate
 
+from planexec import runtime
 from planexec.context import Context
 from planexec.events import emit
+from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
@@ -39,9 +41,111 @@ from planexec.nodes.review import review
 from planexec.resources import Resources
 from planexec.state import InputState, OutputState, State
 from planexec.tools import default_tools
-from planexec.uncertain import DURABILITY_KEY
 
-PlanexecGraph = CompiledStateGraph[State, Context, InputState, OutputState]
+
+class PlanexecGraph(CompiledStateGraph[State, Context, InputState, OutputState]):
+    """The compiled planner-executor graph: a LangGraph graph with every entry point.
+
+    Its nodes are async. `invoke`, `stream` and `batch` run the graph on planexec's
+    runtime loop, so they work from plain scripts, threads and Jupyter alike, with sync
+    savers (`SqliteSaver`, `PostgresSaver`) as well as `InMemorySaver`; `ainvoke` and
+    `astream` run it on the caller's loop, with async savers. A saver that cannot serve
+    the API called raises `planexec.runtime.SaverMismatchError` before anything runs.
+    See `planexec.runtime` for how.
+    """
+
+    # `stream` and `astream` pass LangGraph's keyword arguments through **kwargs unchanged.
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """Stream the run's parts, as LangGraph's `stream`; the run goes on the runtime loop."""
+        saver = saver_of(self, config)
+        lent = runtime.saver_for_sync_run(saver, "invoke")
+        if lent is not None and lent is not saver:
+            config = lend_saver(config, lent)
+        base = CompiledStateGraph.astream
+        return runtime.iterate(lambda: base(self, input, config, **kwargs), "invoke")
+
+    def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """LangGraph's `astream`, refusing a saver that has no async methods."""
+        runtime.saver_for_async(saver_of(self, config), "ainvoke")
+        return super().astream(input, config, **kwargs)
+
+    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        """LangGraph's `get_state`, refusing a saver that cannot answer it from here."""
+        runtime.saver_for_sync_state(saver_of(self, config), "get_state")
+        return super().get_state(config, subgraphs=subgraphs)
+
+    def get_state_history(
+        self,
+        config: RunnableConfig,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[StateSnapshot]:
+        """LangGraph's `get_state_history`, refusing a saver that cannot answer it from here."""
+        runtime.saver_for_sync_state(saver_of(self, config), "get_state_history")
+        return super().get_state_history(config, filter=filter, before=before, limit=limit)
+
+    def update_state(
+        self,
+        config: RunnableConfig,
+        values: dict[str, Any] | Any | None,
+        as_node: str | None = None,
+        task_id: str | None = None,
+    ) -> RunnableConfig:
+        """LangGraph's `update_state`, refusing a saver that cannot answer it from here."""
+        runtime.saver_for_sync_state(saver_of(self, config), "update_state")
+        return super().update_state(config, values, as_node, task_id)
+
+    def bulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        """LangGraph's `bulk_update_state`, refusing a saver that cannot answer it from here."""
+        runtime.saver_for_sync_state(saver_of(self, config), "bulk_update_state")
+        return super().bulk_update_state(config, supersteps)
+
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        """LangGraph's `aget_state`, refusing a saver that has no async methods."""
+        runtime.saver_for_async(saver_of(self, config), "aget_state")
+        return await super().aget_state(config, subgraphs=subgraphs)
+
+    def aget_state_history(
+        self,
+        config: RunnableConfig,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[StateSnapshot]:
+        """LangGraph's `aget_state_history`, refusing a saver that has no async methods.
+
+        (A plain method returning LangGraph's async iterator, so the check runs at the call.)
+        """
+        runtime.saver_for_async(saver_of(self, config), "aget_state_history")
+        return super().aget_state_history(config, filter=filter, before=before, limit=limit)
+
+    async def aupdate_state(
+        self,
+        config: RunnableConfig,
+        values: dict[str, Any] | Any,
+        as_node: str | None = None,
+        task_id: str | None = None,
+    ) -> RunnableConfig:
+        """LangGraph's `aupdate_state`, refusing a saver that has no async methods."""
+        runtime.saver_for_async(saver_of(self, config), "aupdate_state")
+        return await super().aupdate_state(config, values, as_node, task_id)
+
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        """LangGraph's `abulk_update_state`, refusing a saver that has no async methods."""
+        runtime.saver_for_async(saver_of(self, config), "abulk_update_state")
+        return await super().abulk_update_state(config, supersteps)
 
 
 def route_after_planner(state: State) -> Literal["planner", "review", "__end__"]:
@@ -148,7 +252,11 @@ def build_graph(
     builder.add_conditional_edges("executor", route_after_executor)
     builder.add_edge("approval", "executor")
     builder.add_conditional_edges("replanner", route_after_replanner)
-    compiled = builder.compile(checkpointer=checkpointer, store=store, name="planexec")
+    compiled: PlanexecGraph = builder.compile(  # type: ignore[assignment]
+        checkpointer=checkpointer, store=store, name="planexec"
+    )
+    # The compiled graph, given the sync entry points; PlanexecGraph adds methods only.
+    compiled.__class__ = PlanexecGraph
     if checkpointer in (None, False):
         return compiled
     # Every superstep's checkpoint is written before the next one starts, unless a call

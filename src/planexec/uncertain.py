@@ -54,12 +54,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_config
-from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.func import task
 from langgraph.types import interrupt
 
 from planexec.context import Context
 from planexec.errors import PlanexecError
+from planexec.internals import CHECKPOINTER_KEY, DURABILITY_KEY
 from planexec.plan import StepDict
 
 __all__ = [
@@ -77,9 +77,6 @@ UNCERTAIN_DECISIONS = ("rerun", "done", "skip")
 
 SAVE_WAIT_S = 30.0
 """How long a step waits for a journal entry to be saved before it gives up (without calling)."""
-
-DURABILITY_KEY = "__pregel_durability"
-"""Where LangGraph keeps the run's durability mode in a task's config."""
 
 
 class Begin(TypedDict):
@@ -361,7 +358,7 @@ async def _saved(entry: Entry) -> None:
     """Wait until the checkpointer has `entry`: LangGraph saves task results in the background."""
     config = get_config()
     configurable = config.get("configurable") or {}
-    saver = configurable.get(CONFIG_KEY_CHECKPOINTER)
+    saver = configurable.get(CHECKPOINTER_KEY)
     if not isinstance(saver, BaseCheckpointSaver) or configurable.get(DURABILITY_KEY) == "exit":
         return
     target = _loop_checkpoint(configurable)

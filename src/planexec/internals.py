@@ -1,0 +1,42 @@
+"""The LangGraph and LangChain internals planexec relies on, in one place.
+
+Each name here is private to the library it comes from, so an upgrade may move or
+change it; tests/test_internals.py checks every one, so that such an upgrade fails
+loudly here rather than quietly somewhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
+
+__all__ = ["CHECKPOINTER_KEY", "DURABILITY_KEY", "lend_saver", "saver_of"]
+
+CHECKPOINTER_KEY: str = CONFIG_KEY_CHECKPOINTER
+"""Where LangGraph keeps the saver a run uses in its config: a parent graph lends its
+saver to a subgraph this way, and a graph's own runs read it before `graph.checkpointer`."""
+
+DURABILITY_KEY = "__pregel_durability"
+"""Where LangGraph keeps the run's durability mode in a task's config (and reads a
+graph's default from its `with_config` configurable)."""
+
+
+def saver_of(graph: Any, config: RunnableConfig | None) -> BaseCheckpointSaver[Any] | None:
+    """The saver a run or state call of `graph` with `config` would use, if any.
+
+    This mirrors how LangGraph picks it: a saver lent through the config first, then
+    the graph's own (`False` and `True`, for subgraphs, mean none of its own).
+    """
+    configurable = (config or {}).get("configurable") or {}
+    saver = configurable.get(CHECKPOINTER_KEY, graph.checkpointer)
+    return saver if isinstance(saver, BaseCheckpointSaver) else None
+
+
+def lend_saver(config: RunnableConfig | None, saver: BaseCheckpointSaver[Any]) -> RunnableConfig:
+    """`config`, with `saver` lent to the run in place of the graph's own."""
+    base: dict[str, Any] = dict(config or {})
+    base["configurable"] = {**(base.get("configurable") or {}), CHECKPOINTER_KEY: saver}
+    return cast(RunnableConfig, base)
