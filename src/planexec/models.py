@@ -4,16 +4,27 @@ Model strings look like `"openai:<model name>"`. The `openai` provider is
 `langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url` arguments win, and
 otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as it always does,
 so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM Studio...).
+
+An async HTTP client's pooled connections belong to the event loop that opened them,
+and `ChatOpenAI` shares one client per process by default: a second `asyncio.run()`
+would reuse connections of a closed loop ("Event loop is closed"). So each event loop
+calls a `ChatOpenAI` (made here or passed in, unless it was given its own
+`http_async_client`) through a copy with a client of that loop's own, closed when
+the loop shuts its async generators down, as `asyncio.run()` does on the way out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import functools
 import json
 import os
+import sys
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -124,16 +135,92 @@ class Models:
         return given
 
     def get(self, role: Role, context: Context) -> BaseChatModel:
-        """The chat model for `role`."""
+        """The chat model for `role`, as the running event loop should call it."""
         given = self._instance(role, context)
         if given is not None:
-            return given
+            return for_running_loop(given)
         spec = self.spec(role, context)
         key = (spec, context.model_timeout, context.model_max_retries)
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = self.factory(spec, context)
-            return self._cache[key]
+            made = self._cache[key]
+        return for_running_loop(made)
+
+
+@dataclass
+class _LoopCopies:
+    """One event loop's copies of models, and what closes their clients with the loop."""
+
+    models: dict[int, tuple[weakref.ref[BaseChatModel], BaseChatModel]] = field(
+        default_factory=dict
+    )
+    """By the original's id: a weak reference to it (ids are reused) and its copy."""
+    clients: list[Any] = field(default_factory=list)
+    closer: asyncio.Future[Any] | None = None
+
+
+_LOOP_COPIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCopies] = (
+    weakref.WeakKeyDictionary()
+)
+_LOOP_COPIES_LOCK = threading.Lock()
+
+
+def for_running_loop(model: BaseChatModel) -> BaseChatModel:
+    """`model`, or its copy for the running event loop when its async client is shared.
+
+    Only a `ChatOpenAI` whose async client is the process-wide default is copied; any
+    other model is returned as it is.
+    """
+    if not _shares_async_client(model):
+        return model
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return model
+    with _LOOP_COPIES_LOCK:
+        copies = _LOOP_COPIES.get(loop)
+        if copies is None:
+            copies = _LOOP_COPIES[loop] = _LoopCopies()
+            # Runs to its `yield` at once; the loop closes it when it shuts down.
+            copies.closer = asyncio.ensure_future(anext(_close_at_shutdown(copies.clients)))
+        entry = copies.models.get(id(model))
+        if entry is None or entry[0]() is not model:
+            entry = (weakref.ref(model), _with_own_client(model, copies.clients))
+            copies.models[id(model)] = entry
+        return entry[1]
+
+
+def _shares_async_client(model: BaseChatModel) -> bool:
+    openai_models = sys.modules.get("langchain_openai.chat_models.base")
+    if openai_models is None:  # not imported, so `model` cannot be one
+        return False
+    return (
+        isinstance(model, openai_models.BaseChatOpenAI)
+        and model.http_async_client is None
+        and model.root_async_client is not None
+    )
+
+
+def _with_own_client(model: BaseChatModel, clients: list[Any]) -> BaseChatModel:
+    import openai
+
+    http = openai.DefaultAsyncHttpxClient()
+    clients.append(http)
+    own = model.model_copy()
+    root = model.root_async_client.copy(http_client=http)  # type: ignore[attr-defined]
+    own.root_async_client = root  # type: ignore[attr-defined]
+    own.async_client = root.chat.completions  # type: ignore[attr-defined]
+    return own
+
+
+async def _close_at_shutdown(clients: list[Any]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
 
 def model_name(model: BaseChatModel) -> str:
