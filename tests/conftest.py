@@ -33,6 +33,33 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the sync-API run of a test marked `async_only`: it needs what only the async
+    API offers (cancelling a run from the test, say)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("async_only") and params.get("both_apis") == "invoke":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=["ainvoke", "invoke"])
+def both_apis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on LangGraph's async API and once on its sync API (`helpers.API`).
+
+    A module opts in with `pytestmark = pytest.mark.usefixtures("both_apis")`.
+    """
+    import helpers  # not at the top: LANGGRAPH_STRICT_MSGPACK is set before LangGraph loads
+
+    monkeypatch.setattr(helpers, "API", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """An empty workspace directory for the file tools."""

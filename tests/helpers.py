@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import StateSnapshot
 
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.cli import commands, main
@@ -43,6 +45,67 @@ def context(**overrides: Any) -> Context:
     return Context(**{"review": "never", "retry_initial_interval": 0.0, **overrides})
 
 
+API: Literal["ainvoke", "invoke"] = "ainvoke"
+"""Which of LangGraph's APIs `Harness` and the functions below drive graphs with: the
+`both_apis` fixture (conftest.py) runs a test once with each."""
+
+
+async def invoke(
+    graph: PlanexecGraph, value: Any, cfg: Any = None, **kwargs: Any
+) -> dict[str, Any]:
+    """`graph.ainvoke(...)`, or `graph.invoke(...)` when the test runs on the sync API.
+
+    The sync call blocks the test's event loop while the graph runs on planexec's own,
+    as `graph.invoke` in a Jupyter cell does.
+    """
+    if API == "invoke":
+        result: dict[str, Any] = graph.invoke(value, cfg, **kwargs)
+    else:
+        result = await graph.ainvoke(value, cfg, **kwargs)
+    return result
+
+
+async def stream(
+    graph: PlanexecGraph, value: Any, cfg: Any = None, **kwargs: Any
+) -> AsyncIterator[Any]:
+    """`graph.astream(...)`, or `graph.stream(...)` on the sync API (each part blocks)."""
+    if API == "invoke":
+        for part in graph.stream(value, cfg, **kwargs):
+            yield part
+    else:
+        async for part in graph.astream(value, cfg, **kwargs):
+            yield part
+
+
+def start(graph: PlanexecGraph, value: Any, cfg: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """A run started in the background: a task, or on the sync API a thread, the test
+    loop staying free meanwhile."""
+    if API == "invoke":
+        return asyncio.ensure_future(asyncio.to_thread(graph.invoke, value, cfg, **kwargs))
+    return asyncio.ensure_future(graph.ainvoke(value, cfg, **kwargs))
+
+
+async def get_state(graph: PlanexecGraph, cfg: Any, **kwargs: Any) -> StateSnapshot:
+    """`graph.aget_state(...)`, or `graph.get_state(...)` on the sync API."""
+    if API == "invoke":
+        return graph.get_state(cfg, **kwargs)
+    return await graph.aget_state(cfg, **kwargs)
+
+
+async def update_state(graph: PlanexecGraph, cfg: Any, values: Any, **kwargs: Any) -> Any:
+    """`graph.aupdate_state(...)`, or `graph.update_state(...)` on the sync API."""
+    if API == "invoke":
+        return graph.update_state(cfg, values, **kwargs)
+    return await graph.aupdate_state(cfg, values, **kwargs)
+
+
+async def state_history(graph: PlanexecGraph, cfg: Any, **kwargs: Any) -> list[StateSnapshot]:
+    """The thread's checkpoints, newest first, through the test's API."""
+    if API == "invoke":
+        return list(graph.get_state_history(cfg, **kwargs))
+    return [snapshot async for snapshot in graph.aget_state_history(cfg, **kwargs)]
+
+
 def interrupt_of(out: dict[str, Any]) -> dict[str, Any]:
     """The value of the one interrupt a paused run returned."""
     [pending] = out["__interrupt__"]
@@ -77,14 +140,11 @@ class Harness:
         self, value: Any, context: Context | None = None, thread: str = "t1"
     ) -> dict[str, Any]:
         """Invoke (or resume with a `Command`) and return the v1 output dict."""
-        result: dict[str, Any] = await self.graph.ainvoke(
-            value, config(thread), context=context or Context()
-        )
-        return result
+        return await invoke(self.graph, value, config(thread), context=context or Context())
 
     async def state(self, thread: str = "t1") -> dict[str, Any]:
         """The thread's full state values."""
-        snapshot = await self.graph.aget_state(config(thread))
+        snapshot = await get_state(self.graph, config(thread))
         return dict(snapshot.values)
 
 

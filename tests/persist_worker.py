@@ -14,6 +14,9 @@ scripted model received. With `--linger` it then sleeps until it is killed, with
 saver still open, like a server holding a paused run. With `--lease` the action (and
 the lingering) happens while holding the thread's lease (`planexec.lease`); if another
 client holds it, the process prints `{"busy": "<message>"}` and exits with code 3.
+With `--api invoke` the process uses LangGraph's sync API with a sync saver
+(`SqliteSaver`, or `PostgresSaver` for a URL), from a plain `main` with no event loop
+of its own, as a sync script would (no lease then).
 """
 
 from __future__ import annotations
@@ -22,17 +25,22 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
-from contextlib import AbstractAsyncContextManager, nullcontext
+import time
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from helpers import step
 from planexec import Context, ScriptedChatModel, build_graph
-from planexec.checkpoints import open_checkpointer
+from planexec.checkpoints import is_postgres, open_checkpointer
 from planexec.errors import ThreadBusyError
 from planexec.lease import thread_lease
 from planexec.scripted import plan_reply, replan_reply
@@ -135,7 +143,7 @@ def _output(result: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-async def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("action", choices=["start", "approve", "continue"])
@@ -147,8 +155,12 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--linger", action="store_true", help="sleep until killed at the end")
     parser.add_argument("--lease", action="store_true", help="hold the thread's lease")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--api", choices=["ainvoke", "invoke"], default="ainvoke")
+    return parser.parse_args(argv)
 
+
+def setup(args: argparse.Namespace) -> tuple[list[BaseTool], Context, Any, Any]:
+    """The tools, context, config and input of the run `args` describe."""
     tools: list[BaseTool] = [calculator]
     if args.effects is not None:
         tools.append(effect_tool(args.effects, args.fast))
@@ -156,13 +168,17 @@ async def main(argv: list[str]) -> None:
         review="always" if args.scenario == "review" else "never", retry_initial_interval=0.0
     )
     config: Any = {"configurable": {"thread_id": args.thread}}
-    models = _models(args.scenario, args.action)
     run_input: Any = {
         "start": {"goal": GOAL},
         "approve": Command(resume={"type": "approve"}),
         "continue": None,
     }[args.action]
+    return tools, context, config, run_input
 
+
+async def main(args: argparse.Namespace) -> None:
+    tools, context, config, run_input = setup(args)
+    models = _models(args.scenario, args.action)
     async with open_checkpointer(args.db) as saver:
         lease: AbstractAsyncContextManager[Any] = (
             thread_lease(saver, args.thread, owner=f"worker {os.getpid()}", ttl=args.lease_ttl)
@@ -186,15 +202,54 @@ async def _act(
     context: Context,
     run_input: Any,
 ) -> None:
-    graph = build_graph(
+    graph = _graph(tools, saver, models)
+    before = _snapshot(await graph.aget_state(config))
+    result = await graph.ainvoke(run_input, config, context=context, durability=args.durability)
+    _report(before, result, models)
+    if args.linger:
+        await asyncio.sleep(3600)
+
+
+def main_sync(args: argparse.Namespace) -> None:
+    """The same with `graph.invoke` and a sync saver, and no event loop in this thread."""
+    if args.lease:
+        raise SystemExit("--lease needs the async API")
+    tools, context, config, run_input = setup(args)
+    models = _models(args.scenario, args.action)
+    with _sync_saver(args.db) as saver:
+        graph = _graph(tools, saver, models)
+        before = _snapshot(graph.get_state(config))
+        result = graph.invoke(run_input, config, context=context, durability=args.durability)
+        _report(before, result, models)
+        if args.linger:
+            time.sleep(3600)
+
+
+@contextmanager
+def _sync_saver(location: str) -> Iterator[Any]:
+    if is_postgres(location):
+        with PostgresSaver.from_conn_string(location) as saver:
+            saver.setup()
+            yield saver
+        return
+    conn = sqlite3.connect(location, check_same_thread=False)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+def _graph(tools: list[BaseTool], saver: Any, models: dict[str, ScriptedChatModel]) -> Any:
+    return build_graph(
         tools=tools,
         checkpointer=saver,
         planner=models["planner"],
         executor=models["executor"],
         replanner=models["replanner"],
     )
-    before = _snapshot(await graph.aget_state(config))
-    result = await graph.ainvoke(run_input, config, context=context, durability=args.durability)
+
+
+def _report(before: dict[str, Any], result: dict[str, Any], models: dict[str, Any]) -> None:
     report = {
         "pid": os.getpid(),
         "before": before,
@@ -204,9 +259,11 @@ async def _act(
     }
     sys.stdout.write(json.dumps(report, default=str) + "\n")
     sys.stdout.flush()
-    if args.linger:
-        await asyncio.sleep(3600)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    arguments = parse(sys.argv[1:])
+    if arguments.api == "invoke":
+        main_sync(arguments)
+    else:
+        asyncio.run(main(arguments))

@@ -18,9 +18,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 import planexec
-from helpers import Harness, config, context, step
+from helpers import Harness, config, context, invoke, state_history, step
 from planexec import Context, build_graph, run_config
 from planexec.scripted import plan_reply, replan_reply
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 
 def usage(inputs: int, outputs: int = 0) -> dict[str, int]:
@@ -340,7 +342,7 @@ async def test_time_budget_cancels_a_hung_planner_call() -> None:
     hung = HungModel()
     graph = build_graph(checkpointer=InMemorySaver(), planner=hung, executor=hung)
     began = time.monotonic()
-    out = await graph.ainvoke({"goal": "x"}, config(), context=context(time_budget_s=0.2))
+    out = await invoke(graph, {"goal": "x"}, config(), context=context(time_budget_s=0.2))
     assert time.monotonic() - began < 10
     assert out["status"] == "budget_exhausted"
     assert "time_budget_s" in out["reason"]
@@ -354,7 +356,7 @@ async def test_time_budget_cancels_a_hung_replanner_call() -> None:
         checkpointer=InMemorySaver(), planner=h.planner, executor=h.executor, replanner=hung
     )
     began = time.monotonic()
-    out = await graph.ainvoke({"goal": "x"}, config(), context=context(time_budget_s=1.0))
+    out = await invoke(graph, {"goal": "x"}, config(), context=context(time_budget_s=1.0))
     assert time.monotonic() - began < 10
     assert out["status"] == "budget_exhausted"
     assert "time_budget_s" in out["reason"]
@@ -421,18 +423,18 @@ async def test_a_run_with_run_config_completes_within_its_recursion_limit() -> N
         ],
     )
     cfg = run_config("busy", ctx)
-    out = await h.graph.ainvoke({"goal": "count"}, cfg, context=ctx)
+    out = await invoke(h.graph, {"goal": "count"}, cfg, context=ctx)
     approvals = 0
     while "__interrupt__" in out:
         assert out["__interrupt__"][0].value["type"] == "step_approval"
         approvals += 1
-        out = await h.graph.ainvoke(
-            Command(resume={"decisions": [{"type": "approve"}]}), cfg, context=ctx
+        out = await invoke(
+            h.graph, Command(resume={"decisions": [{"type": "approve"}]}), cfg, context=ctx
         )
     assert out["status"] == "completed"
     assert out["answer"] == "8"
     assert approvals == 4
-    history = [s async for s in h.graph.aget_state_history(cfg)]
+    history = await state_history(h.graph, cfg)
     assert max(s.metadata["step"] for s in history) < cfg["recursion_limit"]
 
 
@@ -531,8 +533,8 @@ async def test_a_hung_executor_model_call_times_out() -> None:
         checkpointer=InMemorySaver(), planner=h.planner, executor=hung, replanner=h.replanner
     )
     began = time.monotonic()
-    out = await graph.ainvoke(
-        {"goal": "think"}, config(), context=context(step_timeout=0.2, step_attempts=2)
+    out = await invoke(
+        graph, {"goal": "think"}, config(), context=context(step_timeout=0.2, step_attempts=2)
     )
     assert time.monotonic() - began < 10
     assert out["results"]["s1"]["status"] == "failed"
@@ -554,7 +556,7 @@ async def test_unanswered_executor_calls_count_in_later_nodes() -> None:
         checkpointer=InMemorySaver(), planner=h.planner, executor=hung, replanner=h.replanner
     )
     ctx = context(step_timeout=0.1, step_attempts=2, max_model_calls=3)
-    out = await graph.ainvoke({"goal": "think"}, config(), context=ctx)
+    out = await invoke(graph, {"goal": "think"}, config(), context=ctx)
     # planner 1 + two timed-out executor calls: the replanner may not make a fourth.
     assert out["status"] == "budget_exhausted"
     assert "3 calls used of 3 allowed" in out["reason"]

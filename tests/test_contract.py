@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from helpers import config, step
+from helpers import config, invoke, step
 from planexec import Context, Plan, ScriptedChatModel, Step, build_graph, validate_plan
 from planexec.graph import graph as module_graph
 from planexec.scripted import plan_reply, replan_reply
 from planexec.tools import calculator, default_tools
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 STEPS = [
@@ -48,7 +50,7 @@ def test_the_module_graph_for_langgraph_json_has_no_checkpointer() -> None:
 async def test_a_run_given_no_context_uses_the_defaults_and_pauses_for_review() -> None:
     planner = ScriptedChatModel([plan_reply(STEPS)])
     graph = build_graph(tools=[calculator], checkpointer=InMemorySaver(), planner=planner)
-    out = await graph.ainvoke({"goal": "Compute 12*4+5"}, config())
+    out = await invoke(graph, {"goal": "Compute 12*4+5"}, config())
     [pending] = out["__interrupt__"]
     assert (pending.value["type"], pending.value["plan"]) == ("plan_review", {"steps": STEPS})
 
@@ -56,7 +58,7 @@ async def test_a_run_given_no_context_uses_the_defaults_and_pauses_for_review() 
 async def test_without_review_no_checkpointer_is_needed_and_results_are_complete() -> None:
     planner = ScriptedChatModel([plan_reply(STEPS), replan_reply("finish", answer="53")])
     graph = build_graph(tools=[calculator], planner=planner)
-    out = await graph.ainvoke({"goal": "Compute 12*4+5"}, context=Context(review="never"))
+    out = await invoke(graph, {"goal": "Compute 12*4+5"}, context=Context(review="never"))
     assert (out["status"], out["answer"]) == ("completed", "53")
     s2 = out["results"]["s2"]
     assert (s2["status"], s2["output"], s2["error"]) == ("done", 53, None)

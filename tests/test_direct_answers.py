@@ -1,10 +1,13 @@
 from typing import Any
 
+import pytest
 from langgraph.types import Command
 
 from helpers import Harness, step
 from planexec import Context
 from planexec.scripted import plan_reply, replan_reply
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 
 def direct(answer: str) -> dict[str, Any]:

@@ -4,15 +4,17 @@ import pytest
 from langgraph.types import Command
 from pydantic import TypeAdapter
 
-from helpers import Harness, config, step
+from helpers import Harness, config, step, stream
 from planexec import Context
 from planexec.events import _TYPES, EVENT_SCHEMAS, EVENT_VERSION, emit, is_event
 from planexec.scripted import plan_reply, replan_reply
 
+pytestmark = pytest.mark.usefixtures("both_apis")
+
 
 async def events_of(h: Harness, value: Any, context: Context) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
-    async for chunk in h.graph.astream(value, config(), context=context, stream_mode="custom"):
+    async for chunk in stream(h.graph, value, config(), context=context, stream_mode="custom"):
         assert is_event(chunk)
         seen.append(chunk)
     return seen

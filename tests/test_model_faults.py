@@ -20,10 +20,10 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from fake_openai import FakeOpenAI, prompt_of, tool_names
-from helpers import config, step
+from helpers import config, get_state, invoke, step, stream
 from planexec import Context, build_graph
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("both_apis")]
 
 PLANNER = "You are the planner"
 REPLANNER = "You are the replanner"
@@ -98,18 +98,18 @@ def context(**overrides: Any) -> Context:
 
 
 async def run(
-    multiplied: list[tuple[int, int]], ctx: Context, *, stream: bool = False
+    multiplied: list[tuple[int, int]], ctx: Context, *, streamed: bool = False
 ) -> dict[str, Any]:
     graph = build_graph(tools=tools(multiplied), checkpointer=InMemorySaver())
-    if not stream:
-        result: dict[str, Any] = await graph.ainvoke({"goal": "6*7"}, config(), context=ctx)
+    if not streamed:
+        result: dict[str, Any] = await invoke(graph, {"goal": "6*7"}, config(), context=ctx)
         return result
     # Streaming messages makes the chat model stream its reply.
-    async for _ in graph.astream(
-        {"goal": "6*7"}, config(), context=ctx, stream_mode=["updates", "messages"]
+    async for _ in stream(
+        graph, {"goal": "6*7"}, config(), context=ctx, stream_mode=["updates", "messages"]
     ):
         pass
-    return dict((await graph.aget_state(config())).values)
+    return dict((await get_state(graph, config())).values)
 
 
 def executor_requests(server: FakeOpenAI) -> list[dict[str, Any]]:
@@ -185,7 +185,7 @@ async def test_a_stream_cut_mid_reply_fails_the_call_without_running_the_tool(
     serve: Callable[..., tuple[FakeOpenAI, Model]], multiplied: list[tuple[int, int]]
 ) -> None:
     server, _ = serve(lambda n: {"cut": 2, **GOOD_CALL})
-    out = await run(multiplied, context(), stream=True)
+    out = await run(multiplied, context(), streamed=True)
     assert all(b.get("stream") for b in executor_requests(server))
     # A stream broken after the request was answered is not retried by the client.
     assert len(executor_requests(server)) == 1

@@ -7,10 +7,13 @@ import time
 from itertools import combinations
 from typing import Any
 
+import pytest
 from langchain_core.tools import BaseTool, ToolException, tool
 
-from helpers import Harness, context, step
+from helpers import Harness, context, step, stream
 from planexec.scripted import plan_reply, replan_reply
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 Interval = tuple[str, float, float]
 
@@ -186,7 +189,8 @@ async def test_each_step_is_its_own_task_and_emits_progress_events() -> None:
     )
     events: list[dict[str, Any]] = []
     tasks: list[str] = []
-    async for mode, chunk in h.graph.astream(
+    async for mode, chunk in stream(
+        h.graph,
         {"goal": "events"},
         {"configurable": {"thread_id": "ev"}},
         context=context(),

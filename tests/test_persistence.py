@@ -3,6 +3,8 @@
 Each part of a run happens in its own process (`persist_worker.py`), sharing only the
 SQLite file and, for the crash tests, an effects file where every tool call appends a
 line. A process is killed with SIGKILL, so nothing is flushed or closed on the way out.
+Each scenario runs on the async API (`AsyncSqliteSaver`, `ainvoke`) and on the sync one
+(`SqliteSaver`, `invoke`): the `worker_api` fixture picks the workers' API.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ from planexec.scripted import plan_reply, replan_reply
 WORKER = Path(__file__).with_name("persist_worker.py")
 DEADLINE_S = 30.0
 """How long a test waits for a worker to reach a point (startup is about a second)."""
+WORKER_API = "ainvoke"
+"""The API the workers use (`--api`); the `worker_api` fixture sets it per test."""
+
+
+@pytest.fixture(params=["ainvoke", "invoke"])
+def worker_api(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test's workers on LangGraph's async API, then on its sync API."""
+    monkeypatch.setattr(sys.modules[__name__], "WORKER_API", request.param)
+    return str(request.param)
 
 
 def _command(scenario: str, action: str, tmp_path: Path, thread: str, *extra: str) -> list[str]:
@@ -50,6 +61,8 @@ def _command(scenario: str, action: str, tmp_path: Path, thread: str, *extra: st
         thread,
         "--effects",
         str(tmp_path / "effects.txt"),
+        "--api",
+        WORKER_API,
         *extra,
     ]
 
@@ -182,6 +195,7 @@ def interrupt_of(report: dict[str, Any]) -> dict[str, Any]:
 # --- plan review across processes ------------------------------------------------------
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_paused_at_review_in_one_process_is_approved_and_finished_in_another(
     tmp_path: Path,
 ) -> None:
@@ -220,6 +234,7 @@ def test_paused_at_review_in_one_process_is_approved_and_finished_in_another(
 
 
 @pytest.mark.parametrize("durability", ["async", "exit"])
+@pytest.mark.usefixtures("worker_api")
 def test_a_run_killed_while_paused_at_review_loses_nothing(tmp_path: Path, durability: str) -> None:
     holder = Launched.start(
         "review", "start", tmp_path, "t-held", "--linger", "--durability", durability
@@ -292,6 +307,7 @@ def _check_resumed(
         assert keys == {f"{thread}:r1:{step_id}"}
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_killed_chain_resumes_after_the_last_recorded_step(tmp_path: Path) -> None:
     killed = _kill_mid_run(tmp_path, "chain", "t-chain", finished={"s1", "s2"}, in_flight={"s3"})
     assert began(tmp_path, killed) == {"s1": 1, "s2": 1, "s3": 1}
@@ -304,6 +320,7 @@ def test_killed_chain_resumes_after_the_last_recorded_step(tmp_path: Path) -> No
     assert outputs == {"s1": "s1", "s2": "s1,s2", "s3": "s1,s2,s3", "s4": "s1,s2,s3,s4"}
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_killed_parallel_wave_resumes_only_the_unfinished_steps(tmp_path: Path) -> None:
     # s1 and s3 finish quickly; s2 and s4 are still running when the process dies.
     killed = _kill_mid_run(

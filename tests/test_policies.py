@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from langchain_core.tools import BaseTool, ToolException, tool
 from langgraph.types import Command
 
 from helpers import Harness, context, step
 from planexec import Context
 from planexec.scripted import plan_reply, replan_reply
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 CONTINUE = '"continue": the plan is on track'
 

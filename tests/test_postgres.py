@@ -2,8 +2,9 @@
 
 The persistence tests here are those of `test_persistence.py`, run unchanged with the
 worker processes pointed at a new PostgreSQL database (`--db postgresql://...`, which
-the worker opens with `planexec.checkpoints`), and with the recorded step results
-counted in that database's `checkpoint_writes` table instead of SQLite's `writes`.
+the worker opens with `planexec.checkpoints`, or as a `PostgresSaver` on the sync API),
+and with the recorded step results counted in that database's `checkpoint_writes` table
+instead of SQLite's `writes`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models
 from planexec.checkpoints import open_checkpointer, redact
 from planexec.cli.session import UserError, open_saver
 from planexec.scripted import plan_reply, replan_reply
+from test_persistence import worker_api  # noqa: F401 - the fixture, used below
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +61,7 @@ def on_postgres(pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert not (tmp_path / "checkpoints.sqlite").exists(), "a worker used SQLite"
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_paused_at_review_in_one_process_is_approved_and_finished_in_another(
     on_postgres: str, tmp_path: Path
 ) -> None:
@@ -67,6 +70,7 @@ def test_paused_at_review_in_one_process_is_approved_and_finished_in_another(
 
 
 @pytest.mark.parametrize("durability", ["async", "exit"])
+@pytest.mark.usefixtures("worker_api")
 def test_a_run_killed_while_paused_at_review_loses_nothing(
     on_postgres: str, tmp_path: Path, durability: str
 ) -> None:
@@ -74,6 +78,7 @@ def test_a_run_killed_while_paused_at_review_loses_nothing(
     assert checkpoints(on_postgres, "t-held") > 0
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_killed_chain_resumes_after_the_last_recorded_step(
     on_postgres: str, tmp_path: Path
 ) -> None:
@@ -81,6 +86,7 @@ def test_killed_chain_resumes_after_the_last_recorded_step(
     assert checkpoints(on_postgres, "t-chain") > 0
 
 
+@pytest.mark.usefixtures("worker_api")
 def test_killed_parallel_wave_resumes_only_the_unfinished_steps(
     on_postgres: str, tmp_path: Path
 ) -> None:

@@ -15,12 +15,23 @@ import pytest
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 from langgraph.types import Command, Overwrite
 
-from helpers import Harness, config, interrupt_of, step
+from helpers import (
+    Harness,
+    config,
+    get_state,
+    interrupt_of,
+    invoke,
+    state_history,
+    step,
+    update_state,
+)
 from planexec import Context
 from planexec.nodes.approval import request_hash
 from planexec.plan import diff_plans, plan_hash, step_hash
 from planexec.scripted import plan_reply, replan_reply
 from planexec.state import timestamp
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 # --- tools with visible side effects ---------------------------------------------------
 
@@ -228,7 +239,7 @@ async def test_a_plan_changed_while_under_review_is_not_approved_by_a_decision_o
     effects = Effects()
     h = harness(effects)
     [shown] = (await h.run({"goal": "launch"}, REVIEW))["__interrupt__"]
-    await h.graph.aupdate_state(config(), tamper(kind, await h.state()), as_node="planner")
+    await update_state(h.graph, config(), tamper(kind, await h.state()), as_node="planner")
     decision = {"type": "approve", "plan_hash": shown.value["plan_hash"]}
     # Keyed by the old interrupt's id, the answer finds no pending interrupt.
     current = interrupt_of(await h.run(Command(resume={shown.id: decision}), REVIEW))
@@ -331,11 +342,11 @@ async def test_replaying_a_decided_review_runs_only_the_plan_approved_there() ->
     request = interrupt_of(await h.run({"goal": "launch"}, REVIEW))
     done = await h.run(approve(request), REVIEW)
     assert done["status"] == "completed"
-    history = [s async for s in h.graph.aget_state_history(config())]
+    history = await state_history(h.graph, config())
     [waiting] = [s for s in history if s.next == ("review",)]
 
     stale = {"type": "approve", "plan_hash": plan_hash(EVIL)}
-    replayed = await h.graph.ainvoke(Command(resume=stale), waiting.config, context=REVIEW)
+    replayed = await invoke(h.graph, Command(resume=stale), waiting.config, context=REVIEW)
     assert replayed["status"] == "completed"
     decided = [(r["revision"], r["decision"], r["plan_hash"]) for r in replayed["reviews"]]
     assert decided == [(1, "approve", request["plan_hash"])]
@@ -344,7 +355,7 @@ async def test_replaying_a_decided_review_runs_only_the_plan_approved_there() ->
     assert set(effects.keys) == {"t1:r1:n"}
 
     # Without a resume value, the replayed review asks again.
-    again = interrupt_of(await h.graph.ainvoke(None, waiting.config, context=REVIEW))
+    again = interrupt_of(await invoke(h.graph, None, waiting.config, context=REVIEW))
     assert (again["type"], again["plan_hash"]) == ("plan_review", request["plan_hash"])
 
 
@@ -354,13 +365,13 @@ async def test_a_fork_that_changes_the_plan_after_its_approval_is_refused(as_nod
     h = harness(effects)
     request = interrupt_of(await h.run({"goal": "launch"}, REVIEW))
     assert (await h.run(approve(request), REVIEW))["status"] == "completed"
-    history = [s async for s in h.graph.aget_state_history(config())]
+    history = await state_history(h.graph, config())
     # The checkpoint written by the approving review: the executor is next.
     [approved] = [s for s in history if s.next == ("executor",)]
     assert approved.values["reviews"][0]["decision"] == "approve"
 
-    fork = await h.graph.aupdate_state(approved.config, {"plan": EVIL}, as_node=as_node)
-    out = await h.graph.ainvoke(None, fork, context=REVIEW)
+    fork = await update_state(h.graph, approved.config, {"plan": EVIL}, as_node=as_node)
+    out = await invoke(h.graph, None, fork, context=REVIEW)
     assert out["status"] == "failed"
     assert "not the plan of its recorded revision" in out["reason"]
     assert effects.launched() == ["moon"]
@@ -456,7 +467,7 @@ async def test_a_plan_changed_through_update_state_after_approval_never_runs(
         {"target": "moon"},
     )
     state = await h.state()
-    await h.graph.aupdate_state(config(), tamper(kind, state), as_node=as_node)
+    await update_state(h.graph, config(), tamper(kind, state), as_node=as_node)
 
     out = await h.run(None, GATED)
     asked: list[dict[str, Any]] = []
@@ -472,7 +483,7 @@ async def test_a_plan_changed_through_update_state_after_approval_never_runs(
         # The review node leads nowhere by itself: written as if by it, the run stops.
         assert "__interrupt__" not in out
         assert out.get("status") is None
-        assert (await h.graph.aget_state(config())).next == ()
+        assert (await get_state(h.graph, config())).next == ()
     elif kind == "plan only":
         assert out["status"] == "failed"
         assert out["reason"] == (
@@ -497,8 +508,8 @@ async def test_a_changed_plan_back_at_review_runs_once_a_person_approves_it_and_
     h = harness(effects)
     request = interrupt_of(await h.run({"goal": "launch"}, GATED))
     interrupt_of(await h.run(approve(request), GATED))
-    await h.graph.aupdate_state(
-        config(), tamper("new revision", await h.state()), as_node="planner"
+    await update_state(
+        h.graph, config(), tamper("new revision", await h.state()), as_node="planner"
     )
     review = interrupt_of(await h.run(None, GATED))
     assert (review["revision"], review["changes"]["changed"]) == (2, ["n"])
@@ -542,14 +553,18 @@ async def test_a_step_approval_stops_applying_when_the_step_changes() -> None:
     h = harness(effects)
     first = interrupt_of(await h.run({"goal": "launch"}, UNREVIEWED_GATED))
     # Approved, but stopped before the executor takes the step.
-    await h.graph.ainvoke(
-        approve_steps(first), config(), context=UNREVIEWED_GATED, interrupt_before=["executor"]
+    await invoke(
+        h.graph,
+        approve_steps(first),
+        config(),
+        context=UNREVIEWED_GATED,
+        interrupt_before=["executor"],
     )
     state = await h.state()
     assert state["approvals"]["n"]["step_hash"] == step_hash(PLAN_STEPS[1])
     assert effects.calls == [("fetch", "a")]
 
-    await h.graph.aupdate_state(config(), tamper("new revision", state), as_node="approval")
+    await update_state(h.graph, config(), tamper("new revision", state), as_node="approval")
     second = interrupt_of(await h.run(None, UNREVIEWED_GATED))
     assert second["type"] == "step_approval"
     assert (second["steps"], second["revision"]) == (["n"], 2)
@@ -584,8 +599,8 @@ async def test_a_step_approval_written_for_another_step_does_not_release_it() ->
         "step_hash": step_hash(EVIL_STEPS[1]),
         "at": timestamp(),
     }
-    await h.graph.aupdate_state(
-        config(), {"approvals": {"n": forged}, "awaiting_approval": []}, as_node="approval"
+    await update_state(
+        h.graph, config(), {"approvals": {"n": forged}, "awaiting_approval": []}, as_node="approval"
     )
     again = interrupt_of(await h.run(None, UNREVIEWED_GATED))
     assert (again["type"], again["steps"]) == ("step_approval", ["n"])

@@ -10,12 +10,14 @@ import pytest
 from langchain_core.tools import BaseTool, tool
 from langgraph.types import Command
 
-from helpers import Harness, config, interrupt_of, step
+from helpers import Harness, config, get_state, interrupt_of, step, update_state
 from planexec import Context, InvalidGoalError, TransientError
 from planexec.plan import diff_plans, plan_hash
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
 from planexec.state import merge_results
 from planexec.tools import calculator, file_tools
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 FAST = {"retry_initial_interval": 0}
 NO_REVIEW = Context(review="never", **FAST)
@@ -712,7 +714,7 @@ async def test_review_never_runs_without_interrupt() -> None:
     assert out["status"] == "completed"
     assert out.get("reviews", []) == []
     assert outputs(out) == {"s1": 48, "s2": 53}
-    snapshot = await h.graph.aget_state(config())
+    snapshot = await get_state(h.graph, config())
     assert snapshot.next == ()
 
 
@@ -778,7 +780,7 @@ async def test_a_done_result_in_a_checkpoint_is_never_overwritten() -> None:
     h = Harness(planner=[plan_reply([calc("s1", "6*7")])], tools=[calculator])
     await h.run({"goal": "x"}, NO_REVIEW_NO_REPLAN)
     overwrite = {"s1": {"status": "failed", "output": None, "error": "late failure"}}
-    await h.graph.aupdate_state(config(), {"results": overwrite}, as_node="executor")
+    await update_state(h.graph, config(), {"results": overwrite}, as_node="executor")
     assert (await h.state())["results"]["s1"]["output"] == 42
     assert (await h.state())["results"]["s1"]["status"] == "done"
 

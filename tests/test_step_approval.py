@@ -13,6 +13,8 @@ from helpers import Harness, context, interrupt_of, step
 from planexec import Context
 from planexec.scripted import plan_reply, replan_reply
 
+pytestmark = pytest.mark.usefixtures("both_apis")
+
 # LangChain's human-in-the-loop middleware types, restated here (langchain itself is not
 # a dependency) so that the interrupt can be checked against them key by key.
 

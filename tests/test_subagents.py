@@ -22,7 +22,7 @@ from langgraph.warnings import LangGraphDeprecatedSinceV10
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from helpers import Harness, config, step
+from helpers import Harness, config, invoke, start, step, stream
 from planexec import Context, ScriptedChatModel, TransientError, build_graph
 from planexec.prompts import render
 from planexec.prompts import subagent as subagent_prompts
@@ -36,6 +36,8 @@ from planexec.subagents import (
     subagent_states,
 )
 from planexec.tools import calculator
+
+pytestmark = pytest.mark.usefixtures("both_apis")
 
 NEVER = Context(review="never")
 
@@ -209,7 +211,7 @@ async def test_the_subagent_run_is_traced_as_a_tool_call_of_its_step() -> None:
         tools=[agent],
     )
     runs = Runs()
-    await h.graph.ainvoke({"goal": "Oslo"}, {**config(), "callbacks": [runs]}, context=NEVER)
+    await invoke(h.graph, {"goal": "Oslo"}, {**config(), "callbacks": [runs]}, context=NEVER)
     (traced,) = [r for r in runs.runs if r[0] == "researcher"]
     assert {"planexec:tool", "planexec:subagent"} <= set(traced[1])
     assert traced[2]["planexec_step"] == "s1"
@@ -368,8 +370,8 @@ async def test_streaming_with_subgraphs_shows_the_subagent_at_work() -> None:
         tools=[agent],
     )
     inside: list[tuple[tuple[str, ...], str]] = []
-    async for ns, chunk in h.graph.astream(
-        {"goal": "Oslo"}, config(), context=NEVER, stream_mode="updates", subgraphs=True
+    async for ns, chunk in stream(
+        h.graph, {"goal": "Oslo"}, config(), context=NEVER, stream_mode="updates", subgraphs=True
     ):
         if ns:
             inside.extend((ns, node) for node in chunk)
@@ -500,6 +502,9 @@ async def test_a_subagent_that_requires_approval_waits_for_it() -> None:
     assert done["results"]["s1"]["output"] == "1000"
 
 
+# Cancelling the run from the test stands in for a crash; the sync API's is kill -9
+# (test_persistence.py).
+@pytest.mark.async_only
 async def test_a_crash_resumes_without_running_a_finished_subagent_again() -> None:
     world = World()
     agent, model = researcher(world, [tool_call_reply("lookup", {"city": "Oslo"}), "1000"])
@@ -522,9 +527,7 @@ async def test_a_crash_resumes_without_running_a_finished_subagent_again() -> No
         replanner=[replan_reply("finish", answer="1000")],
         tools=[agent, slow],
     )
-    run = asyncio.ensure_future(
-        h.graph.ainvoke({"goal": "Oslo"}, config(), context=NEVER, durability="sync")
-    )
+    run = start(h.graph, {"goal": "Oslo"}, config(), context=NEVER, durability="sync")
 
     async def subagent_step_saved() -> bool:
         return await saved_task_results(h) > 0
@@ -547,6 +550,9 @@ async def test_a_crash_resumes_without_running_a_finished_subagent_again() -> No
     assert done["results"]["s2"]["output"] == "late"
 
 
+# Cancelling the run from the test stands in for a crash; the sync API's is kill -9
+# (test_persistence.py).
+@pytest.mark.async_only
 async def test_a_crash_inside_the_subagent_resumes_it_where_it_was() -> None:
     gate = asyncio.Event()
     inside = asyncio.Event()
@@ -574,9 +580,7 @@ async def test_a_crash_inside_the_subagent_resumes_it_where_it_was() -> None:
         replanner=[replan_reply("finish", answer="1000")],
         tools=[agent],
     )
-    run = asyncio.ensure_future(
-        h.graph.ainvoke({"goal": "Oslo"}, config(), context=NEVER, durability="sync")
-    )
+    run = start(h.graph, {"goal": "Oslo"}, config(), context=NEVER, durability="sync")
     async with asyncio.timeout(10):
         await inside.wait()
     run.cancel()

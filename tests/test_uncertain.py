@@ -27,6 +27,8 @@ from planexec.cli import commands, main
 from planexec.cli.session import thread_config
 from planexec.scripted import plan_reply, replan_reply
 
+pytestmark = pytest.mark.usefixtures("both_apis")
+
 CHARGE_THEN = [
     step("s1", tool="charge", args={"amount": 5}, description="Charge 5"),
     step("s2", tool=None, depends_on=["s1"], description="Report the receipt {{s1}}"),
