@@ -73,6 +73,8 @@ class FakeOpenAI:
         strict_schemas: Reject, as OpenAI does, a request whose tool or
             `response_format` schema is marked `"strict": true` but has an object
             without `additionalProperties: false` or not requiring all its properties.
+        keep_alive: Keep each connection open after its reply, as real servers do, so
+            that clients pool it. By default every reply closes its connection.
     """
 
     def __init__(
@@ -83,7 +85,9 @@ class FakeOpenAI:
         latency: float = 0.0,
         per_token_latency: float = 0.0,
         strict_schemas: bool = True,
+        keep_alive: bool = False,
     ) -> None:
+        self.keep_alive = keep_alive
         self._script = [dict(reply) for reply in replies]
         self._used = [False] * len(self._script)
         self.responder = responder
@@ -545,8 +549,11 @@ def _close_after(handler: _Handler) -> None:
     """Close each connection after its reply, so that no client keeps idle sockets.
 
     A pooled keep-alive connection outlives the event loop of the test that opened it,
-    and the client's transport then warns that it was never closed.
+    and the client's transport then warns that it was never closed; a server made with
+    `keep_alive=True` keeps them open.
     """
+    if handler.server.fake.keep_alive:
+        return
     handler.send_header("Connection", "close")
     handler.close_connection = True
 
