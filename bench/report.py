@@ -12,6 +12,7 @@ from typing import Any
 from bench.runner import MAX_CONCURRENCY, RunStats
 from bench.suite import (
     FLAT_FACTOR,
+    INVOKE_FACTOR,
     Options,
     Row,
     bytes_per_step,
@@ -91,6 +92,7 @@ def latency_table(rows: list[Row]) -> list[str]:
                 _tokens(seq),
                 f"{seq.wall_s:.3f}",
                 f"{seq.wall_s / par.wall_s:.1f}x",
+                _invoke_wall(row),
                 _verdict(row),
             ]
         )
@@ -108,9 +110,18 @@ def latency_table(rows: list[Row]) -> list[str]:
         "seq. tokens in/out",
         "seq. wall s",
         "seq./par.",
+        "invoke wall s",
         "targets",
     ]
     return _table(header, lines)
+
+
+def _invoke_wall(row: Row) -> str:
+    """The sync API's wall-clock for the row, and its ratio to the async API's."""
+    if "invoke" not in row.results:
+        return "-"
+    synced = row.results["invoke"].median.wall_s
+    return f"{synced:.3f} ({synced / row.results['parallel'].median.wall_s:.3f}x)"
 
 
 def overhead_table(rows: list[Row]) -> list[str]:
@@ -119,10 +130,13 @@ def overhead_table(rows: list[Row]) -> list[str]:
         ("parallel", "SQLite, sync", None),
         ("parallel-memory", "in memory", "(reference)"),
         ("sequential", "SQLite, sync, sequential", "(comparison)"),
+        ("parallel-invoke", "SqliteSaver, sync, invoke", None),
     )
     lines = []
     for row in rows:
         for name, label, note in configs:
+            if name not in row.results:
+                continue
             run = row.results[name].median
             lines.append(
                 [
@@ -222,7 +236,10 @@ def markdown(
         "`tests/fake_openai.py` on 127.0.0.1; `AsyncSqliteSaver` on a temporary file with "
         f'`durability="sync"`; `review="never"`, `max_concurrency={MAX_CONCURRENCY}`, '
         f"retry wait {1000 * RETRY_INTERVAL_S:g} ms. Sequential = the same graph with "
-        '`max_concurrency=1, replan_policy="after_each_step"`. Calls are planner/executor/'
+        '`max_concurrency=1, replan_policy="after_each_step"`. Invoke = the parallel '
+        "configuration through the sync API: `graph.stream` called from a worker thread, "
+        "with LangGraph's `SqliteSaver` (planexec runs the graph on its own event loop; "
+        f"target: within {INVOKE_FACTOR}x of the async run). Calls are planner/executor/"
         "replanner, from the final state's usage (checked against the requests the server "
         "answered). Dup. effects = tool effects beyond one per step (each tool records its "
         "idempotency key). Wall-clock and overhead rows: "

@@ -3,10 +3,14 @@
 The graph is `planexec.build_graph` with the default model factory, so the models are
 real `ChatOpenAI` clients that find the fake server through `OPENAI_BASE_URL`. Runs
 use `durability="sync"`: every checkpoint is written before the next step starts.
+A run uses the async API (`astream`, planexec's `AsyncSqliteSaver`) or, for the
+`invoke` rows, the sync one (`stream` from a worker thread, a `SqliteSaver` with the
+same serializer), which planexec drives on its own event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
 import time
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Checkpointer
 
 from bench.server import Call, ModelServer
@@ -27,10 +32,12 @@ from planexec import Context, build_graph, run_config
 from planexec.checkpoints import open_checkpointer
 from planexec.events import is_event
 from planexec.graph import PlanexecGraph
+from planexec.serde import checkpoint_serde
 from planexec.state import ROLES
 
 Config = Literal["parallel", "sequential"]
-SaverKind = Literal["sqlite", "memory"]
+SaverKind = Literal["sqlite", "memory", "sqlite-sync"]
+Api = Literal["ainvoke", "invoke"]
 NODES = frozenset({"planner", "review", "executor", "approval", "replanner"})
 """The graph's nodes; other names in the "updates" stream are the executor's step tasks."""
 MAX_CONCURRENCY = 8
@@ -99,9 +106,16 @@ def database(directory: Path) -> Path:
 
 @asynccontextmanager
 async def open_saver(kind: SaverKind, directory: Path) -> AsyncIterator[Checkpointer]:
-    """planexec's SQLite saver on the directory's database file, or an `InMemorySaver`."""
+    """planexec's SQLite saver on the directory's database file, or an `InMemorySaver`.
+
+    "sqlite-sync" is LangGraph's sync `SqliteSaver` on the file, for the sync API.
+    """
     if kind == "memory":
         yield InMemorySaver()
+        return
+    if kind == "sqlite-sync":
+        with closing(sqlite3.connect(database(directory), check_same_thread=False)) as conn:
+            yield SqliteSaver(conn, serde=checkpoint_serde(None))
         return
     async with open_checkpointer(database(directory)) as saver:
         yield saver
@@ -118,7 +132,9 @@ class Bench:
         saver: Checkpointer,
         server: ModelServer,
         directory: Path,
+        api: Api = "ainvoke",
     ) -> None:
+        self.api = api
         self.workload = workload
         self.config = config
         self.saver_kind = saver_kind
@@ -150,26 +166,39 @@ class Bench:
         first = len(self.server.calls)
         updates: list[tuple[float, str]] = []
         events: Counter[str] = Counter()
-        started = time.perf_counter()
-        updates.append((started, "__start__"))
-        async for mode, chunk in self.graph.astream(
-            {"goal": workload.goal},
-            config,
-            context=self.context,
-            stream_mode=["updates", "custom"],
-            durability="sync",
-        ):
+        options: dict[str, Any] = {
+            "context": self.context,
+            "stream_mode": ["updates", "custom"],
+            "durability": "sync",
+        }
+
+        def record(mode: str, chunk: Any) -> None:
             now = time.perf_counter()
             if mode == "updates":
                 updates.extend((now, node) for node in chunk if node in NODES)
             elif isinstance(chunk, dict) and is_event(chunk):
                 events[str(chunk["event"])] += 1
+
+        def run_sync() -> None:
+            for mode, chunk in self.graph.stream({"goal": workload.goal}, config, **options):
+                record(mode, chunk)
+
+        started = time.perf_counter()
+        updates.append((started, "__start__"))
+        if self.api == "invoke":
+            await asyncio.to_thread(run_sync)
+        else:
+            async for mode, chunk in self.graph.astream({"goal": workload.goal}, config, **options):
+                record(mode, chunk)
         wall = time.perf_counter() - started
-        state = dict((await self.graph.aget_state(config)).values)
+        if self.api == "invoke":
+            state = dict(self.graph.get_state(config).values)
+        else:
+            state = dict((await self.graph.aget_state(config)).values)
         calls = self.server.calls[first:]
         stats = self._stats(thread, state, calls, wall, updates)
         stats.events = dict(events)
-        if self.saver_kind == "sqlite":
+        if self.saver_kind in ("sqlite", "sqlite-sync"):
             stats.checkpoints, stats.writes, stats.checkpoint_bytes = checkpoint_size(
                 self.db, thread
             )

@@ -9,12 +9,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.runner import Bench, Config, RunStats, SaverKind, open_saver
+from bench.runner import Api, Bench, Config, RunStats, SaverKind, open_saver
 from bench.server import ModelServer
 from bench.workloads import Workload, chain, chain4, latency_workloads, text_chain
 
 WALL_FACTOR = 1.1
 """Target: wall-clock at most this times the critical-path bound."""
+INVOKE_FACTOR = 1.05
+"""Target: a fan-out run through `invoke` takes at most this times its `ainvoke` run."""
 OVERHEAD_MS = 3.0
 """Target: framework overhead per step with SQLite checkpointing, in milliseconds."""
 FLAT_FACTOR = 1.5
@@ -113,12 +115,13 @@ async def measure(
     reps: int,
     server: ModelServer,
     root: Path,
+    api: Api = "ainvoke",
 ) -> Measured:
     """Run `workload` `reps` times on one compiled graph with its own saver."""
-    directory = root / f"{workload.name}-{config}-{saver_kind}"
+    directory = root / f"{workload.name}-{config}-{saver_kind}-{api}"
     directory.mkdir(parents=True)
     async with open_saver(saver_kind, directory) as saver:
-        bench = Bench(workload, config, saver_kind, saver, server, directory)
+        bench = Bench(workload, config, saver_kind, saver, server, directory, api)
         return Measured([await bench.run() for _ in range(reps)])
 
 
@@ -160,6 +163,10 @@ async def _run_all(
                 config: await measure(workload, config, "sqlite", options.reps, server, root)
                 for config in ("parallel", "sequential")
             }
+            if workload.name.startswith("fanout"):
+                results["invoke"] = await measure(
+                    workload, "parallel", "sqlite-sync", options.reps, server, root, "invoke"
+                )
             rows.append(check_latency(Row(workload, dict(results))))
     overhead = chain(CHAIN_LENGTH)
     if options.wants(overhead):
@@ -171,6 +178,9 @@ async def _run_all(
             ),
             "sequential": await measure(
                 overhead, "sequential", "sqlite", options.reps, server, root
+            ),
+            "parallel-invoke": await measure(
+                overhead, "parallel", "sqlite-sync", options.reps, server, root, "invoke"
             ),
         }
         rows.append(check_overhead(Row(overhead, results)))
@@ -233,6 +243,14 @@ def check_latency(row: Row) -> Row:
         row.checks.append(
             (f"wall <= {WALL_FACTOR}x bound", run.wall_s <= WALL_FACTOR * run.bound_s)
         )
+    if "invoke" in row.results:
+        synced = row.results["invoke"].median
+        row.checks.append(
+            (
+                f"invoke wall <= {INVOKE_FACTOR}x ainvoke",
+                synced.wall_s <= INVOKE_FACTOR * run.wall_s,
+            )
+        )
     return row
 
 
@@ -246,6 +264,11 @@ def check_overhead(row: Row) -> Row:
     row.checks = _common_checks(row)
     run = row.results["parallel"].median
     row.checks.append((f"overhead <= {OVERHEAD_MS:g} ms/step", overhead_ms(run) <= OVERHEAD_MS))
+    if "parallel-invoke" in row.results:
+        synced = row.results["parallel-invoke"].median
+        row.checks.append(
+            (f"invoke overhead <= {OVERHEAD_MS:g} ms/step", overhead_ms(synced) <= OVERHEAD_MS)
+        )
     return row
 
 

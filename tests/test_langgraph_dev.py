@@ -336,3 +336,30 @@ async def test_review_approve_streams_steps_and_keeps_the_history(
     assert review_task["interrupts"][0]["value"]["type"] == "plan_review"
     assert at_review["values"]["plan"] == PLAN
     assert "status" not in at_review["values"] or at_review["values"]["status"] is None
+
+
+async def test_file_tools_and_a_fan_out_run_under_the_servers_blocking_call_checks(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    """`langgraph dev` raises on blocking calls made on its event loop (blockbuster).
+
+    The built-in file tools do file I/O and the calculator steps run side by side; all
+    of it must stay off the server's loop.
+    """
+    goal = "Write a note, read it back, and add some numbers (files)"
+    thread_id, _ = await start_and_pause(client, goal)
+    plan = {
+        "steps": [
+            step("w", tool="write_file", args={"path": "notes/a.txt", "content": "hello"}),
+            step("r", tool="read_file", args={"path": "notes/a.txt"}, depends_on=["w"]),
+            step("l", tool="list_files", args={"path": "notes"}, depends_on=["w"]),
+            *[step(f"c{i}", args={"expression": f"{i}*{i}"}) for i in range(1, 5)],
+        ]
+    }
+    updates, events = await resume_streaming(client, thread_id, {"type": "edit", "plan": plan})
+    assert_step_progress(events, ["w", "r", "l", "c1", "c2", "c3", "c4"])
+    final = (await client.threads.get_state(thread_id))["values"]
+    assert final["status"] == "completed"
+    assert final["results"]["r"]["output"] == "hello"
+    assert (dev_server.workdir / "notes" / "a.txt").read_text() == "hello"
+    assert "Blocking" not in dev_server.log.read_text(errors="replace")

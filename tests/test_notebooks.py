@@ -21,6 +21,9 @@ EXPECTED = {
         "status: completed",
         "| **Total** | **118400** |",
         "class n1,n2,n3,n4,n5,n6,n7,n8,n9 done",
+        "invoke paused for plan_review",
+        "invoke paused for step_approval",
+        "invoke: completed | ",
     ],
     "human_review": [
         "plan_review revision 2 - rewritten after the reviewer's feedback",
