@@ -356,7 +356,7 @@ async def test_file_tools_and_a_fan_out_run_under_the_servers_blocking_call_chec
             *[step(f"c{i}", args={"expression": f"{i}*{i}"}) for i in range(1, 5)],
         ]
     }
-    updates, events = await resume_streaming(client, thread_id, {"type": "edit", "plan": plan})
+    _, events = await resume_streaming(client, thread_id, {"type": "edit", "plan": plan})
     assert_step_progress(events, ["w", "r", "l", "c1", "c2", "c3", "c4"])
     final = (await client.threads.get_state(thread_id))["values"]
     assert final["status"] == "completed"

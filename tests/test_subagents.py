@@ -22,6 +22,7 @@ from langgraph.warnings import LangGraphDeprecatedSinceV10
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
+import helpers
 from helpers import Harness, config, invoke, start, step, stream
 from planexec import Context, ScriptedChatModel, TransientError, build_graph
 from planexec.prompts import render
@@ -34,6 +35,7 @@ from planexec.subagents import (
     default_output,
     subagent,
     subagent_states,
+    subagent_states_sync,
 )
 from planexec.tools import calculator
 
@@ -416,7 +418,10 @@ async def test_an_interrupt_inside_the_subagent_pauses_the_run_and_resuming_fini
     assert len(nested) == 1
     assert nested[0][0].startswith("executor:")
     assert nested[0][1].startswith("step-s2:")
-    states = await subagent_states(h.graph, config(), tools)
+    if helpers.API == "invoke":
+        states = subagent_states_sync(h.graph, config(), tools)
+    else:
+        states = await subagent_states(h.graph, config(), tools)
     assert set(states) == {"s2"}
     assert states["s2"].next == ("tools",)
     assert [i.id for i in states["s2"].interrupts] == [pending.id]

@@ -63,7 +63,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,6 +85,7 @@ __all__ = [
     "run_subagent",
     "subagent",
     "subagent_states",
+    "subagent_states_sync",
 ]
 
 SUBAGENT_TAG = "planexec:subagent"
@@ -408,14 +409,52 @@ async def subagent_states(
     `graph` is the planexec graph, compiled with a checkpointer; `tools` are the tools
     it was built with (the sub-agents among them are read). While the run is paused
     by a sub-agent's interrupt, that step's snapshot has the interrupt in `interrupts`
-    and the sub-agent's pending nodes in `next`.
+    and the sub-agent's pending nodes in `next`. `subagent_states_sync` is the same for
+    a saver with sync methods (`SqliteSaver`, `PostgresSaver`).
     """
+    saver = _saver_of(graph)
+    parent = await graph.aget_state(config)
+    listing = [saved async for saved in saver.alist(_thread_config(config))]
+    return {
+        step_id: await reader.aget_state(target)
+        for step_id, reader, target in _readers(saver, parent, listing, config, tools)
+    }
+
+
+def subagent_states_sync(
+    graph: Pregel[Any, Any, Any, Any], config: RunnableConfig, tools: Iterable[BaseTool]
+) -> dict[str, StateSnapshot]:
+    """`subagent_states` through the sync API, for a saver with sync methods."""
+    saver = _saver_of(graph)
+    parent = graph.get_state(config)
+    listing = list(saver.list(_thread_config(config)))
+    return {
+        step_id: reader.get_state(target)
+        for step_id, reader, target in _readers(saver, parent, listing, config, tools)
+    }
+
+
+def _saver_of(graph: Pregel[Any, Any, Any, Any]) -> BaseCheckpointSaver[Any]:
     saver = graph.checkpointer
     if not isinstance(saver, BaseCheckpointSaver):
         raise ValueError("the graph has no checkpointer, so no sub-agent state was saved")
-    thread = (config.get("configurable") or {})["thread_id"]
+    return saver
+
+
+def _thread_config(config: RunnableConfig) -> RunnableConfig:
+    return {"configurable": {"thread_id": (config.get("configurable") or {})["thread_id"]}}
+
+
+def _readers(
+    saver: BaseCheckpointSaver[Any],
+    parent: StateSnapshot,
+    listing: Iterable[CheckpointTuple],
+    config: RunnableConfig,
+    tools: Iterable[BaseTool],
+) -> list[tuple[str, Pregel[Any, Any, Any, Any], RunnableConfig]]:
+    """For each sub-agent step with saved state: its graph on `saver`, and its config."""
+    thread = _thread_config(config)["configurable"]["thread_id"]
     agents = {tool.name: tool for tool in tools if isinstance(tool, SubAgent)}
-    parent = await graph.aget_state(config)
     step_tools: dict[str, str | None] = {}
     for revision in parent.values.get("revisions") or []:
         for step in revision["plan"]["steps"]:
@@ -423,22 +462,19 @@ async def subagent_states(
     for step in (parent.values.get("plan") or {"steps": []})["steps"]:
         step_tools[step["id"]] = step["tool"]
     latest: dict[str, tuple[str, str]] = {}
-    async for saved in saver.alist({"configurable": {"thread_id": thread}}):
+    for saved in listing:
         ns = saved.config["configurable"].get("checkpoint_ns", "")
         step_id = _step_of(ns)
         checkpoint_id = saved.config["configurable"]["checkpoint_id"]
         if step_id is not None and (step_id not in latest or checkpoint_id > latest[step_id][0]):
             latest[step_id] = (checkpoint_id, ns)
-    states: dict[str, StateSnapshot] = {}
+    readers = []
     for step_id, (_, ns) in latest.items():
         agent = agents.get(step_tools.get(step_id) or "")
-        if agent is None:
-            continue
-        reader = agent.graph.copy({"checkpointer": saver})
-        states[step_id] = await reader.aget_state(
-            {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
-        )
-    return states
+        if agent is not None:
+            target: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+            readers.append((step_id, agent.graph.copy({"checkpointer": saver}), target))
+    return readers
 
 
 def _step_of(ns: str) -> str | None:
