@@ -9,8 +9,12 @@ from plain sync code, from threads, from inside a running loop, and over success
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -534,3 +538,77 @@ def test_time_travel_on_a_sync_saver_replays_from_an_earlier_checkpoint(tmp_path
         assert (replayed["status"], replayed["answer"]) == ("completed", "again 53")
         assert replayed["goal"] == "forked"
         assert graph.get_state(config()).values["answer"] == "again 53"
+
+
+CTRL_C_SCRIPT = """
+import asyncio, sqlite3, sys
+sys.path.insert(0, {tests!r})
+from langchain_core.tools import tool
+from langgraph.checkpoint.sqlite import SqliteSaver
+from helpers import step
+from planexec import Context, ScriptedChatModel, build_graph
+from planexec.scripted import plan_reply, replan_reply
+from planexec.tools import calculator
+
+slow = sys.argv[1] == "start"
+
+@tool
+async def wait(label: str) -> str:
+    "Wait a minute the first time."
+    if slow:
+        await asyncio.sleep(60)
+    return label
+
+plan = [step("s1", args={{"expression": "1+1"}}),
+        step("s2", tool="wait", args={{"label": "w"}}, depends_on=["s1"])]
+planner = ScriptedChatModel([plan_reply(plan)] if slow else [])
+replanner = ScriptedChatModel([replan_reply("finish", answer="done")])
+saver = SqliteSaver(sqlite3.connect({db!r}, check_same_thread=False))
+graph = build_graph(tools=[calculator, wait], checkpointer=saver, planner=planner,
+                    replanner=replanner)
+config = {{"configurable": {{"thread_id": "t"}}}}
+context = Context(review="never")
+if slow:
+    parts = graph.stream({{"goal": "g"}}, config, context=context, stream_mode="custom")
+    for part in parts:
+        if part["event"] == "step_started" and part["step"] == "s2":
+            print("s2 started", flush=True)
+else:
+    out = graph.invoke(None, config, context=context)
+    print(out["status"], {{k: r["output"] for k, r in out["results"].items()}}, flush=True)
+"""
+
+
+def test_ctrl_c_during_invoke_stops_at_once_and_the_thread_resumes_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "run.py"
+    db = tmp_path / "c.sqlite"
+    script.write_text(
+        CTRL_C_SCRIPT.format(tests=str(Path(__file__).parent), db=str(db)), encoding="utf-8"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script), "start"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "s2 started\n"
+        began = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert time.monotonic() - began < 10
+    assert process.returncode != 0
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+
+    resumed = subprocess.run(
+        [sys.executable, str(script), "resume"], capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == "completed {'s1': 2, 's2': 'w'}\n"
