@@ -510,15 +510,29 @@ class _RuntimeLoop:
         loop.run_forever()
 
     def stop(self) -> None:
-        """Stop the loop at interpreter exit, letting async generators close first."""
+        """Stop the loop at interpreter exit, as `asyncio.run` ends its loop.
+
+        Runs still going (a stream the program never finished reading, say) are
+        cancelled and given `UNWIND_S` to unwind; then async generators are closed.
+        """
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or self._pid != os.getpid() or loop.is_closed():
             return
-        future = asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop)
+        future = asyncio.run_coroutine_threadsafe(_wind_down(), loop)
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-            future.result(timeout=2.0)
+            future.result(timeout=UNWIND_S + 2.0)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=2.0)
+
+
+async def _wind_down() -> None:
+    here = asyncio.current_task()
+    running = [task for task in asyncio.all_tasks() if task is not here]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running, timeout=UNWIND_S)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 _RUNTIME = _RuntimeLoop()
