@@ -7,6 +7,7 @@ substitution. In each, arguments outside the schema never reach the tool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,12 @@ from langgraph.types import Command
 
 from helpers import Harness, context, interrupt_of, step
 from planexec import Context, Plan, build_graph
-from planexec.arguments import MAX_PROBLEMS, json_schema_problems, schema_problem
+from planexec.arguments import (
+    MAX_PROBLEMS,
+    PATTERN_TIMEOUT,
+    json_schema_problems,
+    schema_problem,
+)
 from planexec.plan import REFERENCE, check_args, validate_plan
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
 
@@ -498,3 +504,36 @@ def test_validate_plan_reports_schema_errors_under_the_step() -> None:
         "step a: argument 'v' of tool 'probe': 0 is less than the minimum of 1",
         "step a: argument 'note' of tool 'probe' should be of type string",
     ]
+
+
+# --- patterns that never end ----------------------------------------------------------
+
+BOMB = r"^(a|aa)+$"
+"""Backtracks without end on a run of a's that does not match: `re` would take years."""
+
+
+async def guarded(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
+    """`json_schema_problems` in a thread, failing the test instead of hanging it."""
+    return await asyncio.wait_for(
+        asyncio.to_thread(json_schema_problems, "t", schema, args), timeout=60
+    )
+
+
+async def test_a_pattern_that_never_ends_is_stopped_and_refuses_the_value() -> None:
+    schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": BOMB}}}
+    assert await guarded(schema, {"v": "a" * 10}) == []
+    assert await guarded(schema, {"v": "a" * 60 + "!"}) == [
+        f"argument 'v' of tool 't': matching the pattern {BOMB!r} took over {PATTERN_TIMEOUT:g}s"
+    ]
+
+
+async def test_a_key_pattern_that_never_ends_is_stopped_too() -> None:
+    keyed = {"type": "object", "patternProperties": {BOMB: {"type": "integer"}}}
+    closed = {**keyed, "additionalProperties": False}
+    key = "a" * 60 + "!"
+    # Neither matched nor known to miss: the value is checked, and the key is not allowed.
+    assert await guarded(keyed, {key: "x"}) == [
+        f"argument '{key}' of tool 't' should be of type integer"
+    ]
+    assert await guarded(closed, {key: 1}) == [f"argument '{key}' is not a parameter of tool 't'"]
+    assert await guarded(closed, {"aaaa": 1}) == []

@@ -3,10 +3,12 @@
 Every keyword of the schema's dialect counts (`$schema`, else JSON Schema 2020-12):
 `enum`, `minimum`, `pattern`, item types, nested objects' `required`, `anyOf` and the
 rest; `format` is an annotation, as the standard says. `$ref`s resolve inside the schema
-only: nothing is fetched. On top of JSON Schema, a top-level argument that the schema
-does not name is refused when the schema lists `properties` and says nothing of
-`additionalProperties` or `patternProperties` (most tools ignore such a key; a plan
-naming one is still wrong).
+only: nothing is fetched. Patterns are matched for at most `PATTERN_TIMEOUT` seconds a
+value: one that backtracks without end refuses the value instead of hanging planexec.
+
+On top of JSON Schema, a top-level argument that the schema does not name is refused
+when the schema lists `properties` and says nothing of `additionalProperties` or
+`patternProperties` (most tools ignore such a key; a plan naming one is still wrong).
 
 At plan time, arguments may hold `{{id}}` placeholders, replaced by step results
 before the call (see `planexec.plan.resolve_args`). A value that holds one is checked
@@ -30,20 +32,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import islice
 from typing import Any
 
+import regex
 from jsonschema import Draft202012Validator, SchemaError, ValidationError
 from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from jsonschema.validators import extend, validator_for
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-__all__ = ["MAX_PROBLEMS", "json_schema_problems", "schema_problem"]
+__all__ = ["MAX_PROBLEMS", "PATTERN_TIMEOUT", "json_schema_problems", "schema_problem"]
 
 MAX_PROBLEMS = 10
 """The most problems reported for one call's arguments; the rest are summed up in one line."""
+
+PATTERN_TIMEOUT = 0.5
+"""Seconds a schema's `pattern` may take on one value before the value counts as not fitting."""
 
 _SHAPE = frozenset(
     {
@@ -139,7 +145,74 @@ def _compiled(key: str) -> tuple[Validator | None, str | None]:
     if kind != "object" and not (isinstance(kind, list) and "object" in kind):
         return None, "its argument schema does not describe an object"
     # An empty registry: `jsonschema`'s default one fetches a remote `$ref` over HTTP.
-    return cls(schema, registry=Registry()), None
+    return _bounded(cls)(schema, registry=Registry()), None
+
+
+@cache
+def _bounded(cls: type[Validator]) -> type[Validator]:
+    """`cls` with its regular-expression keywords matched under `PATTERN_TIMEOUT`.
+
+    `jsonschema` matches with `re`, which cannot be stopped: a pattern that backtracks
+    without end (`^(a|aa)+$`) would hang the whole program on one argument.
+    (`unevaluatedProperties` still matches `patternProperties` with `re`.)
+    """
+    keywords = {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    }
+    present = {k: v for k, v in keywords.items() if k in cls.VALIDATORS}
+    make: Any = extend  # untyped in types-jsonschema
+    bounded: type[Validator] = make(cls, present)
+    return bounded
+
+
+def _search(pattern: str, text: str) -> bool | None:
+    """Whether `pattern` matches somewhere in `text`; None if it took too long to tell."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT) is not None
+    except TimeoutError:
+        return None
+    except regex.error:
+        return False
+
+
+# The keyword functions get the concrete validator (`descend` is not in the protocol).
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    found = _search(pattern, instance)
+    if found is None:
+        yield ValidationError(f"matching the pattern {pattern!r} took over {PATTERN_TIMEOUT:g}s")
+    elif not found:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key) is not False:  # a key it took too long to tell is checked
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, allowed: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = _additional(instance, schema)
+    if validator.is_type(allowed, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif allowed is False and extras:
+        listed = ", ".join(repr(extra) for extra in extras)
+        yield ValidationError(f"additional properties are not allowed: {listed}")
 
 
 def _problems(
@@ -200,7 +273,7 @@ def _additional(instance: Any, schema: Mapping[str, Any]) -> list[str]:
     return [
         key
         for key in instance
-        if key not in properties and not any(re.search(p, key) for p in patterns)
+        if key not in properties and not any(_search(p, key) for p in patterns)
     ]
 
 
