@@ -15,6 +15,7 @@ from planexec.tools.files import file_tools
 
 __all__ = [
     "TOOL_NAME",
+    "TOOL_NAME_RULE",
     "calculator",
     "check_tools",
     "default_tools",
@@ -26,6 +27,7 @@ TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What model APIs accept as a tool name (OpenAI's rule, the strictest in common use)."""
 
 TOOL_NAME_RULE = "1 to 64 ASCII letters, digits, '_' or '-'"
+"""`TOOL_NAME` in words, for error messages."""
 
 
 def default_tools() -> list[BaseTool]:
