@@ -18,11 +18,15 @@ from langgraph.types import Command
 
 from fake_openai import FakeOpenAI
 from helpers import CLI_MODELS, Harness, cli, scripted_models, step
+from mcp_fixtures import calls_made, fixture_server
 from planexec import Context
 from planexec.cli.mcp_servers import MCP_KEY
 from planexec.scripted import plan_reply, replan_reply, tool_call_reply
 from planexec.tools import calculator, requires_approval
 from planexec.tools.mcp import (
+    MAX_PAGES,
+    MAX_TOOLS,
+    STARTUP_TIMEOUT,
     MCPError,
     MCPServer,
     load_mcp_tools_from_config,
@@ -161,7 +165,7 @@ async def test_a_stdio_server_gets_its_env_with_variables_and_no_secrets(
 
 async def test_requires_approval_must_name_tools_the_server_offers() -> None:
     config = {"mcpServers": {"shop": shop(requires_approval=["add_to_kart"])}}
-    with pytest.raises(MCPError, match="requires_approval names add_to_kart, which it does not"):
+    with pytest.raises(MCPError, match="the config names 'add_to_kart', which it does not"):
         async with open_mcp_tools(config):
             pass
 
@@ -237,7 +241,8 @@ def test_the_shipped_example_config_marks_add_to_cart() -> None:
         ({"mcpServers": {"a": "python"}}, "server 'a': expected an object"),
         ({"mcpServers": {"a": {}}}, "give either a command (stdio) or a url"),
         ({"mcpServers": {"a": {"command": "x", "url": "y"}}}, "give either a command"),
-        ({"mcpServers": {"a b": {"command": "x"}}}, "a server name uses only"),
+        ({"mcpServers": {"a b": {"command": "x"}}}, "a server name is 1 to 64 ASCII letters"),
+        ({"mcpServers": {"a\n": {"command": "x"}}}, "server 'a\\n': a server name is 1 to 64"),
         ({"mcpServers": {"a": {"command": "x", "args": "y"}}}, "args must be a list of strings"),
         ({"mcpServers": {"a": {"command": "x", "env": {"K": 1}}}}, "env must map names to"),
         ({"mcpServers": {"a": {"command": " "}}}, "command must be a non-empty string"),
@@ -248,8 +253,36 @@ def test_the_shipped_example_config_marks_add_to_cart() -> None:
         ),
         (
             {"mcpServers": {"a": {"command": "x", "requires_approval": "t"}}},
-            "requires_approval must be a list of tool names, or true",
+            "requires_approval must be a list of tool names, true or false",
         ),
+        ({"mcpServers": {"a": {"command": "x", "tool": {}}}}, "did you mean 'tools'"),
+        ({"mcpServers": {"a": {"command": "x", "tools": []}}}, "tools must map tool names to"),
+        ({"mcpServers": {"a": {"command": "x", "tools": {"t": 1}}}}, "tools: 't': expected an"),
+        (
+            {"mcpServers": {"a": {"command": "x", "tools": {"t": {"idempotnt": False}}}}},
+            "tools: 't': unknown key 'idempotnt'",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "tools": {"t": {"idempotent": "no"}}}}},
+            "tools: 't': idempotent must be true or false",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "tools": {"t": {"name": "a b"}}}}},
+            "tools: 't': name must be 1 to 64 ASCII letters",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "startup_timeout": 0}}},
+            "startup_timeout must be a number above 0",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "max_tools": 2.5}}},
+            "max_tools must be a whole number above 0",
+        ),
+        (
+            {"mcpServers": {"a": {"command": "x", "max_tools": True}}},
+            "max_tools must be a whole number above 0",
+        ),
+        ({"mcpServers": {"a": {"command": "x", "startup_timout": 5}}}, "did you mean 'startup_t"),
     ],
 )
 def test_config_errors_name_the_server_and_the_fault(config: Any, message: str) -> None:
@@ -521,3 +554,74 @@ def test_resume_says_so_when_the_config_file_is_gone(
     assert "paused for step approval" in out
     stored = json.loads(stored_metadata(tmp_path / "c", "t")[MCP_KEY])
     assert stored["configs"] == [str(moved)]
+
+
+# --- what a server declares about arguments -------------------------------------------
+
+STRICT = {
+    "type": "object",
+    "properties": {
+        "item": {"type": "string", "enum": ["apple", "pear"]},
+        "qty": {"type": "integer", "minimum": 1, "maximum": 9},
+        "notes": {"type": "array", "items": {"type": "string", "maxLength": 20}},
+    },
+    "required": ["item", "qty"],
+    "additionalProperties": False,
+}
+
+
+async def test_arguments_outside_a_servers_schema_never_reach_it(tmp_path: Path) -> None:
+    log = tmp_path / "calls.jsonl"
+    declared = [{"name": "order", "inputSchema": STRICT}]
+    config = {"mcpServers": {"s": fixture_server(tmp_path, tools=declared, calls=str(log))}}
+    async with open_mcp_tools(config) as mcp:
+        h = Harness(
+            planner=[
+                plan_reply([step("a", "order", {"item": "kiwi", "qty": 3})]),
+                plan_reply([step("a", "order", {"item": "pear", "qty": 3, "notes": ["x" * 21]})]),
+                plan_reply([step("a", "order", {"item": "pear", "qty": 3}), step("b", "order")]),
+            ],
+            executor=[tool_call_reply("order", {"item": "pear", "qty": 10})] * 2,
+            replanner=[replan_reply("finish", answer="one order")],
+            tools=mcp,
+        )
+        out = await h.run({"goal": "order pears"}, Context(review="never", step_attempts=2,
+                                                           retry_initial_interval=0))  # fmt: skip
+    retries = [call.prompt for call in h.planner.calls[1:]]
+    assert "argument 'item' of tool 'order': 'kiwi' is not one of ['apple', 'pear']" in retries[0]
+    assert "argument 'notes.0' of tool 'order': " in retries[1]
+    assert out["results"]["a"]["status"] == "done"
+    assert out["results"]["b"]["status"] == "failed"
+    assert (
+        "argument 'qty' of tool 'order': 10 is greater than the maximum of 9"
+        in (out["results"]["b"]["error"])
+    )
+    # Only the call that fits reached the server.
+    assert calls_made(log) == [{"name": "order", "arguments": {"item": "pear", "qty": 3}}]
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"n": {"type": "int"}}}, "not valid JSON Schema at"),
+        ({"type": "object", "required": "n"}, "not valid JSON Schema at required"),
+        ({"type": "string"}, "does not describe an object"),
+    ],
+)
+async def test_a_tool_with_an_invalid_schema_refuses_the_server(
+    tmp_path: Path, schema: dict[str, Any], problem: str
+) -> None:
+    declared = [{"name": "ok"}, {"name": "odd\u200b", "inputSchema": schema}]
+    config = {"mcpServers": {"s": fixture_server(tmp_path, tools=declared)}}
+    with pytest.raises(MCPError) as raised:
+        async with open_mcp_tools(config):
+            pass
+    assert str(raised.value).startswith("MCP server 's': tool 'odd\\u200b': its argument schema")
+    assert problem in str(raised.value)
+
+
+def test_the_bounds_are_those_the_readme_gives() -> None:
+    assert (STARTUP_TIMEOUT, MAX_TOOLS, MAX_PAGES) == (30.0, 256, 100)
+    readme = (ROOT / "README.md").read_text()
+    assert "within `startup_timeout` seconds (default 30" in readme
+    assert "at most `max_tools` tools (default 256) over at most 100 pages" in readme

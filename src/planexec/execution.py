@@ -264,11 +264,12 @@ async def _attempt(
         args = approved_args
     elif step["args"] is not None:
         args = resolve_args(step["args"], outputs, tool)
-        problems = check_args(tool, args)
-        if problems:
-            raise StepArgumentsError("; ".join(problems))
     else:
         args = await _choose_args(tool, messages, env, record, step=step["id"])
+    # The values are final (a person's edit included): a `{{id}}` left in them is text.
+    problems = check_args(tool, args, placeholders=False)
+    if problems:
+        raise StepArgumentsError("; ".join(problems))
     record.args = args
     if isinstance(tool, SubAgent):
         return jsonable(await _run_subagent(tool, args, step, outputs, env, record))
@@ -363,7 +364,8 @@ async def _choose_args(
             f"; it asked for {', '.join(asked)}, which the plan does not allow" if asked else ""
         )
         raise ExecutorReplyError(f"the executor model did not call {tool.name}{detail}")
-    problems = check_args(tool, chosen)
+    # The model's arguments go to the tool as they are: nothing in them is substituted.
+    problems = check_args(tool, chosen, placeholders=False)
     if problems:
         raise ExecutorReplyError("the executor model's arguments: " + "; ".join(problems))
     return chosen

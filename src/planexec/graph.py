@@ -40,7 +40,7 @@ from planexec.nodes.replanner import replanner
 from planexec.nodes.review import review
 from planexec.resources import Resources
 from planexec.state import InputState, OutputState, State
-from planexec.tools import default_tools
+from planexec.tools import check_tools, default_tools
 
 
 class PlanexecGraph(CompiledStateGraph[State, Context, InputState, OutputState]):
@@ -194,6 +194,9 @@ def build_graph(
         tools: The tools plans may use; None means the built-in ones (calculator and
             workspace file tools). Functions decorated with `@tool` are tools, and so
             are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
+            Names must be unique and fit what model APIs accept (1 to 64 ASCII letters,
+            digits, `_` or `-`), and a JSON-schema tool's schema must be valid JSON Schema;
+            otherwise `ValueError`.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
             `durability="sync"` (each checkpoint saved before the next superstep).
@@ -216,10 +219,7 @@ def build_graph(
         ```
     """
     chosen = list(tools) if tools is not None else default_tools()
-    names = [t.name for t in chosen]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+    check_tools(chosen)
     resources = Resources(
         tools={t.name: t for t in chosen},
         models=Models(

@@ -18,6 +18,8 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
+from planexec.arguments import json_schema_problems
+
 REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 """`{{<id>}}` inside an argument string: replaced by that step's result before the call."""
 
@@ -241,15 +243,24 @@ def _check_step(step: Step, known: set[str], tools: Mapping[str, BaseTool]) -> l
     return errors
 
 
-def check_args(tool: BaseTool, args: Mapping[str, Any]) -> list[str]:
-    """Why `args` do not fit `tool`'s argument schema, ignoring values that hold `{{id}}`.
+def check_args(tool: BaseTool, args: Mapping[str, Any], *, placeholders: bool = True) -> list[str]:
+    """Why `args` do not fit `tool`'s argument schema; empty when they do.
 
-    A value with a reference is only known at run time, so only its presence is checked.
+    A JSON-schema tool is checked with a JSON Schema validator, a pydantic one by its
+    model. With `placeholders` (plan time), a value holding `{{id}}` is only known at
+    run time and is checked as far as it can be (`planexec.arguments` says how);
+    without it (arguments after substitution, or from a model's reply) every value is
+    checked as it is.
     """
-    deferred = {key for key, value in args.items() if any(True for _ in references(value))}
     schema = args_schema(tool)
     if isinstance(schema, dict):
-        return _check_json_schema_args(tool.name, schema, args, deferred)
+        pattern = REFERENCE if placeholders else None
+        return json_schema_problems(tool.name, schema, args, placeholder=pattern)
+    deferred = (
+        {key for key, value in args.items() if any(True for _ in references(value))}
+        if placeholders
+        else set()
+    )
     # Tool schemas usually ignore unknown keys; a plan naming one is still wrong.
     unknown = [
         f"argument '{key}' is not a parameter of tool '{tool.name}'"
@@ -283,39 +294,6 @@ def _arg_message(tool: str, error: Any) -> str:
     if error["type"] == "missing":
         return f"argument '{where}' is required by tool '{tool}'"
     return f"argument '{where}' of tool '{tool}': {error['msg']}"
-
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
-
-
-def _check_json_schema_args(
-    tool: str, schema: Mapping[str, Any], args: Mapping[str, Any], deferred: set[str]
-) -> list[str]:
-    errors: list[str] = []
-    properties: Mapping[str, Any] = schema.get("properties") or {}
-    for name in schema.get("required") or []:
-        if name not in args:
-            errors.append(f"argument '{name}' is required by tool '{tool}'")
-    for name, value in args.items():
-        spec = properties.get(name)
-        if spec is None:
-            if schema.get("additionalProperties") is False or properties:
-                errors.append(f"argument '{name}' is not a parameter of tool '{tool}'")
-            continue
-        expected = _JSON_TYPES.get(str(spec.get("type")))
-        if name in deferred or expected is None:
-            continue
-        wrong_bool = isinstance(value, bool) and bool not in expected
-        if wrong_bool or not isinstance(value, expected):
-            errors.append(f"argument '{name}' of tool '{tool}' should be of type {spec['type']}")
-    return errors
 
 
 def _check_cycles(steps: Sequence[Step]) -> list[PlanError]:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +73,7 @@ from planexec.prompts import render
 from planexec.prompts import subagent as prompts
 from planexec.prompts.sections import dependency_results
 from planexec.state import Usage
+from planexec.tools import TOOL_NAME, TOOL_NAME_RULE
 
 __all__ = [
     "SUBAGENT_TAG",
@@ -90,9 +90,6 @@ __all__ = [
 
 SUBAGENT_TAG = "planexec:subagent"
 """The trace tag of a sub-agent's run (besides `planexec:tool`)."""
-
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""What OpenAI-compatible servers accept as a tool name."""
 
 
 class SubAgentInput(BaseModel):
@@ -227,8 +224,8 @@ def subagent(
         )
         ```
     """
-    if not _NAME.match(name):
-        raise ValueError(f"a sub-agent name must match {_NAME.pattern}: {name!r}")
+    if not TOOL_NAME.fullmatch(name):
+        raise ValueError(f"a sub-agent name must be {TOOL_NAME_RULE}, not {name!a}")
     if not isinstance(graph, Pregel):
         raise TypeError(f"a sub-agent is a compiled LangGraph graph, not {type(graph).__name__}")
     return SubAgent(

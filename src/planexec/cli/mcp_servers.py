@@ -80,7 +80,9 @@ def add_options(parser: argparse.ArgumentParser, *, resuming: bool) -> None:
         action="append",
         metavar="FILE",
         help='JSON config naming MCP servers: {"mcpServers": {"<name>": {"command": ..., '
-        '"args": [...], "env": {...}, "requires_approval": [<tool>, ...]}}} (repeatable)',
+        '"args": [...], "env": {...}, "requires_approval": [<tool>, ...], '
+        '"tools": {"<tool>": {"idempotent": false}}}}} (repeatable; the README\'s MCP '
+        "section has every key)",
     )
     group.add_argument(
         "--mcp",

@@ -1,20 +1,43 @@
 """Tools from MCP servers, through `langchain-mcp-adapters` (the `mcp` extra).
 
-Servers are named in a JSON file of the shape most MCP clients use, with one planexec
-addition, `requires_approval`: the tools whose every call waits for a person's approval
-(a list of the server's tool names, or `true` for all of them)::
+Servers are named in a JSON file of the shape most MCP clients use, with planexec's
+own additions: `requires_approval` (the tools whose every call waits for a person's
+approval: a list of the server's tool names, `true` for all, `false` for none), `tools`
+(settings per tool), `startup_timeout` and `max_tools`::
 
     {"mcpServers": {
         "shop": {"command": "python", "args": ["mcp_server.py"], "env": {"SHOP": "demo"},
-                 "requires_approval": ["add_to_cart"]},
-        "docs": {"url": "http://127.0.0.1:8000/mcp"}
+                 "requires_approval": ["add_to_cart"],
+                 "tools": {"pay": {"idempotent": false},
+                           "empty_cart": {"requires_approval": false, "name": "clear"}}},
+        "docs": {"url": "http://127.0.0.1:8000/mcp", "startup_timeout": 60}
     }}
 
 A server with `command` runs as a subprocess speaking MCP over stdio, in the config
 file's folder unless `cwd` says otherwise; `env` adds to a small safe subset of the
-environment (`${NAME}` in a value is taken from the environment). A server with `url`
-is reached over streamable HTTP, or SSE with `"transport": "sse"`; `headers` are sent
-with each request. `"disabled": true` skips a server.
+environment (`${NAME}` in a value is taken from the environment). Its stderr is passed
+on to ours line by line, each line prefixed with the server's name and with control,
+format and other invisible characters shown as escapes. A server with `url` is reached
+over streamable HTTP, or SSE with `"transport": "sse"`; `headers` are sent with each
+request. `"disabled": true` skips a server.
+
+Starting a server, initializing its session and listing its tools must finish within
+`startup_timeout` seconds (default 30), and a server may declare at most `max_tools`
+tools (default 256) over at most `MAX_PAGES` pages of `tools/list`; past any of these
+the server is refused with an `MCPError` that names it.
+
+What a server declares about a tool is mapped onto planexec's own protections:
+
+- `destructiveHint: true` (and not `readOnlyHint: true`): each call waits for a
+  person's approval, as if the tool were listed in `requires_approval`;
+- `idempotentHint: false` (and not `readOnlyHint: true`): the tool must not run twice
+  (`planexec.uncertain`): a call cut short by a crash or a timeout waits for a person
+  instead of being made again.
+
+A hint the server leaves out adds nothing (the MCP defaults would make every tool
+destructive). The config wins over the hints: `requires_approval` (`true`, `false`, or
+a list, which adds to the hints) and, above it, a tool's own `requires_approval` and
+`idempotent` in `tools`.
 
 Two ways to get the tools, both async:
 
@@ -24,11 +47,20 @@ Two ways to get the tools, both async:
 
     tools = await load_mcp_tools_from_config("mcp.json")  # each call opens a session
 
-Tool names stay unique: a tool whose name another server's tool, or a name in
-`reserved`, also has is renamed `<server>_<tool>`. A tool's output is plain data: its
-structured content when the server gives one (unwrapped from `{"result": ...}` for
-tools that return a single value), else its text. A tool that reports an error raises
-`ToolException`, so the step fails with the server's message.
+Tool names are what model APIs accept and stay unique. A name that is not 1 to 64
+ASCII letters, digits, `_` or `-` is offered as `<server>_<name>`, every other
+character replaced by `_` (accents and invisible characters dropped); a name that
+another server's tool, or a name in `reserved`, also has is renamed `<server>_<tool>`.
+A name still taken after that, or one with nothing left of it, refuses the server; a
+tool's `name` in `tools` gives it a name of your choosing. Calls reach the server under
+the tool's own name. A tool whose input schema is not valid JSON Schema refuses the
+server too; arguments are checked against the schema before any call
+(`planexec.arguments`).
+
+A tool's output is plain data: its structured content when the server gives one
+(unwrapped from `{"result": ...}` for tools that return a single value), else its text.
+A tool that reports an error raises `ToolException`, so the step fails with the
+server's message.
 """
 
 from __future__ import annotations
@@ -40,18 +72,22 @@ import os
 import re
 import shlex
 import sys
-from collections import Counter
+import threading
+import unicodedata
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 from uuid import uuid4
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 
+from planexec.arguments import schema_problem
 from planexec.errors import PlanexecError
+from planexec.tools import TOOL_NAME, TOOL_NAME_RULE
 
 if TYPE_CHECKING:
     from langchain_mcp_adapters.sessions import Connection
@@ -59,9 +95,13 @@ if TYPE_CHECKING:
     from mcp.types import Tool as MCPTool
 
 __all__ = [
+    "MAX_PAGES",
+    "MAX_TOOLS",
+    "STARTUP_TIMEOUT",
     "MCPError",
     "MCPServer",
     "MCPSource",
+    "ToolSettings",
     "load_mcp_tools_from_config",
     "open_mcp_tools",
     "parse_mcp_config",
@@ -72,9 +112,12 @@ __all__ = [
 Transport = Literal["stdio", "streamable_http", "sse"]
 INSTALL_HINT = "pip install 'planexec[mcp]'"
 STARTUP_TIMEOUT = 30.0
-"""Seconds a server may take to start and list its tools."""
+"""Seconds a server may take to start, initialize its session and list its tools."""
+MAX_TOOLS = 256
+"""The most tools one server may declare, unless its config sets `max_tools`."""
+MAX_PAGES = 100
+"""The most pages of `tools/list` read from one server."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TRANSPORTS: dict[str, Transport] = {
     "stdio": "stdio",
     "streamable_http": "streamable_http",
@@ -82,6 +125,8 @@ _TRANSPORTS: dict[str, Transport] = {
     "http": "streamable_http",
     "sse": "sse",
 }
+_OWN_KEYS = ("requires_approval", "tools", "startup_timeout", "max_tools")
+"""planexec's additions to a server's entry: a key close to one of these is a typo."""
 _KNOWN_KEYS = (
     "command",
     "args",
@@ -91,9 +136,10 @@ _KNOWN_KEYS = (
     "transport",
     "type",
     "headers",
-    "requires_approval",
     "disabled",
+    *_OWN_KEYS,
 )
+_TOOL_KEYS = ("name", "requires_approval", "idempotent")
 
 
 class MCPError(PlanexecError):
@@ -101,8 +147,20 @@ class MCPError(PlanexecError):
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """What the config says about one of a server's tools; None leaves it to the defaults."""
+
+    name: str | None = None
+    """The name the tool is offered under, instead of the server's."""
+    requires_approval: bool | None = None
+    """Whether each call waits for a person's approval, whatever the server's hints say."""
+    idempotent: bool | None = None
+    """False: the tool must not run twice (see `planexec.uncertain`); True: it may."""
+
+
+@dataclass(frozen=True)
 class MCPServer:
-    """How to reach one MCP server, and which of its tools need approval."""
+    """How to reach one MCP server, and what planexec makes of its tools."""
 
     name: str
     """The server's name in the config; prefixes its tools' names on a collision."""
@@ -118,18 +176,42 @@ class MCPServer:
     transport: Transport = "stdio"
     headers: Mapping[str, str] | None = None
     requires_approval: bool | frozenset[str] = field(default_factory=frozenset)
-    """Tool names (the server's own) whose calls need approval, or True for all."""
+    """Tool names (the server's own) whose calls need approval besides those its hints
+    mark destructive; or True for all tools, or False for none whatever the hints say."""
+    tools: Mapping[str, ToolSettings] = field(default_factory=dict)
+    """Settings of single tools, by the server's name for them; they win over the rest."""
+    startup_timeout: float | None = None
+    """Seconds to start and list tools; None: the caller's `startup_timeout`."""
+    max_tools: int | None = None
+    """The most tools accepted from the server; None: `MAX_TOOLS`."""
 
-    def needs_approval(self, tool: str) -> bool:
-        """Whether calls of the server's tool `tool` wait for a person's approval."""
+    def needs_approval(self, tool: str, hints: Mapping[str, Any] | None = None) -> bool:
+        """Whether calls of the server's tool `tool` wait for a person's approval.
+
+        `hints` are the tool's MCP annotations (`destructiveHint`, ...), as declared.
+        """
+        own = self.tools.get(tool)
+        if own is not None and own.requires_approval is not None:
+            return own.requires_approval
         if isinstance(self.requires_approval, bool):
             return self.requires_approval
-        return tool in self.requires_approval
+        if tool in self.requires_approval:
+            return True
+        hints = hints or {}
+        return hints.get("destructiveHint") is True and hints.get("readOnlyHint") is not True
+
+    def is_idempotent(self, tool: str, hints: Mapping[str, Any] | None = None) -> bool:
+        """Whether a step may call the server's tool `tool` again after a crash or timeout."""
+        own = self.tools.get(tool)
+        if own is not None and own.idempotent is not None:
+            return own.idempotent
+        hints = hints or {}
+        return not (hints.get("idempotentHint") is False and hints.get("readOnlyHint") is not True)
 
     def describe(self) -> str:
         """The server as a person would recognise it: its name and command or URL."""
         where = self.url or shlex.join([self.command or "", *self.args])
-        return f"{self.name!r} ({where})"
+        return f"{self.name!r} ({_inert(where)})"
 
     def connection(self) -> Connection:
         """The `langchain-mcp-adapters` connection for this server."""
@@ -181,7 +263,7 @@ def parse_mcp_config(
     folder = Path(base).resolve() if base is not None else None
     parsed = []
     for name, entry in servers.items():
-        where = f"{origin}: server {name!r}"
+        where = f"{origin}: server {str(name)!a}"
         if not isinstance(entry, Mapping):
             raise MCPError(f"{where}: expected an object with a command or a url")
         if entry.get("disabled") is True:
@@ -191,11 +273,12 @@ def parse_mcp_config(
 
 
 def _server(name: str, entry: Mapping[str, Any], folder: Path | None, where: str) -> MCPServer:
-    if not _NAME.match(name):
-        raise MCPError(f"{where}: a server name uses only letters, digits, '_' and '-'")
+    if not TOOL_NAME.fullmatch(name):
+        raise MCPError(f"{where}: a server name is {TOOL_NAME_RULE}")
     for key in entry:
-        if key not in _KNOWN_KEYS and difflib.get_close_matches(key, ["requires_approval"]):
-            raise MCPError(f"{where}: unknown key {key!r}; did you mean 'requires_approval'?")
+        close = difflib.get_close_matches(str(key), _OWN_KEYS, n=1)
+        if key not in _KNOWN_KEYS and close:
+            raise MCPError(f"{where}: unknown key {key!r}; did you mean {close[0]!r}?")
     command, url = entry.get("command"), entry.get("url")
     if (command is None) == (url is None):
         raise MCPError(f"{where}: give either a command (stdio) or a url (HTTP)")
@@ -222,6 +305,9 @@ def _server(name: str, entry: Mapping[str, Any], folder: Path | None, where: str
         transport=transport,
         headers=dict(headers) if headers is not None else None,
         requires_approval=_approval(entry.get("requires_approval", []), where),
+        tools=_tool_settings(entry.get("tools", {}), where),
+        startup_timeout=_positive(entry, "startup_timeout", float, where),
+        max_tools=_positive(entry, "max_tools", int, where),
     )
 
 
@@ -244,7 +330,43 @@ def _approval(value: Any, where: str) -> bool | frozenset[str]:
         return value
     if isinstance(value, list) and _strings(value):
         return frozenset(value)
-    raise MCPError(f"{where}: requires_approval must be a list of tool names, or true")
+    raise MCPError(f"{where}: requires_approval must be a list of tool names, true or false")
+
+
+def _tool_settings(value: Any, where: str) -> dict[str, ToolSettings]:
+    if not isinstance(value, Mapping):
+        raise MCPError(f'{where}: tools must map tool names to settings, {{"<tool>": {{...}}}}')
+    settings: dict[str, ToolSettings] = {}
+    for tool, entry in value.items():
+        at = f"{where}: tools: {str(tool)!a}"
+        if not isinstance(entry, Mapping):
+            raise MCPError(f"{at}: expected an object with {', '.join(_TOOL_KEYS)}")
+        unknown = sorted(str(k) for k in entry if k not in _TOOL_KEYS)
+        if unknown:
+            raise MCPError(f"{at}: unknown key {unknown[0]!r} (known: {', '.join(_TOOL_KEYS)})")
+        name = entry.get("name")
+        if name is not None and not (isinstance(name, str) and TOOL_NAME.fullmatch(name)):
+            raise MCPError(f"{at}: name must be {TOOL_NAME_RULE}")
+        for flag in ("requires_approval", "idempotent"):
+            if flag in entry and not isinstance(entry[flag], bool):
+                raise MCPError(f"{at}: {flag} must be true or false")
+        settings[str(tool)] = ToolSettings(
+            name=name,
+            requires_approval=entry.get("requires_approval"),
+            idempotent=entry.get("idempotent"),
+        )
+    return settings
+
+
+def _positive(entry: Mapping[str, Any], key: str, kind: type[float] | type[int], where: str) -> Any:
+    value = entry.get(key)
+    if value is None:
+        return None
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric or value <= 0 or (kind is int and not isinstance(value, int)):
+        noun = "a whole number" if kind is int else "a number"
+        raise MCPError(f"{where}: {key} must be {noun} above 0")
+    return kind(value)
 
 
 def parse_server_spec(spec: str, *, cwd: str | os.PathLike[str] | None = None) -> MCPServer:
@@ -257,7 +379,7 @@ def parse_server_spec(spec: str, *, cwd: str | os.PathLike[str] | None = None) -
     """
     name, sep, command_line = spec.partition("=")
     name = name.strip()
-    if not sep or not _NAME.match(name):
+    if not sep or not TOOL_NAME.fullmatch(name):
         raise MCPError(f"--mcp {spec!r}: expected NAME=COMMAND [ARGS...], NAME like 'shop'")
     try:
         words = shlex.split(command_line)
@@ -279,8 +401,8 @@ def _servers(source: MCPSource) -> list[MCPServer]:
 
 def unique_servers(servers: Sequence[MCPServer]) -> list[MCPServer]:
     """`servers` as a list, or `MCPError` if two of them have the same name."""
-    names = [s.name for s in servers]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(s.name for s in servers)
+    repeated = sorted(name for name, n in counts.items() if n > 1)
     if repeated:
         raise MCPError(f"MCP server names must be unique; repeated: {', '.join(repeated)}")
     return list(servers)
@@ -303,11 +425,13 @@ async def open_mcp_tools(
         source: A config file's path, its parsed JSON, or `MCPServer`s.
         reserved: Names of the other tools the graph gets (the built-in ones, say):
             an MCP tool with one of these names is renamed `<server>_<tool>`.
-        startup_timeout: Seconds each server may take to start and list its tools.
+        startup_timeout: Seconds each server may take to start, initialize its session
+            and list its tools, unless its config sets its own `startup_timeout`.
 
     Raises:
-        MCPError: The config is not usable, a server did not start, or the `mcp`
-            extra is not installed.
+        MCPError: The config is not usable, a server did not start or list its tools
+            in time, declared too many tools or tools that cannot be offered, or the
+            `mcp` extra is not installed.
 
     Example:
         ```python
@@ -321,8 +445,8 @@ async def open_mcp_tools(
     async with _sessions() as stack:
         listed: list[tuple[MCPServer, list[MCPTool], _Caller]] = []
         for server in servers:
-            session = await _start(stack, server, startup_timeout)
-            listed.append((server, await _list_tools(session, server), _Caller(server, session)))
+            session, found = await _start(stack, server, startup_timeout, listing=True)
+            listed.append((server, found, _Caller(server, session)))
         yield _finish(listed, reserved)
 
 
@@ -349,7 +473,7 @@ async def load_mcp_tools_from_config(
     listed: list[tuple[MCPServer, list[MCPTool], _Caller]] = []
     for server in servers:
         async with _sessions() as stack:
-            found = await _list_tools(await _start(stack, server, startup_timeout), server)
+            _, found = await _start(stack, server, startup_timeout, listing=True)
         listed.append((server, found, _Caller(server, None, startup_timeout)))
     return _finish(listed, reserved)
 
@@ -392,35 +516,60 @@ def _require_extra() -> None:
         raise MCPError(f"MCP tools need the mcp extra: {INSTALL_HINT}") from exc
 
 
-async def _start(stack: AsyncExitStack, server: MCPServer, seconds: float) -> ClientSession:
-    """Open an initialized session on `server`, closed when `stack` closes."""
+async def _start(
+    stack: AsyncExitStack, server: MCPServer, default_timeout: float, *, listing: bool
+) -> tuple[ClientSession, list[MCPTool]]:
+    """An initialized session on `server`, closed when `stack` closes, and its tools.
+
+    Starting, initializing and (with `listing`) listing the tools share one deadline.
+    """
+    seconds = server.startup_timeout or default_timeout
+    log = _ServerLog(server.name) if server.transport == "stdio" else None
+    doing = "start"
     try:
         async with asyncio.timeout(seconds):
-            session = await _open(stack, server)
+            session = await _open(stack, server, log)
             await session.initialize()
+            doing = "list its tools"
+            found = await _list_tools(session, server) if listing else []
     except TimeoutError as exc:
+        said = await _last_line(log, wait=0.0)
+        last = f" (the last line of its stderr: {said})" if said else ""
         raise MCPError(
-            f"the MCP server {server.describe()} did not answer within {seconds:g}s"
+            f"the MCP server {server.describe()} did not {doing} within {seconds:g}s{last}"
         ) from exc
-    except Exception as exc:  # a server may fail to start in many ways, each reported alike
-        raise MCPError(f"the MCP server {server.describe()} did not start: {_cause(exc)}") from exc
-    return session
+    except MCPError:
+        raise
+    except Exception as exc:  # a server may fail in many ways, each reported alike
+        # What the server said before it went away is the cause a person needs; the
+        # client only saw the connection close.
+        said = await _last_line(log, wait=1.0)
+        cause = _cause(exc)
+        detail = f"{said} (the last line of its stderr; then {cause})" if said else cause
+        raise MCPError(f"the MCP server {server.describe()} did not {doing}: {detail}") from exc
+    return session, found
 
 
-async def _open(stack: AsyncExitStack, server: MCPServer) -> ClientSession:
+async def _open(stack: AsyncExitStack, server: MCPServer, log: _ServerLog | None) -> ClientSession:
     from langchain_mcp_adapters.sessions import create_session
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    if server.transport != "stdio":
+    if log is None:
         return await stack.enter_async_context(create_session(server.connection()))
     # Not the adapter's stdio session: it sends the server's stderr to the sys.stderr of
-    # the moment `mcp` was imported, which need not be a real file (Jupyter, pytest).
+    # the moment `mcp` was imported, which need not be a real file (Jupyter, pytest),
+    # and passes it on raw.
     env = {k: _expand(v) for k, v in server.env.items()} if server.env is not None else None
     params = StdioServerParameters(
         command=server.command or "", args=list(server.args), env=env, cwd=server.cwd
     )
-    read, write = await stack.enter_async_context(stdio_client(params, errlog=_errlog(stack)))
+    try:
+        read, write = await stack.enter_async_context(stdio_client(params, errlog=log.writer))
+    finally:
+        # The server has its own copy of the pipe now (or never will): closing ours lets
+        # the reader see the end of the server's stderr when the server exits.
+        log.writer.close()
     return await stack.enter_async_context(ClientSession(read, write))
 
 
@@ -432,40 +581,107 @@ def _expand(value: str) -> str:
     return _VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
-def _errlog(stack: AsyncExitStack) -> TextIO:
-    """Where a stdio server's stderr goes: this process's stderr, if it is a real file."""
-    for stream in (sys.stderr, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.fileno()
-                return stream
-        except (AttributeError, OSError, ValueError):
-            continue
-    return stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
+class _ServerLog:
+    """A stdio server's stderr: passed on to ours line by line, made inert; the last kept.
+
+    A thread reads the pipe, so the server never blocks on a full one, whatever the
+    event loop is doing.
+    """
+
+    LINE_BYTES = 4096
+    """A longer line is passed on in pieces."""
+
+    def __init__(self, server: str) -> None:
+        read_fd, write_fd = os.pipe()
+        self.server = server
+        self.writer: TextIO = os.fdopen(write_fd, "w", encoding="utf-8")
+        self._reader: BinaryIO = os.fdopen(read_fd, "rb")
+        self.lines: deque[str] = deque(maxlen=3)
+        self._thread = threading.Thread(target=self._pump, name=f"mcp-stderr-{server}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with self._reader:
+            for raw in iter(lambda: self._reader.readline(self.LINE_BYTES), b""):
+                line = _inert(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                if line.strip():
+                    self.lines.append(line)
+                try:
+                    sys.stderr.write(f"[{self.server}] {line}\n")
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    # Our stderr is gone (closed, or a capture that ended): keep reading,
+                    # so the server never blocks on the pipe.
+                    continue
+
+    def last_line(self, wait: float) -> str | None:
+        """The last non-blank line the server wrote, after waiting up to `wait` s for its end."""
+        self._thread.join(wait)
+        return self.lines[-1] if self.lines else None
+
+
+async def _last_line(log: _ServerLog | None, *, wait: float) -> str | None:
+    """The last line a stdio server wrote to stderr, waiting up to `wait` s for its end."""
+    if log is None:
+        return None
+    line = await asyncio.to_thread(log.last_line, wait)
+    return _cut(line, 300) if line else None
+
+
+def _inert(text: str) -> str:
+    """`text` with control, format and other invisible characters shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _cause(exc: BaseException) -> str:
     """The innermost useful message of an exception (task groups wrap them in groups)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    text = str(exc).strip()
+    text = _cut(_inert(str(exc).strip()), 300)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _list_tools(session: ClientSession, server: MCPServer) -> list[MCPTool]:
+    """Every tool the server declares, over at most `MAX_PAGES` pages and `max_tools` tools."""
+    from mcp.types import PaginatedRequestParams
+
+    limit = server.max_tools or MAX_TOOLS
     found: list[MCPTool] = []
+    cursors: set[str] = set()
     cursor: str | None = None
-    try:
-        while True:
-            page = await session.list_tools(cursor=cursor)
-            found.extend(page.tools)
-            cursor = page.nextCursor
-            if not cursor:
-                return found
-    except Exception as exc:
-        raise MCPError(
-            f"the MCP server {server.describe()} did not list its tools: {_cause(exc)}"
-        ) from exc
+    for _ in range(MAX_PAGES):
+        try:
+            params = PaginatedRequestParams(cursor=cursor) if cursor is not None else None
+            page = await session.list_tools(params=params)
+        except Exception as exc:
+            raise MCPError(
+                f"the MCP server {server.describe()} did not list its tools: {_cause(exc)}"
+            ) from exc
+        found.extend(page.tools)
+        if len(found) > limit:
+            raise MCPError(
+                f"the MCP server {server.describe()} declares more than {limit} tools; "
+                f'set "max_tools" in its config to accept more'
+            )
+        cursor = page.nextCursor
+        if not cursor:
+            return found
+        if cursor in cursors:
+            raise MCPError(
+                f"the MCP server {server.describe()} sent a page cursor it had sent before; "
+                "its list of tools never ends"
+            )
+        cursors.add(cursor)
+    raise MCPError(
+        f"the MCP server {server.describe()} listed its tools over more than {MAX_PAGES} "
+        "pages; planexec reads no more"
+    )
 
 
 class _Caller:
@@ -486,7 +702,7 @@ class _Caller:
         if self.session is not None:
             return await self._invoke(self.session, spec, arguments)
         async with _sessions() as stack:
-            session = await _start(stack, self.server, self.startup_timeout)
+            session, _ = await _start(stack, self.server, self.startup_timeout, listing=False)
             return await self._invoke(session, spec, arguments)
 
     async def _invoke(
@@ -508,29 +724,94 @@ class _Caller:
         return message
 
 
+_OTHER = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _proper_name(name: str) -> str:
+    """`name` cut down to what model APIs accept; it may be left empty.
+
+    Accents and invisible characters are dropped, and every run of other characters
+    outside the rule becomes one `_`.
+    """
+    ascii_only = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return _OTHER.sub("_", ascii_only).strip("_")
+
+
 def _finish(
     listed: Sequence[tuple[MCPServer, list[MCPTool], _Caller]], reserved: Collection[str]
 ) -> list[BaseTool]:
-    counts = Counter(spec.name for _, found, _ in listed for spec in found)
+    """The listed tools under names that model APIs accept and that no other tool has."""
+    for server, found, _ in listed:
+        _check_settings(server, found)
+    # First the name each tool asks for: the config's choice or the server's own name
+    # (either may still be prefixed), or, for a name no API accepts, a prefixed one.
+    wanted: list[tuple[MCPServer, MCPTool, _Caller, str, bool]] = []
+    for server, found, caller in listed:
+        for spec in found:
+            own = server.tools.get(spec.name)
+            if own is not None and own.name is not None:
+                wanted.append((server, spec, caller, own.name, False))
+            elif TOOL_NAME.fullmatch(spec.name):
+                wanted.append((server, spec, caller, spec.name, True))
+            else:
+                wanted.append((server, spec, caller, _renamed(server, spec.name), False))
+    counts = Counter(name for *_, name, _ in wanted)
     counts.update(set(reserved))
     tools: list[BaseTool] = []
-    for server, found, caller in listed:
-        offered = {spec.name for spec in found}
-        if not isinstance(server.requires_approval, bool):
-            unknown = sorted(server.requires_approval - offered)
-            if unknown:
-                raise MCPError(
-                    f"MCP server {server.name!r}: requires_approval names {', '.join(unknown)}, "
-                    f"which it does not offer (it offers: {', '.join(sorted(offered)) or 'none'})"
-                )
-        for spec in found:
-            name = spec.name if counts[spec.name] == 1 else f"{server.name}_{spec.name}"
-            tools.append(_wrap(spec, caller, name))
-    names = [tool.name for tool in tools]
-    clashes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(reserved)))
-    if clashes:
-        raise MCPError(f"MCP tool names still clash after prefixing: {', '.join(clashes)}")
+    for server, spec, caller, name, may_prefix in wanted:
+        if may_prefix and counts[name] > 1:
+            name = f"{server.name}_{name}"[:64]
+        tools.append(_wrap(spec, caller, name))
+    _refuse_clashes(tools, reserved)
     return tools
+
+
+def _renamed(server: MCPServer, name: str) -> str:
+    proper = _proper_name(name)
+    if not proper:
+        raise MCPError(
+            f"MCP server {server.name!r} offers a tool named {name!a}, with nothing in it "
+            f"that model APIs accept ({TOOL_NAME_RULE}); give it a name in the config: "
+            f'"tools": {{{json.dumps(name)}: {{"name": "..."}}}}'
+        )
+    return f"{server.name}_{proper}"[:64]
+
+
+def _check_settings(server: MCPServer, found: Sequence[MCPTool]) -> None:
+    """Refuse settings for tools the server does not offer, and unusable input schemas."""
+    offered = {spec.name for spec in found}
+    named = set(server.tools)
+    if not isinstance(server.requires_approval, bool):
+        named |= server.requires_approval
+    unknown = sorted(named - offered)
+    if unknown:
+        listed = ", ".join(ascii(n) for n in sorted(offered)) or "none"
+        raise MCPError(
+            f"MCP server {server.name!r}: the config names {', '.join(ascii(n) for n in unknown)}, "
+            f"which it does not offer (it offers: {_cut(listed, 2000)})"
+        )
+    for spec in found:
+        problem = schema_problem(dict(spec.inputSchema))
+        if problem is not None:
+            raise MCPError(f"MCP server {server.name!r}: tool {spec.name!a}: {problem}")
+
+
+def _refuse_clashes(tools: Sequence[BaseTool], reserved: Collection[str]) -> None:
+    by_name: dict[str, list[BaseTool]] = {}
+    for tool in tools:
+        by_name.setdefault(tool.name, []).append(tool)
+    for name, same in by_name.items():
+        if len(same) > 1 or name in reserved:
+            owners = ", ".join(
+                f"{t.metadata['mcp_tool']!a} of MCP server {t.metadata['mcp_server']!r}"
+                for t in same
+                if t.metadata
+            )
+            also = " and a tool of the graph's own" if name in reserved else ""
+            raise MCPError(
+                f"the tool name {name!r} is taken twice even after renaming: {owners}{also}; "
+                f'rename one in the config: "tools": {{"<tool>": {{"name": "..."}}}}'
+            )
 
 
 def _wrap(spec: MCPTool, caller: _Caller, name: str) -> BaseTool:
@@ -540,14 +821,17 @@ def _wrap(spec: MCPTool, caller: _Caller, name: str) -> BaseTool:
     async def call(**arguments: Any) -> Any:
         return _output(await caller.call(spec, arguments), unwrap=unwrap)
 
+    server = caller.server
     annotations = spec.annotations.model_dump(exclude_none=True) if spec.annotations else {}
     metadata: dict[str, Any] = {
         **annotations,
-        "mcp_server": caller.server.name,
+        "mcp_server": server.name,
         "mcp_tool": spec.name,
     }
-    if caller.server.needs_approval(spec.name):
+    if server.needs_approval(spec.name, annotations):
         metadata["requires_approval"] = True
+    if not server.is_idempotent(spec.name, annotations):
+        metadata["idempotent"] = False
     return StructuredTool(
         name=name,
         description=spec.description or "",
