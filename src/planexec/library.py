@@ -51,6 +51,7 @@ __all__ = [
     "Match",
     "PlanLibrary",
     "SavedPlan",
+    "describe_source",
     "fill_template",
     "lexical_similarity",
     "template_params",
@@ -180,6 +181,17 @@ class LibraryImportError(ValueError):
         self.errors = list(errors)
         shown = "\n".join(f"- {error}" for error in self.errors)
         super().__init__(f"nothing was imported; {len(self.errors)} problem(s):\n{shown}")
+
+
+def describe_source(source: Mapping[str, Any]) -> str:
+    """A replayed revision's `library` source in one line, for a reviewer."""
+    rate = source.get("success_rate")
+    shown = "none yet" if not isinstance(rate, int | float) else f"{rate:.0%}"
+    edited = source.get("last_edit")
+    return (
+        f"replayed from saved plan {source.get('entry')!s:.64}: used {source.get('uses')} "
+        f"time(s), success rate {shown}, last edited " + (f"{edited!s:.32}" if edited else "never")
+    )
 
 
 # --- text ------------------------------------------------------------------------------

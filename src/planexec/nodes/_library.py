@@ -17,7 +17,6 @@ from langgraph.runtime import Runtime
 
 from planexec.context import Context, resolve_context
 from planexec.library import Match, PlanLibrary
-from planexec.plan import digest
 from planexec.prompts import library as prompts
 from planexec.prompts import render
 from planexec.resources import Resources
@@ -28,6 +27,7 @@ from planexec.state import (
     current_revision,
     merge_results,
     next_revision,
+    timestamp,
 )
 
 logger = logging.getLogger("planexec.library")
@@ -157,12 +157,10 @@ async def record_end(
     if library is None or not context.save_plans or not isinstance(goal, str):
         return
     final = final_state(state, update)
-    plan = final.get("plan") or {"steps": []}
-    thread = runtime.execution_info.thread_id if runtime.execution_info else None
-    # One id per run end: a node run again after a crash does not count it twice.
-    revisions = final.get("revisions") or []
-    number = revisions[-1]["revision"] if revisions else 0
-    run_id = f"{thread or 'no-thread'}:r{number}:{digest(plan)}"
+    info = runtime.execution_info
+    # The checkpoint a node starts from is the same when it runs again after a crash, and
+    # new for every other run end: the id keeps a re-run from counting twice.
+    run_id = f"{info.thread_id}:{info.checkpoint_id}" if info else f"no-run-info:{timestamp()}"
     try:
         await library.arecord(
             goal.strip(),
