@@ -23,6 +23,7 @@ from planexec.audit import audit_trail
 from planexec.graph import PlanexecGraph
 from planexec.library import (
     EXPORT_FORMAT,
+    MIN_SIMILARITY,
     LibraryImportError,
     PlanLibrary,
     SavedPlan,
@@ -583,3 +584,44 @@ async def test_a_template_whose_slots_do_not_fit_is_refused() -> None:
     with pytest.raises(LibraryImportError, match="no \\{\\{param:name\\}\\} slot"):
         await library.asave_template("Add things", plan, tools)
     assert await library.alist() == []
+
+
+# --- embeddings through the real client -------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_openai_embeddings_through_a_local_server_find_plans_by_meaning() -> None:
+    from fake_openai import FakeOpenAI
+    from planexec.stores import embeddings_index
+
+    with FakeOpenAI(embedding_dims=32) as server:
+        index = embeddings_index("openai:local-embed", base_url=server.url, api_key="x")
+        assert index["dims"] == 32  # measured: the model's size is not a known one
+        store = InMemoryStore(index=index)
+        await complete(store, "multiply six by seven then add one")
+        found = await PlanLibrary(store).afind(
+            "six multiplied by seven, plus one", {"calculator": calculator}
+        )
+        embedded = [r["input"] for r in server.embedding_requests]
+    assert [m.entry.goal for m in found] == ["multiply six by seven then add one"]
+    assert found[0].similarity > MIN_SIMILARITY
+    assert ["multiply six by seven then add one"] in embedded
+    assert {r["model"] for r in server.embedding_requests} == {"local-embed"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "message"),
+    [
+        ("text-embedding-3-small", {}, "not of the form"),
+        ("openai:text-embedding-3-small", {}, "needs OPENAI_API_KEY"),
+        ("cohere:embed-english-v3.0", {}, "pip install langchain"),
+    ],
+)
+def test_an_embeddings_model_that_cannot_be_made_is_a_clear_error(
+    spec: str, kwargs: dict[str, Any], message: str
+) -> None:
+    from planexec.errors import ModelConfigError
+    from planexec.stores import embeddings_index
+
+    with pytest.raises(ModelConfigError, match=message):
+        embeddings_index(spec, **kwargs)
