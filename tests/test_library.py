@@ -625,3 +625,46 @@ def test_an_embeddings_model_that_cannot_be_made_is_a_clear_error(
 
     with pytest.raises(ModelConfigError, match=message):
         embeddings_index(spec, **kwargs)
+
+
+async def test_among_several_exact_fits_the_best_ranked_is_replayed() -> None:
+    store = InMemoryStore()
+    other = [step("s1", args={"expression": "6*7+1"})]
+    await complete(store, GOAL, other)
+    await complete(store, GOAL)
+    await complete(store, f"{GOAL} ")  # the same goal: ARITHMETIC now has two successes
+    match = await PlanLibrary(store).areplay(GOAL, {"calculator": calculator})
+    assert match is not None
+    assert match.plan == {"steps": ARITHMETIC}
+    assert match.entry.stats.successes == 2
+
+
+async def test_a_replayed_plan_that_the_replanner_had_to_revise_counts_as_a_failure() -> None:
+    store = InMemoryStore()
+    await complete(store)
+    extra = [step("s3", args={"expression": "{{s2}} * 2"}, depends_on=["s2"])]
+    replies = [replan_reply("replan", steps=extra), replan_reply("finish", answer="86")]
+    agent = Agent(store, replanner=replies)
+    out = await agent.run({"goal": GOAL}, quick(reuse_plans="replay"))
+    assert out["status"] == "completed"
+    library = PlanLibrary(store)
+    entries = {len(e.plan["steps"]): e for e in await library.alist()}
+    assert (entries[2].stats.uses, entries[2].stats.failures) == (2, 1)
+    assert entries[3].plan == {"steps": [*ARITHMETIC, *extra]}
+    assert entries[3].stats.successes == 1
+
+
+def test_a_slot_the_goal_does_not_fill_is_left_for_validation_to_report() -> None:
+    plan = {"steps": [step("s1", args={"expression": "{{param:a}} + {{param:b}}"})]}
+    filled = fill_template(plan, {"a": "1"}, {"calculator": calculator})
+    assert filled["steps"][0]["args"] == {"expression": "1 + {{param:b}}"}
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+async def test_library_examples_bounds_how_many_plans_the_planner_sees(k: int) -> None:
+    store = InMemoryStore()
+    for n in range(3):
+        await complete(store, f"add {n} and {n}", [step("s1", args={"expression": f"{n}+{n}"})])
+    agent = Agent(store, planner=[plan_reply(ARITHMETIC)], replanner=[FINISH])
+    await agent.run({"goal": "add 7 and 7"}, quick(library_examples=k, save_plans=False))
+    assert agent.planner.calls[0].prompt.count("<saved_plan ") == k
