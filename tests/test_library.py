@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -668,3 +673,24 @@ async def test_library_examples_bounds_how_many_plans_the_planner_sees(k: int) -
     agent = Agent(store, planner=[plan_reply(ARITHMETIC)], replanner=[FINISH])
     await agent.run({"goal": "add 7 and 7"}, quick(library_examples=k, save_plans=False))
     assert agent.planner.calls[0].prompt.count("<saved_plan ") == k
+
+
+def test_the_readme_library_snippet_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"<!-- library:start -->\n```python\n(.*?)```", text, re.S)
+    shown = re.search(r"<!-- library:end -->\n\n```text\n(.*?)```", text, re.S)
+    assert code
+    assert shown
+    script = tmp_path / "snippet.py"
+    script.write_text(code.group(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGSMITH_"))}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown.group(1)
