@@ -164,6 +164,14 @@ async def test_the_namespace_comes_from_the_context_or_from_build_graph() -> Non
     assert len(await PlanLibrary(store, ("b",)).alist()) == 1
 
 
+@pytest.mark.parametrize("namespace", [["a.b"], [""], "plans", [], ["langgraph", "x"]])
+def test_a_namespace_a_store_would_refuse_is_refused_at_build_time(namespace: Any) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        build_graph(library_namespace=namespace)
+    with pytest.raises(ValueError, match="namespace"):
+        PlanLibrary(InMemoryStore(), namespace)
+
+
 async def test_save_plans_off_saves_nothing() -> None:
     store = InMemoryStore()
     agent = Agent(store, planner=[plan_reply(ARITHMETIC)], replanner=[FINISH])
@@ -694,3 +702,11 @@ def test_the_readme_library_snippet_prints_what_the_readme_shows(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown.group(1)
+
+
+@pytest.mark.parametrize("namespace", [["langgraph"], ["a.b"], [], [""]])
+def test_the_context_refuses_a_namespace_a_store_would_refuse(namespace: list[str]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="library_namespace"):
+        Context(library_namespace=tuple(namespace))

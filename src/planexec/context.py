@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator
 from pydantic.dataclasses import dataclass
 
 ReviewMode = Literal["always", "never"]
@@ -171,6 +171,13 @@ class Context:
 
     workspace: str = "."
     """Directory that the built-in file tools may read and write; nothing outside it."""
+
+    @field_validator("library_namespace")
+    @classmethod
+    def _unreserved(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and value[0] == "langgraph":
+            raise ValueError('may not start with "langgraph" (LangGraph reserves it)')
+        return value
 
     @property
     def replanner(self) -> str:

@@ -30,6 +30,7 @@ from langgraph.types import Checkpointer, Command
 
 from planexec.context import Context
 from planexec.events import emit
+from planexec.library import check_namespace
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes._library import record_end
 from planexec.nodes.approval import approval
@@ -130,7 +131,9 @@ def build_graph(
             replanner=replanner,
             factory=model_factory or default_model_factory,
         ),
-        library_namespace=tuple(library_namespace) if library_namespace else None,
+        library_namespace=(
+            check_namespace(library_namespace) if library_namespace is not None else None
+        ),
     )
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState

@@ -51,6 +51,8 @@ __all__ = [
     "Match",
     "PlanLibrary",
     "SavedPlan",
+    "check_entry",
+    "check_namespace",
     "describe_source",
     "fill_template",
     "lexical_similarity",
@@ -435,10 +437,8 @@ class PlanLibrary:
     """
 
     def __init__(self, store: BaseStore, namespace: Sequence[str] = DEFAULT_NAMESPACE) -> None:
-        if not namespace:
-            raise ValueError("the library's namespace needs at least one label")
         self.store = store
-        self.namespace = tuple(namespace)
+        self.namespace = check_namespace(namespace)
         self.entries_ns = (*self.namespace, "entries")
         self.goals_ns = (*self.namespace, "goals")
 
@@ -750,6 +750,19 @@ class PlanLibrary:
             old = await self.aget(entry.id)
             await self._put(entry, old.goals if old else [])
         return ids
+
+
+def check_namespace(namespace: Sequence[str]) -> tuple[str, ...]:
+    """`namespace` as a tuple, or `ValueError` if a LangGraph store would refuse it."""
+    labels = tuple(namespace)
+    if not labels or isinstance(namespace, str):
+        raise ValueError("the library's namespace is a sequence of one or more labels")
+    for label in labels:
+        if not isinstance(label, str) or not label or "." in label:
+            raise ValueError(f"namespace label {label!r} must be non-empty text without '.'")
+    if labels[0] == "langgraph":
+        raise ValueError('a namespace may not start with "langgraph" (LangGraph reserves it)')
+    return labels
 
 
 def check_entry(
