@@ -242,3 +242,21 @@ def graph_tools() -> dict[str, Any]:
     from planexec.tools import default_tools
 
     return {t.name: t for t in default_tools()}
+
+
+def test_a_run_paused_for_review_saves_its_plan_when_resumed_to_completion(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ck: Path
+) -> None:
+    finish = replan_reply("finish", answer="43")
+    scripted_models(monkeypatch, planner=[plan_reply(ARITHMETIC)], replanner=[finish])
+    code, out, err = cli(
+        capsys, "run", GOAL, "--json", "--thread", "t1", "--checkpoint", str(ck), *CLI_MODELS
+    )
+    assert code == 0, err
+    assert json.loads(out)["paused"] == "plan_review"
+    assert listing(capsys, ck) == []
+    code, out, err = cli(capsys, "resume", "t1", "--approve", "--json", "--checkpoint", str(ck))
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    [entry] = listing(capsys, ck)
+    assert (entry["goal"], entry["uses"]) == (GOAL, 1)
