@@ -710,3 +710,26 @@ def test_the_context_refuses_a_namespace_a_store_would_refuse(namespace: list[st
 
     with pytest.raises(ValidationError, match="library_namespace"):
         Context(library_namespace=tuple(namespace))
+
+
+async def test_an_imported_template_replays_for_goals_that_fill_it() -> None:
+    from planexec.library import tool_hashes
+
+    plan = {"steps": [step("s1", args={"expression": "{{param:n}} * 2"})]}
+    template = {
+        "id": "double",
+        "kind": "template",
+        "goal": "Double {{param:n}}",
+        "template": "Double {{param:n}}",
+        "plan": plan,
+        "tools": tool_hashes(plan, {"calculator": calculator}),
+        "stats": {"saved_at": "2026-11-01T00:00:00+00:00"},
+    }
+    library = PlanLibrary(InMemoryStore())
+    await library.aimport(
+        {"format": EXPORT_FORMAT, "plans": [template]}, {"calculator": calculator}
+    )
+    match = await library.areplay("double 21", {"calculator": calculator})
+    assert match is not None
+    assert match.plan["steps"][0]["args"] == {"expression": "21 * 2"}
+    assert await library.areplay("triple 21", {"calculator": calculator}) is None
