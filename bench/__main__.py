@@ -12,9 +12,11 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import concurrency
+from bench import library as plan_library
 from bench.report import as_json, markdown
 from bench.suite import Options, known_names, run_suite
 
@@ -34,7 +36,8 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
         action="append",
         default=[],
         metavar="NAME",
-        help="run only this workload or group (latency, overhead, scale, concurrency); "
+        help="run only this workload or group (latency, overhead, scale, concurrency, "
+        "library); "
         "repeatable, or comma-separated",
     )
     parser.add_argument(
@@ -46,7 +49,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     )
     args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
-    names = [*known_names(), "concurrency"]
+    names = [*known_names(), "concurrency", "library"]
     unknown = sorted(set(only) - set(names))
     if unknown:
         parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
@@ -65,24 +68,33 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LANGSMITH_TRACING"] = "false"
     os.environ["LANGCHAIN_TRACING_V2"] = "false"
     load = os.getloadavg()[0]
-    workloads = [name for name in options.only if name != "concurrency"]
+    workloads = [name for name in options.only if name not in ("concurrency", "library")]
     with_suite = not options.only or bool(workloads)
     with_concurrency = not options.only or "concurrency" in options.only
+    with_library = not options.only or "library" in options.only
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
     suite_options = Options(quick=options.quick, only=workloads)
     rows = asyncio.run(run_suite(suite_options, progress=progress)) if with_suite else []
     runs = 20 if options.quick else concurrency.RUNS
     many = asyncio.run(concurrency.measure_all(runs)) if with_concurrency else []
+    repeats = 3 if options.quick else plan_library.REPEATS
+    reused = asyncio.run(plan_library.measure_all(repeats)) if with_library else []
     loads = (load, os.getloadavg()[0])
     report = markdown(rows, options, argv, loads)
     if many:
         report += "\n" + concurrency.markdown(many, runs, concurrency.LATENCY_S)
+    if reused:
+        report += "\n" + plan_library.markdown(reused, repeats, plan_library.LATENCY_S)
     print(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.md").write_text(report, encoding="utf-8")
         data = as_json(rows, options, argv, loads)
         data["concurrency"] = [row.as_json() for row in many]
+        data["library"] = {
+            "rows": [asdict(row) for row in reused],
+            "targets": plan_library.targets(reused) if reused else {},
+        }
         (out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out / 'results.md'} and {out / 'results.json'}", file=sys.stderr)
     return 0

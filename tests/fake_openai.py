@@ -33,6 +33,11 @@ scripts can be served as they are.
 Without `usage`, tokens are counted as a quarter of the characters (prompt: the
 messages' text; completion: the content plus every call's arguments), rounded down.
 
+`POST /v1/embeddings` answers every input with a deterministic vector of
+`embedding_dims` numbers: each word hashed into one dimension, normalised, so texts that
+share words are close (as float lists, or base64 when the client asks for it). The
+requests are kept in `embedding_requests`.
+
 A request that finds no reply left is answered HTTP 500 with `x-should-retry: false`
 (so the client gives up at once), and kept in `unanswered`: an exhausted script never
 passes silently.
@@ -40,11 +45,15 @@ passes silently.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
+import math
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,6 +65,7 @@ Reply = dict[str, Any]
 Responder = Callable[[dict[str, Any]], Reply | None]
 
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 _ARGUMENT_PIECE = 12
 """Characters of a tool call's arguments per streamed delta."""
 
@@ -75,6 +85,7 @@ class FakeOpenAI:
             without `additionalProperties: false` or not requiring all its properties.
         keep_alive: Keep each connection open after its reply, as real servers do, so
             that clients pool it. By default every reply closes its connection.
+        embedding_dims: The size of the vectors `/v1/embeddings` answers with.
     """
 
     def __init__(
@@ -86,6 +97,7 @@ class FakeOpenAI:
         per_token_latency: float = 0.0,
         strict_schemas: bool = True,
         keep_alive: bool = False,
+        embedding_dims: int = 64,
     ) -> None:
         self.keep_alive = keep_alive
         self._script = [dict(reply) for reply in replies]
@@ -94,6 +106,8 @@ class FakeOpenAI:
         self.latency = latency
         self.per_token_latency = per_token_latency
         self.strict_schemas = strict_schemas
+        self.embedding_dims = embedding_dims
+        self._embedding_requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
@@ -167,6 +181,12 @@ class FakeOpenAI:
             return list(self._requests)
 
     @property
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the `/v1/embeddings` requests, in arrival order."""
+        with self._lock:
+            return list(self._embedding_requests)
+
+    @property
     def request_headers(self) -> list[dict[str, str]]:
         """The headers of each request in `requests` (lower-case names), same order."""
         with self._lock:
@@ -231,6 +251,9 @@ class FakeOpenAI:
 
     def _serve(self, handler: _Handler) -> None:
         path = handler.path.split("?", 1)[0].rstrip("/")
+        if handler.command == "POST" and path == EMBEDDINGS_PATH:
+            self._embed(handler)
+            return
         if handler.command != "POST" or path != CHAT_PATH:
             with self._lock:
                 self._not_found.append(handler.path)
@@ -267,6 +290,36 @@ class FakeOpenAI:
             )
             return
         self._answer(handler, body, reply)
+
+    def _embed(self, handler: _Handler) -> None:
+        try:
+            body = json.loads(_drain(handler) or b"null")
+        except ValueError:
+            body = None
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            _send_json(handler, 400, _error("input must be a string or a list of strings"))
+            return
+        assert isinstance(body, dict)
+        with self._lock:
+            self._embedding_requests.append(body)
+        data = []
+        for index, text in enumerate(texts):
+            vector = word_vector(text, self.embedding_dims)
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(text) // 4 for text in texts)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": str(body.get("model", "fake")),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        _send_json(handler, 200, payload)
 
     def _reply_for(self, body: dict[str, Any]) -> tuple[Reply | None, str]:
         if self.responder is not None:
@@ -405,6 +458,15 @@ class FakeOpenAI:
         if seconds <= 0:
             return self._stopping.is_set()
         return self._stopping.wait(seconds)
+
+
+def word_vector(text: str, dims: int) -> list[float]:
+    """A unit vector with one dimension per word (hashed): shared words, nearby vectors."""
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:

@@ -160,7 +160,7 @@ def test_render_fills_exactly_the_placeholders() -> None:
     ("template", "placeholders"),
     [
         (planner_prompts.SYSTEM, {"max_steps", "direct_answers"}),
-        (planner_prompts.USER, {"goal", "tools", "feedback", "invalid_reply"}),
+        (planner_prompts.USER, {"goal", "tools", "examples", "feedback", "invalid_reply"}),
         (planner_prompts.FEEDBACK, {"plan", "message"}),
         (replanner_prompts.SYSTEM, {"options", "replans_left"}),
         (

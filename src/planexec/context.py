@@ -6,13 +6,19 @@ does that once and passes values in. A run given no context uses these defaults.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator
 from pydantic.dataclasses import dataclass
 
 ReviewMode = Literal["always", "never"]
 ReplanPolicy = Literal["on_failure", "after_each_step", "never"]
+ReuseMode = Literal["off", "suggest", "replay"]
+
+LIBRARY_NAMESPACE: tuple[str, ...] = ("planexec", "plans")
+"""The store namespace of the plan library (`planexec.library`) unless a run says otherwise."""
+
+_Label = Annotated[str, Field(pattern=r"^[^.]+$")]
 
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
@@ -62,6 +68,21 @@ class Context:
     """Whether the planner may answer a goal that needs no tools at once, ending the run
     "completed" without a plan to review or execute: faster and cheaper for short goals,
     but nobody reviews those answers. Plans with steps are always reviewed."""
+
+    reuse_plans: ReuseMode = "suggest"
+    """How saved plans from the graph's store are used: "suggest" shows the planner the
+    best-fitting ones as examples; "replay" also runs a plan that fits the goal exactly
+    (the same goal, or a template's slots filled) with no planner call; "off" uses none.
+    Completed runs save their plans either way, unless `save_plans` is off."""
+
+    save_plans: bool = True
+    """Whether a run that completes saves its plan to the graph's store, when it has one."""
+
+    library_examples: int = Field(default=3, ge=0, le=10)
+    """The most saved plans shown to the planner as examples."""
+
+    library_namespace: tuple[_Label, ...] = Field(default=LIBRARY_NAMESPACE, min_length=1)
+    """The store namespace the plan library lives under (`build_graph` may override it)."""
 
     max_replans: int = Field(default=3, ge=0)
     """How many times the plan may be revised after it first runs."""
@@ -150,6 +171,13 @@ class Context:
 
     workspace: str = "."
     """Directory that the built-in file tools may read and write; nothing outside it."""
+
+    @field_validator("library_namespace")
+    @classmethod
+    def _unreserved(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and value[0] == "langgraph":
+            raise ValueError('may not start with "langgraph" (LangGraph reserves it)')
+        return value
 
     @property
     def replanner(self) -> str:

@@ -8,7 +8,8 @@ removes or reshapes a field raises the version.
 
 | event | when | fields |
 |---|---|---|
-| `plan_ready` | the planner or a person's edit wrote a plan | revision, source, steps, reason |
+| `plan_ready` | the planner, a person's edit or the library wrote a plan | revision, source, |
+| | | steps, reason |
 | `review_requested` | the run is about to pause for plan review | revision |
 | `review_decided` | a person decided on a plan | revision, decision, message |
 | `approval_requested` | steps wait for a person's approval | steps |
@@ -44,10 +45,10 @@ class _Event(TypedDict):
 
 
 class PlanReady(_Event):
-    """The planner, or a person's edit, wrote a plan revision (the replanner's is `replan`)."""
+    """The planner, an edit or a replayed saved plan made a revision (the replanner's: `replan`)."""
 
     revision: int
-    source: Literal["planner", "replanner", "human"]
+    source: Literal["planner", "replanner", "human", "library"]
     steps: int
     reason: str | None
 

@@ -32,7 +32,9 @@ from planexec import runtime
 from planexec.context import Context
 from planexec.events import emit
 from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
+from planexec.library import check_namespace
 from planexec.models import ModelFactory, Models, default_model_factory
+from planexec.nodes._library import record_end
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
 from planexec.nodes.planner import planner
@@ -187,6 +189,7 @@ def build_graph(
     executor: BaseChatModel | None = None,
     replanner: BaseChatModel | None = None,
     model_factory: ModelFactory | None = None,
+    library_namespace: Sequence[str] | None = None,
 ) -> PlanexecGraph:
     """Compile the planner-executor graph.
 
@@ -200,13 +203,17 @@ def build_graph(
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
             `durability="sync"` (each checkpoint saved before the next superstep).
-        store: A LangGraph store, handed to tools through their runtime.
+        store: A LangGraph store, handed to tools through their runtime. It also keeps
+            the plan library (`planexec.library`): completed runs save their plans
+            there, and later runs reuse them as `Context.reuse_plans` says.
         planner: A chat model for planning; overrides `Context.planner_model`.
         executor: A chat model for steps; overrides `Context.executor_model`.
         replanner: A chat model for replanning; overrides `Context.replanner_model`
             (and defaults to `planner` when only that is given).
         model_factory: Makes a chat model from a model string and the run's context;
             the default makes `ChatOpenAI` clients.
+        library_namespace: The store namespace of the plan library; overrides
+            `Context.library_namespace`.
 
     Example:
         ```python
@@ -227,6 +234,9 @@ def build_graph(
             executor=executor,
             replanner=replanner,
             factory=model_factory or default_model_factory,
+        ),
+        library_namespace=(
+            check_namespace(library_namespace) if library_namespace is not None else None
         ),
     )
     builder = StateGraph(
@@ -269,13 +279,14 @@ NodeT = TypeVar("NodeT", bound=Callable[..., Awaitable[Any]])
 
 
 def _announcing(node: NodeT) -> NodeT:
-    """`node`, emitting a `run_finished` event when its update ends the run."""
+    """`node`, telling the plan library and emitting `run_finished` when its update ends the run."""
 
     @functools.wraps(node)
     async def run(state: State, runtime: Runtime[Context], **kwargs: Any) -> Any:
         result = await node(state, runtime, **kwargs)
         update = result.update if isinstance(result, Command) else result
         if isinstance(update, dict) and update.get("status"):
+            await record_end(state, update, runtime, kwargs["resources"])
             emit(
                 runtime.stream_writer,
                 "run_finished",

@@ -29,6 +29,8 @@ class Resources:
 
     tools: Mapping[str, BaseTool]
     models: Models
+    library_namespace: tuple[str, ...] | None = None
+    """The plan library's store namespace, overriding `Context.library_namespace`."""
 
     def describe_tools(self) -> str:
         """The tools as the planner and replanner see them: one JSON object per line."""

@@ -28,7 +28,8 @@ StepStatus = Literal["done", "failed", "skipped"]
 Role = Literal["planner", "executor", "replanner"]
 ROLES: tuple[Role, ...] = ("planner", "executor", "replanner")
 """Every role, in the order a run uses them."""
-PlanSource = Literal["planner", "replanner", "human"]
+PlanSource = Literal["planner", "replanner", "human", "library"]
+"""Who wrote a plan revision: "library" is a saved plan replayed (`planexec.library`)."""
 
 
 class Usage(TypedDict):
@@ -74,6 +75,23 @@ class StepResult(TypedDict, total=False):
     have happened (`planexec.uncertain`); absent otherwise."""
 
 
+class LibrarySource(TypedDict):
+    """The saved plan that a replayed revision came from (`planexec.library`)."""
+
+    entry: str
+    """The saved plan's id."""
+    uses: int
+    """How many runs had run it before."""
+    success_rate: float | None
+    """The share of those runs that completed with it unchanged; None before any use."""
+    last_edit: str | None
+    """When a reviewer last edited it before it was saved, if ever."""
+    template: str | None
+    """The template whose `{{param:name}}` slots the goal filled, for a template."""
+    params: dict[str, str]
+    """The values the goal gave those slots."""
+
+
 class PlanRevision(TypedDict):
     """One version of the plan, with who or what produced it and why."""
 
@@ -84,6 +102,8 @@ class PlanRevision(TypedDict):
     diff: PlanDiff
     """What changed from the revision before (everything is "added" in the first)."""
     at: str
+    library: NotRequired[LibrarySource]
+    """For a plan replayed from the library: where it came from."""
 
 
 class ReviewRecord(TypedDict):

@@ -8,11 +8,13 @@
     planexec threads        every thread in the checkpoint database, newest first
     planexec completion SH  a completion script for bash, zsh or fish
     planexec eval           run the evaluation suite; compare configurations
+    planexec plans ACTION   list, show, delete, export or import saved plans
 
 The environment is read here, once: OPENAI_API_KEY and OPENAI_BASE_URL for the models,
 PLANEXEC_HOME (default `${XDG_DATA_HOME:-~/.local/share}/planexec`) for the default
-checkpoint file `$PLANEXEC_HOME/checkpoints.sqlite`, VISUAL/EDITOR for editing plans, and
-PLANEXEC_CHECKPOINT_KEY, a secret that encrypts and authenticates the checkpoints.
+checkpoint file `$PLANEXEC_HOME/checkpoints.sqlite`, VISUAL/EDITOR for editing plans,
+PLANEXEC_CHECKPOINT_KEY, a secret that encrypts and authenticates the checkpoints, and
+PLANEXEC_EMBEDDINGS, a model that finds saved plans by meaning.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from planexec.cli import audit, commands, completion, evaluate, mcp_servers, threads
+from planexec.cli import audit, commands, completion, evaluate, mcp_servers, plans, threads
 from planexec.cli.render import make_console
 from planexec.cli.session import Environment, UserError
 from planexec.errors import PlanexecError, ThreadBusyError
@@ -91,6 +93,13 @@ def _add_run_options(parser: argparse.ArgumentParser, *, resuming: bool) -> None
     )
     group.add_argument(
         "--max-replans", type=int, metavar="N", help="plan revisions allowed" + default("3")
+    )
+    group.add_argument(
+        "--reuse",
+        dest="reuse_plans",
+        choices=("off", "suggest", "replay"),
+        help="saved plans: show similar ones to the planner (suggest), also run an exact "
+        "fit with no planner call (replay), or neither" + default("suggest"),
     )
     group.add_argument(
         "--workspace",
@@ -184,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_parser(sub)
     audit.add_parser(sub, _add_checkpoint)
     evaluate.add_parser(sub)
+    plans.add_parser(sub, _add_checkpoint)
     return parser
 
 
@@ -197,6 +207,7 @@ COMMANDS: dict[str, Command] = {
     "completion": completion.completion,
     "__complete": threads.complete,
     "eval": evaluate.evaluate,
+    "plans": plans.plans,
 }
 
 

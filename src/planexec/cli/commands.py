@@ -22,6 +22,7 @@ from rich.markup import escape
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.live import ProgressView
+from planexec.cli.plans import open_library
 from planexec.cli.render import show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
@@ -50,7 +51,14 @@ from planexec.errors import PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.scripted import ScriptExhaustedError
 
-MODEL_OPTIONS = ("planner_model", "executor_model", "replanner_model", "review", "max_replans")
+MODEL_OPTIONS = (
+    "planner_model",
+    "executor_model",
+    "replanner_model",
+    "review",
+    "max_replans",
+    "reuse_plans",
+)
 
 DEMO_BANNER = (
     "[bold]planexec demo[/]: the model replies are [bold]scripted[/] (bundled with planexec): "
@@ -151,8 +159,9 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "run"),
             mcp_servers.graph_tools(mcp) as tools,
+            open_library(thread.checkpoint, env) as store,
         ):
-            graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
+            graph = build_graph(tools=tools, checkpointer=saver, store=store, model_factory=factory)
             await _refuse_existing(graph, thread)
             await record_thread(graph, config, context, goal)
             out.console.print(f"[bold]thread[/] {escape(thread.id)}")
@@ -174,8 +183,9 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
         async with (
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "resume"),
+            open_library(thread.checkpoint, env) as store,
         ):
-            graph = build_graph(checkpointer=saver, model_factory=factory)
+            graph = build_graph(checkpointer=saver, store=store, model_factory=factory)
             snapshot = await graph.aget_state(_config(thread.id))
             if snapshot.created_at is None:
                 raise UserError(f"unknown thread {thread.id} in {thread.where}")
@@ -205,7 +215,9 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
                 else:
                     check_models(context, factory)
                     if tools is not None:
-                        graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
+                        graph = build_graph(
+                            tools=tools, checkpointer=saver, store=store, model_factory=factory
+                        )
                 return await _execute(
                     graph, config, context, start, reviewer, out, thread, seed=values
                 )

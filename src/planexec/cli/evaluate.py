@@ -135,6 +135,12 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--concurrency", type=positive_int, metavar="N", help="tasks at once (default 4)"
     )
+    run.add_argument(
+        "--reuse",
+        choices=("off", "suggest", "replay"),
+        help="reuse_plans for the tasks that share a plan library (the repeated category), "
+        "over the suite's: 'off' measures them without it",
+    )
     run.add_argument("--out", metavar="DIR", help="run directory (default: under $PLANEXEC_HOME)")
     run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted evaluation")
     run.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two results")
@@ -244,6 +250,7 @@ def _run(args: argparse.Namespace, env: Environment, out: Output) -> int:
             budgets=budgets,
             concurrency=args.concurrency or 4,
             replies_path=str(Path(args.replies).resolve()) if args.replies else None,
+            reuse=args.reuse,
             **options,
         )
     return _execute(evaluation, out)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from planexec.library import describe_source
 from planexec.pictures import short
 
 SYMBOLS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]○[/]"}
@@ -107,6 +108,8 @@ def show_review(console: Console, request: Mapping[str, Any]) -> None:
         f"[bold]Plan revision {revision}[/] from the {escape(str(source))}"
         + (f": {escape(str(request['reason']))}" if request.get("reason") else "")
     )
+    if isinstance(request.get("library"), Mapping):
+        console.print(escape(describe_source(request["library"])))
     console.print(plan_table(request["plan"], finished=request.get("finished") or ()))
     if request.get("changes"):
         console.print(f"changes: {escape(changes_text(request['changes']))}")

@@ -62,6 +62,8 @@ class Environment:
     """Whether stdin is a terminal, so a person can answer questions."""
     checkpoint_key: str | None = field(default=None, repr=False)
     """`PLANEXEC_CHECKPOINT_KEY`: encrypts and authenticates checkpoints (`planexec.serde`)."""
+    embeddings: str | None = None
+    """`PLANEXEC_EMBEDDINGS`: the model that finds saved plans by meaning (`planexec.stores`)."""
 
     @classmethod
     def read(cls, environ: Mapping[str, str], *, interactive: bool) -> Environment:
@@ -73,6 +75,7 @@ class Environment:
             editor=environ.get("VISUAL") or environ.get("EDITOR") or "vi",
             interactive=interactive,
             checkpoint_key=environ.get(CHECKPOINT_KEY_VARIABLE) or None,
+            embeddings=environ.get("PLANEXEC_EMBEDDINGS") or None,
         )
 
     @property

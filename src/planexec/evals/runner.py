@@ -3,6 +3,7 @@
     RUN_DIR/
       run.json              what to run: the suite itself, configurations, tasks, budgets
       checkpoints.sqlite    one LangGraph thread per task and configuration, "<config>:<task>"
+      checkpoints.plans.sqlite  the plan libraries of tasks that name one (`Task.library`)
       results.jsonl         one score per line, appended as each task finishes
       work/<config>/<task>/ the task's world: workspace/ and state.json
       results.json, report.html   written once every task has a score
@@ -21,9 +22,10 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.store.base import BaseStore
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,6 +45,7 @@ from planexec.evals.world import World
 from planexec.graph import PlanexecGraph, build_graph, run_config
 from planexec.models import ModelFactory, default_model_factory
 from planexec.state import timestamp
+from planexec.stores import open_store
 
 RUN_FILE = "run.json"
 RESULTS_LOG = "results.jsonl"
@@ -76,6 +79,8 @@ class RunSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1)
     replies: str | None = None
     """Recorded replies replayed instead of calling models, if any."""
+    reuse: Literal["off", "suggest", "replay"] | None = None
+    """`reuse_plans` for every task that has a plan library, over the tasks' own."""
     created_at: str = Field(default_factory=timestamp)
 
 
@@ -121,6 +126,7 @@ class Evaluation:
         budgets: Mapping[str, float | int | None] | None = None,
         concurrency: int = 4,
         replies_path: str | None = None,
+        reuse: Literal["off", "suggest", "replay"] | None = None,
         **options: Any,
     ) -> Evaluation:
         """A new evaluation in `run_dir` (created if missing; it must not hold one already)."""
@@ -144,6 +150,7 @@ class Evaluation:
                 budgets=dict(budgets or {}),
                 concurrency=concurrency,
                 replies=replies_path,
+                reuse=reuse,
             )
         except ValidationError as exc:
             raise RunError(f"invalid evaluation settings: {exc.errors()[0]['msg']}") from exc
@@ -192,18 +199,33 @@ class Evaluation:
         ]
 
     async def run(self) -> dict[str, Any]:
-        """Run every pending task, then write and return the report."""
+        """Run every pending task, then write and return the report.
+
+        Tasks that share a plan library run one after another, in suite order.
+        """
         gate = asyncio.Semaphore(self.settings.concurrency)
-        async with open_checkpointer(self.run_dir / CHECKPOINT) as saver:
+        location = self.run_dir / CHECKPOINT
+        async with open_checkpointer(location) as saver, open_store(location) as store:
 
             async def one(config: EvalConfig, task: Task) -> None:
                 async with gate:
                     if self.on_start is not None:
                         self.on_start(config, task)
-                    score = await self._run_task(saver, config, task)
+                    score = await self._run_task(saver, config, task, store)
                 self._record(score)
 
-            await asyncio.gather(*(one(config, task) for config, task in self.pending()))
+            async def in_order(tasks: Sequence[tuple[EvalConfig, Task]]) -> None:
+                for config, task in tasks:
+                    await one(config, task)
+
+            chains: dict[tuple[str, str], list[tuple[EvalConfig, Task]]] = {}
+            alone = []
+            for config, task in self.pending():
+                if task.library is None:
+                    alone.append(one(config, task))
+                else:
+                    chains.setdefault((config.name, task.library), []).append((config, task))
+            await asyncio.gather(*alone, *(in_order(chain) for chain in chains.values()))
         report = self.report()
         write_report(self.run_dir, report)
         return report
@@ -235,10 +257,12 @@ class Evaluation:
     def context(self, config: EvalConfig, task: Task, world: World) -> Context:
         """The run settings of `task` under `config`."""
         budgets = self.suite.budgets_for(task, self.settings.budgets)
+        reuse = {"reuse_plans": self.settings.reuse} if task.library and self.settings.reuse else {}
         return Context(
             **{
                 **config.context,
                 **task.context,
+                **reuse,
                 **budgets,
                 "planner_model": config.planner_model,
                 "executor_model": config.executor_model,
@@ -249,7 +273,7 @@ class Evaluation:
         )
 
     async def _run_task(
-        self, saver: AsyncCheckpointer, config: EvalConfig, task: Task
+        self, saver: AsyncCheckpointer, config: EvalConfig, task: Task, store: BaseStore
     ) -> TaskScore:
         started = time.monotonic()
         thread = thread_id(config, task)
@@ -265,6 +289,8 @@ class Evaluation:
             graph = build_graph(
                 tools=tools,
                 checkpointer=saver,
+                store=store if task.library else None,
+                library_namespace=("planexec", "evals", config.name, task.library or "none"),
                 model_factory=self.model_factory,
                 planner=models.get("planner"),
                 executor=models.get("executor"),

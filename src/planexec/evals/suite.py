@@ -20,6 +20,10 @@ your own::
 - `budgets` (suite or task): `max_model_calls`, `max_tokens`, `time_budget_s`,
   `max_cost_usd`, over `DEFAULT_BUDGETS`; null means unlimited.
 - `context`: other `Context` settings for the task (`max_replans`, `approval_tools`...).
+- `library`: the name of a plan library the task shares with the suite's other tasks of
+  that name. They run one after another in suite order, each configuration with its
+  own library, so later tasks can reuse the plans earlier ones saved (`reuse_plans` in
+  `context`; `planexec eval --reuse` overrides it). A task without one has no library.
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ from planexec.evals.tools import build_tools
 from planexec.evals.world import World
 
 BUNDLED = "suite.json"
-CATEGORIES = ("sequential", "aggregate", "replan", "surprise", "injection", "review")
+CATEGORIES = (
+    "sequential",
+    "aggregate",
+    "replan",
+    "surprise",
+    "injection",
+    "review",
+    "repeated",
+)
 """The bundled suite's categories; a suite of your own may use any names."""
 
 DEFAULT_BUDGETS: dict[str, float | int | None] = {
@@ -103,6 +115,8 @@ class Task(BaseModel):
     reviewer: ReviewerPolicy | None = None
     budgets: Budgets = Field(default_factory=Budgets)
     context: dict[str, Any] = Field(default_factory=dict)
+    library: str | None = Field(default=None, pattern=_ID)
+    """The plan library the task shares with the suite's other tasks that name it."""
     notes: str | None = None
     """What the task tests, for people reading the suite."""
 

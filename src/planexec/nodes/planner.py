@@ -13,11 +13,13 @@ from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit, emit_plan_ready
 from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
+from planexec.nodes._library import examples_section, replayed_revision
 from planexec.plan import Plan, PlanDict, PlanError, validate_plan
 from planexec.prompts import planner as prompts
 from planexec.prompts import render
 from planexec.resources import Resources
 from planexec.state import (
+    PlanRevision,
     State,
     current_revision,
     next_revision,
@@ -43,9 +45,12 @@ def goal_of(state: State, max_chars: int | None = None) -> str:
 
 
 def planner_messages(
-    state: State, context: Context, resources: Resources
+    state: State, context: Context, resources: Resources, *, examples: str = ""
 ) -> list[SystemMessage | HumanMessage]:
-    """The planner's prompt for this state: goal, tools, and feedback or errors if any."""
+    """The planner's prompt for this state: goal, tools, and feedback or errors if any.
+
+    `examples` is the `<saved_plans>` section from the plan library, if any.
+    """
     feedback = ""
     message = rejection_feedback(state)
     revision = current_revision(state)
@@ -70,6 +75,7 @@ def planner_messages(
                 prompts.USER,
                 goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
+                examples=examples,
                 feedback=feedback,
                 invalid_reply=invalid_reply_section(state),
             )
@@ -86,8 +92,13 @@ async def planner(
     `max_plan_attempts` replies; then the run fails with the reasons.
     """
     context = resolve_context(runtime.context)
-    messages = planner_messages(state, context, resources)
     budget = Budget.of(state, context, runtime.stream_writer)
+    goal = goal_of(state, context.max_goal_chars)
+    replayed = await replayed_revision(state, goal, runtime, resources)
+    if replayed is not None:
+        return {**_replay(replayed, context, runtime), "active_s": budget.elapsed()}
+    examples = await examples_section(goal, runtime, resources)
+    messages = planner_messages(state, context, resources, examples=examples)
     try:
         reply, usage = await resources.ask_structured(
             "planner", context, budget, Plan, messages, revision=revision_number(state)
@@ -146,6 +157,20 @@ async def planner(
     if context.review == "always":
         emit(runtime.stream_writer, "review_requested", revision=update["revisions"][0]["revision"])
     return {**update, **valid_reply(), **spent}
+
+
+def _replay(revision: PlanRevision, context: Context, runtime: Runtime[Context]) -> dict[str, Any]:
+    """The update that makes a saved plan the first revision, with no planner call."""
+    emit_plan_ready(runtime.stream_writer, revision)
+    if context.review == "always":
+        emit(runtime.stream_writer, "review_requested", revision=revision["revision"])
+    return {
+        "plan": revision["plan"],
+        "revisions": [revision],
+        "answer": None,
+        "results": {},
+        **valid_reply(),
+    }
 
 
 def _new_revision(

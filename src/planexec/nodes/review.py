@@ -111,6 +111,8 @@ def review_request(state: State, errors: list[str]) -> dict[str, Any]:
         "finished": sorted(done_steps(state)),
         "allowed_decisions": list(DECISIONS),
     }
+    if "library" in revision:
+        request["library"] = revision["library"]
     if errors:
         request["errors"] = errors
     return request

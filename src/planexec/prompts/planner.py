@@ -45,7 +45,7 @@ $goal
 <tools>
 $tools
 </tools>
-$feedback$invalid_reply""")
+$examples$feedback$invalid_reply""")
 
 FEEDBACK = Template("""
 <reviewer_feedback>
