@@ -30,7 +30,7 @@ def event(name: str, **fields: Any) -> dict[str, Any]:
 def test_on_a_terminal_the_steps_table_is_redrawn_in_place() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=150, color_system=None)
-    view = ProgressView(console)
+    view = ProgressView(console, show_plans=True)  # no review: the view announces plans
     assert view.live
     view.update("planner", {"plan": {"steps": ARITHMETIC}})
     view.handle(event("plan_ready", revision=1, source="planner", steps=2, reason=None))

@@ -17,10 +17,10 @@ from uuid import uuid4
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 from rich.console import Console
-from rich.markup import escape
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
+from planexec.cli.inert import inert
 from planexec.cli.live import ProgressView
 from planexec.cli.render import show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
             graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
             await _refuse_existing(graph, thread)
             await record_thread(graph, config, context, goal)
-            out.console.print(f"[bold]thread[/] {escape(thread.id)}")
+            out.console.print(f"[bold]thread[/] {inert(thread.id)}")
             return await _execute(graph, config, context, None, reviewer, out, thread)
 
     return asyncio.run(go())
@@ -190,12 +190,12 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
                     raise UserError(
                         f"thread {thread.id} has finished ({values['status']}): nothing to decide"
                     )
-                out.console.print(f"thread {escape(thread.id)} has already finished")
+                out.console.print(f"thread {inert(thread.id)} has already finished")
                 return _finish(values, None, out, thread)
             start = snapshot.interrupts[0] if snapshot.interrupts else None
             if scripted is not None and start is None:
                 raise UserError(f"thread {thread.id} is not paused for a decision")
-            out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
+            out.console.print(f"[bold]resuming thread[/] {inert(thread.id)}")
             mcp = None if demo else mcp_servers.for_resume(args, metadata)
             config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
             async with mcp_servers.graph_tools(mcp) as tools:
@@ -240,7 +240,7 @@ def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
         demo=bool(metadata.get(DEMO_KEY)),
     )
     if not values.get("status"):
-        out.console.print(f"continue it with: [bold]{escape(thread.command('resume'))}[/]")
+        out.console.print(f"continue it with: [bold]{inert(thread.command('resume'))}[/]")
     return 0
 
 
@@ -262,8 +262,8 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     context = make_context(settings)
     path = prepare_checkpoint(_checkpoint(args, env), create=True)
     thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
-    out.console.print(f"workspace:  {escape(str(workspace))} ({', '.join(files)})")
-    out.console.print(f"checkpoint: {escape(thread.where)}")
+    out.console.print(f"workspace:  {inert(str(workspace))} ({', '.join(files)})")
+    out.console.print(f"checkpoint: {inert(thread.where)}")
     auto = args.yes or not env.interactive
     note = "--yes" if args.yes else "automatically: stdin is not a terminal"
     reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
@@ -276,10 +276,10 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
         ):
             graph = _demo_graph(saver, scenario)
             await _refuse_existing(graph, thread)
-            out.console.print(f"[bold]thread[/]     {escape(thread.id)}")
-            out.console.print(f"\n[bold]goal:[/] {escape(scenario.goal)}")
+            out.console.print(f"[bold]thread[/]     {inert(thread.id)}")
+            out.console.print(f"\n[bold]goal:[/] {inert(scenario.goal)}")
             if not auto and scenario.hint:
-                out.console.print(f"[dim]{escape(scenario.hint)}[/]")
+                out.console.print(f"[dim]{inert(scenario.hint)}[/]")
             await record_thread(graph, config, context, scenario.goal)
             return await _execute(graph, config, context, None, reviewer, out, thread)
 
@@ -293,8 +293,8 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
         return 1
     report = workspace / "report.md"
     if code == 0 and report.is_file():
-        out.console.print(f"\n[bold]{escape(str(report))}[/]:")
-        out.console.print(escape(report.read_text(encoding="utf-8")))
+        out.console.print(f"\n[bold]{inert(str(report))}[/]:")
+        out.console.print(inert(report.read_text(encoding="utf-8")))
     return code
 
 
@@ -381,15 +381,15 @@ async def _execute(
             decide = view.decide(reviewer)
             outcome = await drive(graph, config, context, start, decide, view.handle, view.update)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        out.console.print(f"\ninterrupted; the thread is saved: {escape(thread.command('resume'))}")
+        out.console.print(f"\ninterrupted; the thread is saved: {inert(thread.command('resume'))}")
         raise
     except (PlanexecError, ScriptExhaustedError):
         raise
     except Exception as exc:
         # A bug or an outage: keep the traceback, but say that nothing finished is lost.
         out.console.print(
-            f"\n[red]the run stopped on an unexpected error[/] ({escape(type(exc).__name__)}); "
-            f"finished steps are saved. Continue with: {escape(thread.command('resume'))}"
+            f"\n[red]the run stopped on an unexpected error[/] ({inert(type(exc).__name__)}); "
+            f"finished steps are saved. Continue with: {inert(thread.command('resume'))}"
         )
         raise
     return _finish(outcome.values, outcome.paused, out, thread)
@@ -401,7 +401,7 @@ def _finish(
     if paused is not None:
         what, options = PAUSES.get(str(paused.get("type")), PAUSES["step_approval"])
         out.console.print(
-            f"\npaused for {what}; resume with: [bold]{escape(thread.command('resume'))}[/] "
+            f"\npaused for {what}; resume with: [bold]{inert(thread.command('resume'))}[/] "
             f"\\[{options}]"
         )
     else:

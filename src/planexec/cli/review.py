@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.markup import escape
 
+from planexec.cli.inert import inert
 from planexec.cli.render import show_approval, show_review
 from planexec.cli.session import UserError
 
@@ -105,7 +105,7 @@ class Reviewer:
             self._scripted_used = self._answered_by_script = True
             return _decision(request, self.scripted)
         if self.auto and kind != "uncertain_step":
-            self.console.print(f"[green]approved[/] ({escape(self.auto_note)})")
+            self.console.print(f"[green]approved[/] ({inert(self.auto_note)})")
             return _decision(request, _APPROVE)
         if not self.interactive:
             return None
@@ -188,7 +188,7 @@ class Reviewer:
 
     def _choose(self, prompt: str, letters: str) -> str:
         while True:
-            answer = self._read_line(f"{escape(prompt)} ? ").strip().lower()
+            answer = self._read_line(f"{inert(prompt)} ? ").strip().lower()
             if answer and answer[0] in letters:
                 return answer[0]
             self.console.print(f"please answer one of: {', '.join(letters)}")
@@ -212,7 +212,7 @@ class Reviewer:
                 done = subprocess.run([*shlex.split(self.editor), str(path)], check=False)
             except OSError as exc:
                 self.console.print(
-                    f"[red]cannot start the editor {escape(self.editor)!r}: {exc.strerror}; "
+                    f"[red]cannot start the editor {inert(self.editor)!r}: {exc.strerror}; "
                     "set $EDITOR[/]"
                 )
                 return None
@@ -225,13 +225,13 @@ class Reviewer:
         except json.JSONDecodeError as exc:
             self._drafts[what] = text
             self.console.print(
-                f"[red]the edited {escape(what)} is not valid JSON: line {exc.lineno}, "
-                f"column {exc.colno}: {escape(exc.msg)}[/]"
+                f"[red]the edited {inert(what)} is not valid JSON: line {exc.lineno}, "
+                f"column {exc.colno}: {inert(exc.msg)}[/]"
             )
             lines = text.splitlines()
             if 0 < exc.lineno <= len(lines):
                 shown = lines[exc.lineno - 1].expandtabs(1)
-                self.console.print(f"  {escape(shown)}", soft_wrap=True)
+                self.console.print(f"  {inert(shown)}", soft_wrap=True)
                 self.console.print("  " + " " * (exc.colno - 1) + "[red]^[/]")
             self.console.print("[dim]the next edit starts from your text[/]")
             return None
@@ -317,12 +317,12 @@ def _uncertain_decision(request: dict[str, Any], scripted: Scripted) -> dict[str
 def show_uncertain(console: Console, request: dict[str, Any]) -> None:
     """Show an uncertain step: the call that may have happened, and why it is uncertain."""
     console.print(
-        f"\n[bold yellow]uncertain step[/] {escape(str(request.get('step')))} "
-        f"(plan revision {request.get('revision')}): {escape(str(request.get('description')))}"
+        f"\n[bold yellow]uncertain step[/] {inert(str(request.get('step')))} "
+        f"(plan revision {request.get('revision')}): {inert(str(request.get('description')))}"
     )
     call = json.dumps(request.get("args"), ensure_ascii=False)
-    console.print(f"  call: {escape(str(request.get('tool')))}({escape(call)})")
-    console.print(f"  idempotency key: {escape(str(request.get('key')))}")
-    console.print(f"  {escape(str(request.get('message')))}")
+    console.print(f"  call: {inert(str(request.get('tool')))}({inert(call)})")
+    console.print(f"  idempotency key: {inert(str(request.get('key')))}")
+    console.print(f"  {inert(str(request.get('message')))}")
     for error in request.get("errors") or []:
-        console.print(f"  [red]{escape(str(error))}[/]")
+        console.print(f"  [red]{inert(str(error))}[/]")

@@ -20,10 +20,10 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg_pool import AsyncConnectionPool
-from rich.markup import escape
 from rich.table import Table
 
 from planexec.checkpoints import redact
+from planexec.cli.inert import inert
 from planexec.cli.render import STATUS_STYLE, when
 from planexec.cli.session import (
     DEMO_KEY,
@@ -192,15 +192,15 @@ def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return 0
     if not summaries:
-        out.console.print(f"no threads in {escape(where)}")
+        out.console.print(f"no threads in {inert(where)}")
         return 0
-    table = Table(title=f"threads in {escape(where)}", title_justify="left")
+    table = Table(title=f"threads in {inert(where)}", title_justify="left")
     for name in ("thread", "status", "updated", "goal"):
         table.add_column(name, no_wrap=True, overflow="ellipsis")
     for s in summaries:
         style = STATUS_STYLE.get(s.status, "yellow")
-        goal = ("[dim](demo)[/] " if s.demo else "") + escape(short(s.goal, 70))
-        table.add_row(escape(s.thread_id), f"[{style}]{s.label}[/]", when(s.updated_at), goal)
+        goal = ("[dim](demo)[/] " if s.demo else "") + inert(short(s.goal, 70))
+        table.add_row(inert(s.thread_id), f"[{style}]{s.label}[/]", when(s.updated_at), goal)
     out.console.print(table)
     return 0
 
