@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -15,14 +16,15 @@ from typing import Any
 from uuid import uuid4
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import StateSnapshot
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Interrupt, StateSnapshot
 from rich.console import Console
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.inert import inert
 from planexec.cli.live import ProgressView
-from planexec.cli.render import show_outcome
+from planexec.cli.render import plural, show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
     DEMO_KEY,
@@ -44,10 +46,13 @@ from planexec.cli.session import (
     thread_config,
 )
 from planexec.cli.show import show_thread, where_it_stands
+from planexec.cli.threads import resolve_thread, thread_status
 from planexec.context import Context
 from planexec.demo import Scenario, copy_workspace, load_scenario
-from planexec.errors import PlanexecError
+from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
+from planexec.nodes.executor import in_flight_results
+from planexec.nodes.planner import validate_goal
 from planexec.scripted import ScriptExhaustedError
 
 MODEL_OPTIONS = ("planner_model", "executor_model", "replanner_model", "review", "max_replans")
@@ -135,9 +140,14 @@ async def _refuse_existing(graph: PlanexecGraph, thread: Thread) -> None:
 def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec run GOAL`."""
     goal = " ".join(args.goal).strip()
-    if not goal:
-        raise UserError('the goal is empty: planexec run "<what to achieve>"')
     context = make_context({"workspace": str(Path.cwd()), **_settings(args)})
+    try:
+        # Refused here, a goal leaves no thread behind to resume into the same error.
+        goal = validate_goal(goal, context)
+    except InvalidGoalError as exc:
+        raise UserError(
+            'the goal is empty: planexec run "<what to achieve>"' if not goal else str(exc)
+        ) from exc
     factory = model_factory(env)
     check_models(context, factory)
     path = prepare_checkpoint(_checkpoint(args, env), create=True)
@@ -165,69 +175,135 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec resume THREAD`: answer a pending decision, or continue an interrupted run."""
     scripted = _scripted(args)
     overrides = _settings(args)
-    path = prepare_checkpoint(_checkpoint(args, env), create=False)
-    thread = Thread(args.thread, path, env.default_checkpoint)
+    path = _existing_checkpoint(args, env)
     reviewer = _reviewer(args, env, out, scripted=scripted)
-    factory = model_factory(env)
 
     async def go() -> int:
-        async with (
-            open_saver(thread.checkpoint, env.checkpoint_key) as saver,
-            hold_thread(saver, thread.id, "resume"),
-        ):
-            graph = build_graph(checkpointer=saver, model_factory=factory)
-            snapshot = await graph.aget_state(_config(thread.id))
-            if snapshot.created_at is None:
-                raise UserError(f"unknown thread {thread.id} in {thread.where}")
-            metadata = snapshot.metadata or {}
-            check_seal(metadata, env.checkpoint_key)
-            demo = bool(metadata.get(DEMO_KEY))
-            context = make_context({**stored_settings(metadata), **overrides})
-            goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
-            values = dict(snapshot.values)
-            if values.get("status") and not snapshot.next:
-                if scripted is not None:
-                    raise UserError(
-                        f"thread {thread.id} has finished ({values['status']}): nothing to decide"
-                    )
-                out.console.print(f"thread {inert(thread.id)} has already finished")
-                return _finish(values, None, out, thread)
-            start = snapshot.interrupts[0] if snapshot.interrupts else None
-            if scripted is not None and start is None:
-                raise UserError(f"thread {thread.id} is not paused for a decision")
-            out.console.print(f"[bold]resuming thread[/] {inert(thread.id)}")
-            mcp = None if demo else mcp_servers.for_resume(args, metadata)
-            config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
-            async with mcp_servers.graph_tools(mcp) as tools:
-                # The graph that read the thread runs it, unless it needs other models or tools.
-                if demo:
-                    graph = _demo_graph(saver, load_scenario())
-                else:
-                    check_models(context, factory)
-                    if tools is not None:
-                        graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
-                return await _execute(
-                    graph, config, context, start, reviewer, out, thread, seed=values
-                )
+        async with open_saver(path, env.checkpoint_key) as saver:
+            found = await resolve_thread(saver, args.thread, redact(path))
+            thread = Thread(found, path, env.default_checkpoint)
+            async with hold_thread(saver, thread.id, "resume"):
+                return await _resume(args, env, out, saver, thread, scripted, reviewer, overrides)
 
     return asyncio.run(go())
 
 
+async def _resume(
+    args: argparse.Namespace,
+    env: Environment,
+    out: Output,
+    saver: AsyncCheckpointer,
+    thread: Thread,
+    scripted: Scripted | None,
+    reviewer: Reviewer,
+    overrides: dict[str, Any],
+) -> int:
+    factory = model_factory(env)
+    graph = build_graph(checkpointer=saver, model_factory=factory)
+    snapshot = await graph.aget_state(_config(thread.id))
+    if snapshot.created_at is None:
+        raise UserError(f"unknown thread {thread.id} in {thread.where}")
+    metadata = snapshot.metadata or {}
+    check_seal(metadata, env.checkpoint_key)
+    demo = bool(metadata.get(DEMO_KEY))
+    context = make_context({**stored_settings(metadata), **overrides})
+    goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
+    values = dict(snapshot.values)
+    if values.get("status") and not snapshot.next:
+        if scripted is not None:
+            raise UserError(
+                f"thread {thread.id} has finished ({values['status']}): nothing to decide"
+            )
+        out.console.print(f"thread {inert(thread.id)} has already finished")
+        return _finish(values, None, out, thread)
+    start = _current_question(snapshot.interrupts[0]) if snapshot.interrupts else None
+    if scripted is not None and start is None:
+        raise UserError(f"thread {thread.id} is not paused for a decision")
+    out.console.print(f"[bold]resuming thread[/] {inert(thread.id)}")
+    mcp = None if demo else mcp_servers.for_resume(args, metadata)
+    config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
+    async with mcp_servers.graph_tools(mcp) as tools:
+        # The graph that read the thread runs it, unless it needs other models or tools.
+        if demo:
+            graph = _demo_graph(saver, load_scenario())
+        else:
+            check_models(context, factory)
+            if tools is not None:
+                graph = build_graph(tools=tools, checkpointer=saver, model_factory=factory)
+        return await _execute(graph, config, context, start, reviewer, out, thread, seed=values)
+
+
+def _current_question(pending: Interrupt) -> Interrupt:
+    """The pending interrupt without the errors of a decision made earlier, elsewhere.
+
+    They answered another decision (a refused `--edit`, say): shown again now, they would
+    read as the verdict on this one.
+    """
+    if isinstance(pending.value, dict) and "errors" in pending.value:
+        value = {k: v for k, v in pending.value.items() if k != "errors"}
+        return Interrupt(value=value, id=pending.id)
+    return pending
+
+
+def _existing_checkpoint(args: argparse.Namespace, env: Environment) -> Path | str:
+    location = _checkpoint(args, env)
+    if isinstance(location, Path) and not location.exists():
+        raise UserError(
+            f"unknown thread {args.thread}: no checkpoint file at {location} yet "
+            "(use --checkpoint to pick another)"
+        )
+    return prepare_checkpoint(location, create=False)
+
+
+SHOWN_FIELDS = (
+    "goal",
+    "answer",
+    "reason",
+    "plan",
+    "results",
+    "revisions",
+    "reviews",
+    "approvals",
+    "usage",
+)
+"""The state `show --json` prints, besides the thread's status and pending question."""
+
+
 def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec show THREAD`."""
-    path = prepare_checkpoint(_checkpoint(args, env), create=False)
-    thread = Thread(args.thread, path, env.default_checkpoint)
+    path = _existing_checkpoint(args, env)
 
-    async def read() -> StateSnapshot:
-        async with open_saver(thread.checkpoint, env.checkpoint_key) as saver:
-            return await build_graph(checkpointer=saver).aget_state(_config(thread.id))
+    async def read() -> tuple[str, StateSnapshot, dict[str, Any]]:
+        async with open_saver(path, env.checkpoint_key, read_only=True) as saver:
+            found = await resolve_thread(saver, args.thread, redact(path))
+            graph = build_graph(checkpointer=saver)
+            snapshot = await graph.aget_state(_config(found))
+            unsaved: dict[str, Any] = {}
+            if "executor" in snapshot.next and isinstance(graph.checkpointer, BaseCheckpointSaver):
+                saved = await graph.checkpointer.aget_tuple(_config(found))
+                unsaved = dict(in_flight_results(saved.pending_writes or ())) if saved else {}
+            return found, snapshot, unsaved
 
-    snapshot = asyncio.run(read())
+    found, snapshot, unsaved = asyncio.run(read())
+    thread = Thread(found, path, env.default_checkpoint)
     if snapshot.created_at is None:
         raise UserError(f"unknown thread {thread.id} in {thread.where}")
     values = dict(snapshot.values)
+    # Steps that finished in a pass that was stopped: saved, and not run again on resume.
+    values["results"] = {**unsaved, **(values.get("results") or {})}
+    status = thread_status(values, snapshot.interrupts, snapshot.next)
+    pending = snapshot.interrupts[0].value if snapshot.interrupts else None
     if out.json_mode:
-        sys.stdout.write(json.dumps(values, indent=2, ensure_ascii=False, default=str) + "\n")
+        document = {
+            "thread_id": thread.id,
+            "checkpoint": thread.where,
+            "status": status,
+            "updated_at": snapshot.created_at,
+            "paused": pending.get("type") if isinstance(pending, dict) else None,
+            "interrupt": pending,
+            **{name: values.get(name) for name in SHOWN_FIELDS},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
         return 0
     metadata = snapshot.metadata or {}
     state = where_it_stands(values, snapshot.interrupts, snapshot.next)
@@ -239,6 +315,11 @@ def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
         state,
         demo=bool(metadata.get(DEMO_KEY)),
     )
+    if unsaved:
+        out.console.print(
+            f"{plural(len(unsaved), 'step')} finished before the run stopped "
+            f"({inert(', '.join(unsaved))}): saved, and not run again on resume"
+        )
     if not values.get("status"):
         out.console.print(f"continue it with: [bold]{inert(thread.command('resume'))}[/]")
     return 0
@@ -381,9 +462,12 @@ async def _execute(
             decide = view.decide(reviewer)
             outcome = await drive(graph, config, context, start, decide, view.handle, view.update)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        out.console.print(f"\ninterrupted; the thread is saved: {inert(thread.command('resume'))}")
+        out.console.print(
+            f"\ninterrupted: the thread is saved. Continue it with: "
+            f"[bold]{inert(thread.command('resume'))}[/]"
+        )
         raise
-    except (PlanexecError, ScriptExhaustedError):
+    except (PlanexecError, ScriptExhaustedError, sqlite3.DatabaseError):
         raise
     except Exception as exc:
         # A bug or an outage: keep the traceback, but say that nothing finished is lost.
