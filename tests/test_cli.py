@@ -117,7 +117,7 @@ def test_demo_without_a_terminal_approves_automatically_and_says_so(
 def test_demo_bundles_its_workspace_and_script() -> None:
     scenario = load_scenario()
     assert "report.md" in scenario.goal
-    assert len(scenario.replies["planner"]) == 4  # three feedback replies ("times": 3)
+    assert len(scenario.replies["planner"]) == 11  # ten feedback replies ("times": 10)
     assert all(r.get("match") for role in scenario.replies.values() for r in role)
 
 

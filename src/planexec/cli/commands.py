@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -329,49 +330,53 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec demo`: the bundled scenario, offline, through the real graph."""
     out.console.print(DEMO_BANNER)
     scenario = load_scenario()
+    path = prepare_checkpoint(_checkpoint(args, env), create=True)
+    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
+    made = args.workspace is None
     if args.workspace:
         workspace = Path(args.workspace).expanduser().resolve()
     else:
         workspace = Path(tempfile.mkdtemp(prefix="planexec-demo-"))
-    try:
-        files = copy_workspace(workspace)
-    except OSError as exc:
-        raise UserError(f"cannot copy the demo workspace to {workspace}: {exc}") from exc
-    settings: dict[str, Any] = {**scenario.context, "workspace": str(workspace)}
-    if args.review:
-        settings["review"] = args.review
-    context = make_context(settings)
-    path = prepare_checkpoint(_checkpoint(args, env), create=True)
-    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
-    out.console.print(f"workspace:  {inert(str(workspace))} ({', '.join(files)})")
-    out.console.print(f"checkpoint: {inert(thread.where)}")
-    auto = args.yes or not env.interactive
-    note = "--yes" if args.yes else "automatically: stdin is not a terminal"
-    reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
-    config = _run_config(thread, context, scenario.goal, env, demo=True)
+    started = False
 
     async def go() -> int:
+        nonlocal started
         async with (
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "demo"),
         ):
             graph = _demo_graph(saver, scenario)
             await _refuse_existing(graph, thread)
+            try:
+                files = copy_workspace(workspace)
+            except OSError as exc:
+                raise UserError(f"cannot copy the demo workspace to {workspace}: {exc}") from exc
+            settings: dict[str, Any] = {**scenario.context, "workspace": str(workspace)}
+            if args.review:
+                settings["review"] = args.review
+            context = make_context(settings)
+            out.console.print(f"workspace:  {inert(workspace)} ({', '.join(files)})")
+            out.console.print(f"checkpoint: {inert(thread.where)}")
             out.console.print(f"[bold]thread[/]     {inert(thread.id)}")
             out.console.print(f"\n[bold]goal:[/] {inert(scenario.goal)}")
             if not auto and scenario.hint:
                 out.console.print(f"[dim]{inert(scenario.hint)}[/]")
+            config = _run_config(thread, context, scenario.goal, env, demo=True)
+            started = True
             await record_thread(graph, config, context, scenario.goal)
             return await _execute(graph, config, context, None, reviewer, out, thread)
 
+    auto = args.yes or not env.interactive
+    note = "--yes" if args.yes else "automatically: stdin is not a terminal"
+    reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
     try:
         code = asyncio.run(go())
-    except ScriptExhaustedError:
-        out.console.print(
-            "[red]the demo's script has no reply for that request[/]: it covers approving, "
-            "rejecting, and editing step s7's expression; run [bold]planexec demo[/] again"
-        )
+    except ScriptExhaustedError as exc:
+        out.console.print(f"[red]{inert(exc)}[/]")
         return 1
+    finally:
+        if made and not started:  # refused before the run began: leave nothing behind
+            shutil.rmtree(workspace, ignore_errors=True)
     report = workspace / "report.md"
     if code == 0 and report.is_file():
         out.console.print(f"\n[bold]{inert(str(report))}[/]:")
@@ -412,14 +417,16 @@ def _scripted(args: argparse.Namespace) -> Scripted | None:
         return Scripted("reject", message=args.reject.strip())
     if args.edit is not None:
         return Scripted("edit", edited=read_edit_file(args.edit))
+    if args.message is not None and not (args.cancel or args.skip):
+        raise UserError("--message goes with --skip or --cancel")
     if args.cancel:
-        return Scripted("cancel")
+        return Scripted("cancel", message=(args.message or "").strip() or None)
     if getattr(args, "rerun", False):
         return Scripted("rerun")
     if getattr(args, "mark_done", None) is not None:
         return Scripted("done", edited=parse_output(args.mark_done))
-    if getattr(args, "skip", None) is not None:
-        return Scripted("skip", message=args.skip.strip() or None)
+    if getattr(args, "skip", False):
+        return Scripted("skip", message=(args.message or "").strip() or None)
     return None
 
 
