@@ -39,7 +39,8 @@ defaults to ${XDG_DATA_HOME:-~/.local/share}/planexec. Models are "openai:<name>
 OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server, must be set.
 PLANEXEC_CHECKPOINT_KEY, if set, encrypts and authenticates every checkpoint value.
 Exit codes: 0 completed (or paused for review), 1 failed, cancelled or out of budget,
-2 a usage error, 3 the thread is busy (another client is running it: try again later).
+2 a usage error, 3 the thread is busy (another client is running it: try again later),
+130 Ctrl-C (the thread is saved: resume it).
 """
 
 
