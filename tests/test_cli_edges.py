@@ -101,7 +101,7 @@ def test_a_refused_goal_leaves_no_thread(
     assert code == 2
     rows = json.loads(cli(capsys, "threads", "--checkpoint", str(ck), "--json")[1])["threads"]
     assert [t["thread_id"] for t in rows] == ["ok"]
-    assert models["planner"].calls == [] or len(models["planner"].calls) == 1
+    assert len(models["planner"].calls) == 1  # the run "ok" alone asked the planner
 
 
 def test_show_json_has_status_thread_and_pending_interrupt_but_no_internals(
@@ -135,7 +135,7 @@ def test_the_exit_codes_people_read_are_the_ones_the_command_returns() -> None:
     ]:
         assert re.search(rf"\b{code} {re.escape(words)}", text), (code, text)
         assert code in EPILOG
-    assert "130" in EPILOG and "Ctrl-C" in EPILOG
+    assert "130 Ctrl-C" in EPILOG
 
 
 def test_demo_rejecting_the_report_step_ends_sensibly(
