@@ -199,10 +199,14 @@ class TmuxTerminal(_Waits):
 
     def running(self) -> bool:
         """Whether the pane's command is alive; records its exit code when it is not."""
-        state = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead} #{pane_dead_status}")
-        dead, _, status = state.strip().partition(" ")
+        state = self._tmux(
+            "display-message", "-p", "-t", "t",
+            "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
+        )  # fmt: skip
+        dead, status, signal_number = (state.split() + ["", "", ""])[:3]
         if dead == "1":
-            self.exit_code = int(status) if status else None
+            # Killed by a signal, the code is reported as a shell would: 128 + its number.
+            self.exit_code = int(status) if status else 128 + int(signal_number or 0)
             return False
         return True
 

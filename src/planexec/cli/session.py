@@ -230,9 +230,12 @@ def reading_checkpoint(location: Path | str) -> bool:
     A SQLite file that does not exist yet holds no threads: that is not an error.
     """
     if isinstance(location, Path):
-        if location.is_dir():
-            raise UserError(f"the checkpoint {location} is a directory, not a file")
-        return location.is_file()
+        try:
+            if location.is_dir():
+                raise UserError(f"the checkpoint {location} is a directory, not a file")
+            return location.is_file()
+        except OSError as exc:
+            raise UserError(f"cannot read the checkpoint {location}: {exc.strerror}") from exc
     return True
 
 
@@ -297,17 +300,19 @@ async def _check_sqlite(saver: AsyncCheckpointer, path: Path) -> None:
 def _probe(path: Path) -> str:
     """The URI that reads `path` read-only, once its header and schema have been read.
 
-    Raises sqlite3's error for a file that is no database or is cut short, and a
-    `UserError` for a SQLite database that holds other things than checkpoints.
+    Raises sqlite3's error for a file that is no database or is cut short (both told
+    from the header, before SQLite opens it), and a `UserError` for a SQLite database
+    that holds other things than checkpoints.
     """
     uri = f"{path.resolve().as_uri()}?mode=ro"
     if not path.is_file() or not path.stat().st_size:
         return uri
+    _check_header(path)
     try:
         conn = sqlite3.connect(uri, uri=True)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.OperationalError as exc:
-        if "unable to open" not in str(exc):
+        if not _unopenable(exc):
             raise
         # A database in WAL mode on read-only media: SQLite cannot make its
         # shared-memory file there, but can read the file as it stands.
@@ -315,18 +320,37 @@ def _probe(path: Path) -> str:
         conn = sqlite3.connect(uri, uri=True)
     with contextlib.closing(conn):
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    size = path.stat().st_size
-    wal = path.with_name(path.name + "-wal")
-    if pages * page_size > size and not (wal.is_file() and wal.stat().st_size):
-        raise sqlite3.DatabaseError(f"truncated: {size:,} bytes of {pages * page_size:,}")
     if tables and "checkpoints" not in tables:
         raise UserError(
             f"{path} is a SQLite database, but not a planexec checkpoint file "
             f"(it has {', '.join(sorted(tables)[:5])}); refusing to use it"
         )
     return uri
+
+
+_MAGIC = b"SQLite format 3\0"
+
+
+def _check_header(path: Path) -> None:
+    """sqlite3's error for a file that is not SQLite, or is shorter than its header says."""
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        raise sqlite3.DatabaseError("file is not a database")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is only valid when the change counter matches "version-valid-for".
+    valid = header[24:28] == header[92:96]
+    size = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    if valid and pages * page_size > size and not (wal.is_file() and wal.stat().st_size):
+        raise sqlite3.DatabaseError(f"truncated: {size:,} bytes of {pages * page_size:,}")
+
+
+def _unopenable(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite could not open a WAL database read-only (no shared-memory file)."""
+    return "unable to open" in str(exc) or "readonly" in str(exc)
 
 
 _EMPTY_TABLES = (

@@ -445,17 +445,26 @@ def thread_table(summaries: Sequence[ThreadSummary], title: str, width: int) -> 
     labels = [visible(s.label) for s in summaries]
     id_width = max(6, *map(len, ids))
     status_width = max(6, *map(len, labels))
-    # Borders and padding take 13 columns; the goal gets what is left, and gives way.
-    goal = max(width - id_width - status_width - _UPDATED - 13, 8)
+    # What is left after the id, the status, and the borders and padding of four columns
+    # goes to the time and the goal; the time gets shorter, then goes, before the goal does.
+    room = width - id_width - status_width - 13
+    updated: int | None = _UPDATED if room >= _UPDATED + 16 else 11 if room >= 11 + 12 else None
+    goal = max(room - (updated + 3 if updated else -3), 4)
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("thread", no_wrap=True, width=id_width)
     table.add_column("status", no_wrap=True, width=status_width)
-    table.add_column("updated", no_wrap=True, width=_UPDATED)
-    table.add_column("goal", no_wrap=True, overflow="ellipsis", max_width=goal)
+    if updated:
+        table.add_column("updated", no_wrap=True, width=updated)
+    table.add_column("goal", no_wrap=True, overflow="ellipsis", width=goal)
     for s, thread, label in zip(summaries, ids, labels, strict=True):
         style = STATUS_STYLE.get(s.status, "red" if s.problem else "yellow")
         text = ("[dim](demo)[/] " if s.demo else "") + inert(short(s.goal, goal))
-        table.add_row(inert(thread), f"[{style}]{inert(label)}[/]", when(s.updated_at), text)
+        cells = [inert(thread), f"[{style}]{inert(label)}[/]"]
+        if updated == _UPDATED:
+            cells.append(when(s.updated_at))
+        elif updated:
+            cells.append(when(s.updated_at)[5:16])  # "MM-DD HH:MM"
+        table.add_row(*cells, text)
     return table
 
 
