@@ -203,7 +203,7 @@ class TmuxTerminal(_Waits):
             "display-message", "-p", "-t", "t",
             "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
         )  # fmt: skip
-        dead, status, signal_number = (state.split() + ["", "", ""])[:3]
+        dead, status, signal_number = [*state.split(), "", "", ""][:3]
         if dead == "1":
             # Killed by a signal, the code is reported as a shell would: 128 + its number.
             self.exit_code = int(status) if status else 128 + int(signal_number or 0)
