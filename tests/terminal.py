@@ -142,6 +142,7 @@ set -g remain-on-exit on
 set -g status off
 set -g history-limit 20000
 set -g default-terminal screen
+set -g set-clipboard on
 """
 
 
@@ -204,11 +205,17 @@ class TmuxTerminal(_Waits):
             "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
         )  # fmt: skip
         dead, status, signal_number = [*state.split(), "", "", ""][:3]
+        if dead == "1" and not (status or signal_number):
+            return True  # just died: tmux fills in how a moment later
         if dead == "1":
             # Killed by a signal, the code is reported as a shell would: 128 + its number.
             self.exit_code = int(status) if status else 128 + int(signal_number or 0)
             return False
         return True
+
+    def buffers(self) -> str:
+        """tmux's paste buffers: where an OSC 52 clipboard write that got through lands."""
+        return self._tmux("list-buffers", check=False)
 
     def close(self) -> None:
         """Kill the tmux server (and the command, if it still runs)."""

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from planexec.cli.inert import inert
+from planexec.cli.inert import inert, inert_data
 from planexec.cli.render import (
     STATUS_STYLE,
     changes_text,
@@ -74,7 +74,11 @@ def show_thread(
         console.print()
         console.print(plan_table(plan, results=results, title=f"plan (revision {number})"))
         waiting = values.get("awaiting_approval") or ()
-        console.print(plan_tree(plan, results, active=waiting, title="dependencies"))
+        # The tree prints the plan's text as it is: give it the text made visible.
+        tree = plan_tree(
+            inert_data(plan), inert_data(results), active=inert_data(waiting), title="dependencies"
+        )
+        console.print(tree)
         _earlier_steps(console, plan, results)
     _revisions(console, values.get("revisions") or [])
     _reviews(console, values.get("reviews") or [])
