@@ -76,7 +76,8 @@ def test_untrusted_text_is_shown_escaped_by_every_command_and_kept_exact_in_json
         step("s2", tool=None, depends_on=["s1"], description=f"Say {MARK}"),
     ]  # fmt: skip
     replies = [
-        {"match": "You are the planner", "tool_calls": [{"name": "Plan", "arguments": {"steps": plan}}]},
+        {"match": "You are the planner",
+         "tool_calls": [{"name": "Plan", "arguments": {"steps": plan}}]},
         {"match": '<step id="s2">', "content": f"model says {MARK}"},
         {"match": "You are the replanner", "tool_calls": [{"name": "Replan", "arguments": {
             "action": "finish", "answer": f"answer {MARK}", "steps": None, "reason": MARK}}]},
@@ -92,7 +93,8 @@ def test_untrusted_text_is_shown_escaped_by_every_command_and_kept_exact_in_json
             capture_output=True, text=True, timeout=120, check=False, env=env,
         )  # fmt: skip
         assert ran.returncode == 0, ran.stderr
-        assert "\x1b" not in ran.stdout and "\u202e" not in ran.stdout
+        assert "\x1b" not in ran.stdout
+        assert "\u202e" not in ran.stdout
         screens = [ran.stdout]
         for argv in (
             ["show", "u", "--checkpoint", ck],
