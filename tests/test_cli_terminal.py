@@ -140,7 +140,7 @@ def test_ctrl_c_mid_run_then_show_lists_the_finished_steps_with_their_results(
     ]
     replies = [
         {"match": PLANNER, "tool_calls": [{"name": "Plan", "arguments": {"steps": plan}}]},
-        {"match": '<step id="s2">', "hang": 30, "content": "late"},
+        {"match": '<step id="s2">', "hang": 120, "content": "late"},
     ]
     with FakeOpenAI(replies) as server, open_terminal(BACKEND, width=100) as term:
         env = command_env(place / "home", OPENAI_BASE_URL=server.url, OPENAI_API_KEY="x")
