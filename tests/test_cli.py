@@ -117,7 +117,7 @@ def test_demo_without_a_terminal_approves_automatically_and_says_so(
 def test_demo_bundles_its_workspace_and_script() -> None:
     scenario = load_scenario()
     assert "report.md" in scenario.goal
-    assert len(scenario.replies["planner"]) == 4  # three feedback replies ("times": 3)
+    assert len(scenario.replies["planner"]) == 11  # ten feedback replies ("times": 10)
     assert all(r.get("match") for role in scenario.replies.values() for r in role)
 
 
@@ -167,7 +167,7 @@ def test_demo_edit_in_editor_shows_refusals_and_asks_again(
     editor = tmp_path / "editor.py"
     editor.write_text(EDITOR)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {editor} {tmp_path / 'count'}")
-    answers += ["e", "e", "a"]
+    answers += ["e", "y", "e", "y", "a"]  # each edit is shown as a diff and confirmed
     ws = tmp_path / "ws"
     code, out, _ = cli(
         capsys, "demo", "--checkpoint", str(ck), "--workspace", str(ws), "--thread", "t"
@@ -175,6 +175,7 @@ def test_demo_edit_in_editor_shows_refusals_and_asks_again(
     assert code == 0, out
     assert "The decision was not accepted" in out
     assert "unknown tool 'abacus'" in out
+    assert '+      "tool": "abacus",' in out  # the diff against the proposal
     values = json.loads(cli(capsys, "show", "t", "--checkpoint", str(ck), "--json")[1])
     assert [r["source"] for r in values["revisions"]] == ["planner", "human"]
     assert values["plan"]["steps"][6]["args"] == {"expression": FIXED_S7}
@@ -320,7 +321,7 @@ def test_interactive_review_approves_and_asks_again_on_a_bad_answer(
     answers += ["x", "approve"]
     code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(ck))
     assert code == 0
-    assert "please answer one of: a, e, r, c" in out
+    assert "please answer one of: a, v, e, r, c" in out
     assert "status: completed" in out
 
 

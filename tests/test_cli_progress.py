@@ -30,7 +30,7 @@ def event(name: str, **fields: Any) -> dict[str, Any]:
 def test_on_a_terminal_the_steps_table_is_redrawn_in_place() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=150, color_system=None)
-    view = ProgressView(console)
+    view = ProgressView(console, show_plans=True)  # no review: the view announces plans
     assert view.live
     view.update("planner", {"plan": {"steps": ARITHMETIC}})
     view.handle(event("plan_ready", revision=1, source="planner", steps=2, reason=None))
@@ -132,7 +132,7 @@ def run_editing_three_times(
     tmp_path: Path,
     *options: str,
 ) -> tuple[int, str, list[str]]:
-    """`planexec run` answered "e" three times with EDITOR above: code, stdout, texts seen."""
+    """`planexec run` edited three times with EDITOR above: code, stdout, texts seen."""
     editor, log = tmp_path / "editor.py", tmp_path / "seen.json"
     editor.write_text(EDITOR)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {editor} {log}")
@@ -141,7 +141,7 @@ def run_editing_three_times(
         planner=[plan_reply(ARITHMETIC)],
         replanner=[replan_reply("finish", answer="1024")],
     )
-    answers += ["e", "e", "e"]
+    answers += ["e", "e", "y", "e", "y"]  # an edit that parses is confirmed after its diff
     code, out, _ = cli(capsys, "run", "g", *CLI_MODELS, "--checkpoint", str(tmp_path / "c"),
                        *options)  # fmt: skip
     seen: list[str] = json.loads(log.read_text())

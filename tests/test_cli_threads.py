@@ -103,38 +103,43 @@ def test_threads_table_reads_as_words(ck: Path, capsys: pytest.CaptureFixture[st
     assert " UTC " in lines[0]
 
 
-async def test_only_each_threads_latest_checkpoint_is_read(tmp_path: Path) -> None:
+async def test_a_page_of_threads_is_one_query_whatever_the_number_of_threads(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "ck.sqlite"
     await make_threads(path)
-    listed: list[Any] = []
-    fetched: list[str] = []
-
-    class Counting(AsyncSqliteSaver):
-        async def aget_tuple(self, config: Any) -> Any:
-            fetched.append(config["configurable"]["thread_id"])
-            return await super().aget_tuple(config)
-
-        def alist(self, *args: Any, **kwargs: Any) -> Any:
-            listed.append(args)
-            return super().alist(*args, **kwargs)
-
-    async with Counting.from_conn_string(str(path)) as saver:
+    statements: list[str] = []
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        await saver.setup()
+        await saver.conn.set_trace_callback(statements.append)
         summaries = await list_threads(saver, limit=3)
+        everything = await list_threads(saver)
         assert await thread_ids(saver) == ["stopped", "broken", "approval", "review", "done"]
-    assert [s.thread_id for s in summaries] == ["stopped", "broken", "approval"]
-    assert sorted(fetched) == ["approval", "broken", "stopped"]  # one read per listed thread
-    assert listed == []  # no scan of the history
+    assert [(s.thread_id, s.status) for s in summaries] == [
+        ("stopped", "interrupted"),
+        ("broken", "failed"),
+        ("approval", "awaiting_approval"),
+    ]
+    assert [s.thread_id for s in everything] == ["stopped", "broken", "approval", "review", "done"]
+    reads = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert len(reads) == 3  # one per page (3 threads, then 5) and one for the ids
 
 
-def test_threads_errors_and_empty_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_no_database_yet_or_an_empty_one_means_no_threads_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_home: Path
 ) -> None:
-    code, _, err = cli(capsys, "threads", "--checkpoint", str(tmp_path / "none.sqlite"))
-    assert code == 2
-    assert "no checkpoint file at" in err
+    missing = tmp_path / "none.sqlite"
+    for argv in (["threads"], ["threads", "--checkpoint", str(missing)]):
+        code, out, err = cli(capsys, *argv)
+        assert (code, err) == (0, "")
+        assert out.startswith("no threads yet in ")
+        assert json.loads(cli(capsys, *argv, "--json")[1])["threads"] == []
+    assert not missing.exists()
+    assert not cli_home.exists()  # reading made nothing
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    assert cli(capsys, "threads", "--checkpoint", str(empty))[1].startswith("no threads in")
+    assert cli(capsys, "threads", "--checkpoint", str(empty))[1].startswith("no threads yet in")
+    assert empty.read_bytes() == b""
     with pytest.raises(SystemExit):
         main(["threads", "--limit", "0"])
 

@@ -130,7 +130,9 @@ async def test_a_bad_context_dict_fails_before_any_model_call() -> None:
 def test_the_context_schema_studio_shows() -> None:
     schema = build_graph(tools=[calculator]).get_context_jsonschema()
     properties = schema["properties"]
-    assert sorted(properties) == sorted(f.name for f in dataclasses.fields(Context))
+    # Studio's form follows the schema: the models and review first, as declared.
+    assert list(properties) == [f.name for f in dataclasses.fields(Context)]
+    assert list(properties)[:4] == ["planner_model", "executor_model", "replanner_model", "review"]
     missing = [name for name, prop in properties.items() if not prop.get("description")]
     assert missing == []
     # The descriptions are the attribute docstrings.

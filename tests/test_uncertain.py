@@ -303,7 +303,10 @@ def test_resume_skip_skips_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], scripted_models: None
 ) -> None:
     db, workspace, thread = make_paused_thread(tmp_path)
-    assert main(["resume", thread, "--checkpoint", str(db), "--skip", "done by hand"]) == 0
+    assert (
+        main(["resume", thread, "--checkpoint", str(db), "--skip", "--message", "done by hand"])
+        == 0
+    )
     capsys.readouterr()
     assert main(["show", thread, "--checkpoint", str(db), "--json"]) == 0
     values = json.loads(capsys.readouterr().out)

@@ -30,6 +30,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 """USD per million (input, output) tokens for models whose price is known."""
 
 
+# Every field is declared with `Field()`: pydantic puts keyword-only dataclass fields
+# without one after the others in the JSON Schema, and so at the end of Studio's form.
 @dataclass(
     frozen=True,
     kw_only=True,
@@ -47,24 +49,24 @@ class Context:
         ```
     """
 
-    planner_model: str = "openai:gpt-4.1"
+    planner_model: str = Field(default="openai:gpt-4.1")
     """Model that writes the plan, as "openai:<model name>"."""
 
-    executor_model: str = "openai:gpt-4.1-mini"
+    executor_model: str = Field(default="openai:gpt-4.1-mini")
     """Model that carries out steps that need reasoning, as "openai:<model name>"."""
 
-    replanner_model: str | None = None
+    replanner_model: str | None = Field(default=None)
     """Model that revises the plan and writes the final answer; the planner's when unset."""
 
-    review: ReviewMode = "always"
+    review: ReviewMode = Field(default="always")
     """Whether the run pauses for a person to review each plan before it runs."""
 
-    replan_policy: ReplanPolicy = "on_failure"
+    replan_policy: ReplanPolicy = Field(default="on_failure")
     """When the replanner is asked: after a failure and at the end of the plan
     ("on_failure"), after every step ("after_each_step"), or never ("never": the run
     ends with the last step's result, or fails with the first failure)."""
 
-    direct_answers: bool = True
+    direct_answers: bool = Field(default=True)
     """Whether the planner may answer a goal that needs no tools at once, ending the run
     "completed" without a plan to review or execute: faster and cheaper for short goals,
     but nobody reviews those answers. Plans with steps are always reviewed."""
@@ -169,7 +171,7 @@ class Context:
     Retry-After), server errors, timeouts and lost connections. One model call sends at
     most `1 + model_max_retries` requests; a call that still fails is not retried again."""
 
-    workspace: str = "."
+    workspace: str = Field(default=".")
     """Directory that the built-in file tools may read and write; nothing outside it."""
 
     @field_validator("library_namespace")

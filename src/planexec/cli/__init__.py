@@ -41,14 +41,16 @@ defaults to ${XDG_DATA_HOME:-~/.local/share}/planexec. Models are "openai:<name>
 OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server, must be set.
 PLANEXEC_CHECKPOINT_KEY, if set, encrypts and authenticates every checkpoint value.
 Exit codes: 0 completed (or paused for review), 1 failed, cancelled or out of budget,
-2 a usage error, 3 the thread is busy (another client is running it: try again later).
+2 a usage error, 3 the thread is busy (another client is running it: try again later),
+130 Ctrl-C (the thread is saved: resume it).
 """
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line."""
+    """argparse, with errors on one line that name only the commands people can use."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace(", '__complete'", "").replace("'__complete', ", "")
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"planexec {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Not required here: `main` says which is missing, after unknown options are named.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
         "run", help="plan and carry out a goal", description="Plan and carry out GOAL."
@@ -163,10 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decision.add_argument(
         "--skip",
-        nargs="?",
-        const="",
-        metavar="MSG",
+        action="store_true",
         help="an uncertain step: skip it (and the steps that depend on it)",
+    )
+    resume.add_argument(
+        "--message",
+        metavar="MSG",
+        help="with --skip or --cancel: why, recorded with the decision",
     )
     _add_run_options(resume, resuming=True)
 
@@ -213,7 +219,12 @@ COMMANDS: dict[str, Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("a COMMAND is required: run, resume, show, threads, audit, demo, ...")
     json_mode = bool(getattr(args, "json", False))
     out = commands.Output(
         console=make_console(sys.stderr if json_mode else None), json_mode=json_mode

@@ -19,7 +19,9 @@ from planexec.cli.session import (
     open_saver,
     prepare_checkpoint,
 )
+from planexec.cli.threads import resolve_thread
 from planexec.graph import build_graph
+from planexec.inert import inert
 
 if TYPE_CHECKING:
     from planexec.cli.commands import Output
@@ -55,16 +57,20 @@ def add_parser(sub: Any, add_checkpoint: Callable[[argparse.ArgumentParser], Non
 
 def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec audit THREAD`."""
-    location = prepare_checkpoint(checkpoint_location(args.checkpoint, env), create=False)
+    location = checkpoint_location(args.checkpoint, env)
+    if isinstance(location, Path) and not location.exists():
+        raise UserError(f"unknown thread {args.thread}: no checkpoint file at {location} yet")
+    location = prepare_checkpoint(location, create=False)
 
-    async def read() -> list[AuditRecord]:
-        async with open_saver(location, env.checkpoint_key) as saver:
+    async def read() -> tuple[str, list[AuditRecord]]:
+        async with open_saver(location, env.checkpoint_key, read_only=True) as saver:
+            thread = await resolve_thread(saver, args.thread, redact(location))
             graph = build_graph(checkpointer=saver)
-            return await audit_trail(graph, args.thread, current_only=args.current_only)
+            return thread, await audit_trail(graph, thread, current_only=args.current_only)
 
-    records = asyncio.run(read())
+    thread, records = asyncio.run(read())
     if not records:
-        raise UserError(f"unknown thread {args.thread} in {redact(location)}")
+        raise UserError(f"unknown thread {thread} in {redact(location)}")
     lines = "".join(
         json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records
     )
@@ -74,7 +80,7 @@ def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:
             target.write_text(lines, encoding="utf-8")
         except OSError as exc:
             raise UserError(f"cannot write {target}: {exc.strerror}") from exc
-        out.console.print(f"wrote {len(records)} records to {target}", markup=False)
+        out.console.print(f"wrote {len(records)} records to {inert(target)}")
     else:
         sys.stdout.write(lines)
     return 0

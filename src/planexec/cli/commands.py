@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import shlex
+import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -15,15 +17,16 @@ from typing import Any
 from uuid import uuid4
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import StateSnapshot
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+from langgraph.types import Interrupt, StateSnapshot
 from rich.console import Console
-from rich.markup import escape
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.live import ProgressView
 from planexec.cli.plans import open_library
-from planexec.cli.render import show_outcome
+from planexec.cli.render import plural, show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
     DEMO_KEY,
@@ -45,10 +48,14 @@ from planexec.cli.session import (
     thread_config,
 )
 from planexec.cli.show import show_thread, where_it_stands
+from planexec.cli.threads import resolve_thread, thread_status
 from planexec.context import Context
 from planexec.demo import Scenario, copy_workspace, load_scenario
-from planexec.errors import PlanexecError
+from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
+from planexec.inert import inert
+from planexec.nodes.executor import in_flight_results
+from planexec.nodes.planner import validate_goal
 from planexec.scripted import ScriptExhaustedError
 
 MODEL_OPTIONS = (
@@ -143,9 +150,14 @@ async def _refuse_existing(graph: PlanexecGraph, thread: Thread) -> None:
 def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec run GOAL`."""
     goal = " ".join(args.goal).strip()
-    if not goal:
-        raise UserError('the goal is empty: planexec run "<what to achieve>"')
     context = make_context({"workspace": str(Path.cwd()), **_settings(args)})
+    try:
+        # Refused here, a goal leaves no thread behind to resume into the same error.
+        goal = validate_goal(goal, context)
+    except InvalidGoalError as exc:
+        raise UserError(
+            'the goal is empty: planexec run "<what to achieve>"' if not goal else str(exc)
+        ) from exc
     factory = model_factory(env)
     check_models(context, factory)
     path = prepare_checkpoint(_checkpoint(args, env), create=True)
@@ -164,7 +176,7 @@ def run(args: argparse.Namespace, env: Environment, out: Output) -> int:
             graph = build_graph(tools=tools, checkpointer=saver, store=store, model_factory=factory)
             await _refuse_existing(graph, thread)
             await record_thread(graph, config, context, goal)
-            out.console.print(f"[bold]thread[/] {escape(thread.id)}")
+            out.console.print(f"[bold]thread[/] {inert(thread.id)}")
             return await _execute(graph, config, context, None, reviewer, out, thread)
 
     return asyncio.run(go())
@@ -174,72 +186,143 @@ def resume(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec resume THREAD`: answer a pending decision, or continue an interrupted run."""
     scripted = _scripted(args)
     overrides = _settings(args)
-    path = prepare_checkpoint(_checkpoint(args, env), create=False)
-    thread = Thread(args.thread, path, env.default_checkpoint)
+    path = _existing_checkpoint(args, env)
     reviewer = _reviewer(args, env, out, scripted=scripted)
-    factory = model_factory(env)
 
     async def go() -> int:
-        async with (
-            open_saver(thread.checkpoint, env.checkpoint_key) as saver,
-            hold_thread(saver, thread.id, "resume"),
-            open_library(thread.checkpoint, env) as store,
-        ):
-            graph = build_graph(checkpointer=saver, store=store, model_factory=factory)
-            snapshot = await graph.aget_state(_config(thread.id))
-            if snapshot.created_at is None:
-                raise UserError(f"unknown thread {thread.id} in {thread.where}")
-            metadata = snapshot.metadata or {}
-            check_seal(metadata, env.checkpoint_key)
-            demo = bool(metadata.get(DEMO_KEY))
-            context = make_context({**stored_settings(metadata), **overrides})
-            goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
-            values = dict(snapshot.values)
-            if values.get("status") and not snapshot.next:
-                if scripted is not None:
-                    raise UserError(
-                        f"thread {thread.id} has finished ({values['status']}): nothing to decide"
-                    )
-                out.console.print(f"thread {escape(thread.id)} has already finished")
-                return _finish(values, None, out, thread)
-            start = snapshot.interrupts[0] if snapshot.interrupts else None
-            if scripted is not None and start is None:
-                raise UserError(f"thread {thread.id} is not paused for a decision")
-            out.console.print(f"[bold]resuming thread[/] {escape(thread.id)}")
-            mcp = None if demo else mcp_servers.for_resume(args, metadata)
-            config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
-            async with mcp_servers.graph_tools(mcp) as tools:
-                # The graph that read the thread runs it, unless it needs other models or tools.
-                if demo:
-                    graph = _demo_graph(saver, load_scenario())
-                else:
-                    check_models(context, factory)
-                    if tools is not None:
-                        graph = build_graph(
-                            tools=tools, checkpointer=saver, store=store, model_factory=factory
-                        )
-                return await _execute(
-                    graph, config, context, start, reviewer, out, thread, seed=values
+        async with open_saver(path, env.checkpoint_key) as saver:
+            found = await resolve_thread(saver, args.thread, redact(path))
+            thread = Thread(found, path, env.default_checkpoint)
+            async with (
+                hold_thread(saver, thread.id, "resume"),
+                open_library(thread.checkpoint, env) as store,
+            ):
+                return await _resume(
+                    args, env, out, saver, store, thread, scripted, reviewer, overrides
                 )
 
     return asyncio.run(go())
 
 
+async def _resume(
+    args: argparse.Namespace,
+    env: Environment,
+    out: Output,
+    saver: AsyncCheckpointer,
+    store: BaseStore,
+    thread: Thread,
+    scripted: Scripted | None,
+    reviewer: Reviewer,
+    overrides: dict[str, Any],
+) -> int:
+    factory = model_factory(env)
+    graph = build_graph(checkpointer=saver, store=store, model_factory=factory)
+    snapshot = await graph.aget_state(_config(thread.id))
+    if snapshot.created_at is None:
+        raise UserError(f"unknown thread {thread.id} in {thread.where}")
+    metadata = snapshot.metadata or {}
+    check_seal(metadata, env.checkpoint_key)
+    demo = bool(metadata.get(DEMO_KEY))
+    context = make_context({**stored_settings(metadata), **overrides})
+    goal = str(metadata.get(GOAL_KEY) or snapshot.values.get("goal", ""))
+    values = dict(snapshot.values)
+    if values.get("status") and not snapshot.next:
+        if scripted is not None:
+            raise UserError(
+                f"thread {thread.id} has finished ({values['status']}): nothing to decide"
+            )
+        out.console.print(f"thread {inert(thread.id)} has already finished")
+        return _finish(values, None, out, thread)
+    start = _current_question(snapshot.interrupts[0]) if snapshot.interrupts else None
+    if scripted is not None and start is None:
+        raise UserError(f"thread {thread.id} is not paused for a decision")
+    out.console.print(f"[bold]resuming thread[/] {inert(thread.id)}")
+    mcp = None if demo else mcp_servers.for_resume(args, metadata)
+    config = _run_config(thread, context, goal, env, mcp=mcp, demo=demo)
+    async with mcp_servers.graph_tools(mcp) as tools:
+        # The graph that read the thread runs it, unless it needs other models or tools.
+        if demo:
+            graph = _demo_graph(saver, load_scenario())
+        else:
+            check_models(context, factory)
+            if tools is not None:
+                graph = build_graph(
+                    tools=tools, checkpointer=saver, store=store, model_factory=factory
+                )
+        return await _execute(graph, config, context, start, reviewer, out, thread, seed=values)
+
+
+def _current_question(pending: Interrupt) -> Interrupt:
+    """The pending interrupt without the errors of a decision made earlier, elsewhere.
+
+    They answered another decision (a refused `--edit`, say): shown again now, they would
+    read as the verdict on this one.
+    """
+    if isinstance(pending.value, dict) and "errors" in pending.value:
+        value = {k: v for k, v in pending.value.items() if k != "errors"}
+        return Interrupt(value=value, id=pending.id)
+    return pending
+
+
+def _existing_checkpoint(args: argparse.Namespace, env: Environment) -> Path | str:
+    location = _checkpoint(args, env)
+    if isinstance(location, Path) and not location.exists():
+        raise UserError(
+            f"unknown thread {args.thread}: no checkpoint file at {location} yet "
+            "(use --checkpoint to pick another)"
+        )
+    return prepare_checkpoint(location, create=False)
+
+
+SHOWN_FIELDS = (
+    "goal",
+    "answer",
+    "reason",
+    "plan",
+    "results",
+    "revisions",
+    "reviews",
+    "approvals",
+    "usage",
+)
+"""The state `show --json` prints, besides the thread's status and pending question."""
+
+
 def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec show THREAD`."""
-    path = prepare_checkpoint(_checkpoint(args, env), create=False)
-    thread = Thread(args.thread, path, env.default_checkpoint)
+    path = _existing_checkpoint(args, env)
 
-    async def read() -> StateSnapshot:
-        async with open_saver(thread.checkpoint, env.checkpoint_key) as saver:
-            return await build_graph(checkpointer=saver).aget_state(_config(thread.id))
+    async def read() -> tuple[str, StateSnapshot, dict[str, Any]]:
+        async with open_saver(path, env.checkpoint_key, read_only=True) as saver:
+            found = await resolve_thread(saver, args.thread, redact(path))
+            graph = build_graph(checkpointer=saver)
+            snapshot = await graph.aget_state(_config(found))
+            unsaved: dict[str, Any] = {}
+            if "executor" in snapshot.next and isinstance(graph.checkpointer, BaseCheckpointSaver):
+                saved = await graph.checkpointer.aget_tuple(_config(found))
+                unsaved = dict(in_flight_results(saved.pending_writes or ())) if saved else {}
+            return found, snapshot, unsaved
 
-    snapshot = asyncio.run(read())
+    found, snapshot, unsaved = asyncio.run(read())
+    thread = Thread(found, path, env.default_checkpoint)
     if snapshot.created_at is None:
         raise UserError(f"unknown thread {thread.id} in {thread.where}")
     values = dict(snapshot.values)
+    # Steps that finished in a pass that was stopped: saved, and not run again on resume.
+    values["results"] = {**unsaved, **(values.get("results") or {})}
+    status = thread_status(values, snapshot.interrupts, snapshot.next)
+    pending = snapshot.interrupts[0].value if snapshot.interrupts else None
     if out.json_mode:
-        sys.stdout.write(json.dumps(values, indent=2, ensure_ascii=False, default=str) + "\n")
+        document = {
+            "thread_id": thread.id,
+            "checkpoint": thread.where,
+            "status": status,
+            "updated_at": snapshot.created_at,
+            "paused": pending.get("type") if isinstance(pending, dict) else None,
+            "interrupt": pending,
+            **{name: values.get(name) for name in SHOWN_FIELDS},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
         return 0
     metadata = snapshot.metadata or {}
     state = where_it_stands(values, snapshot.interrupts, snapshot.next)
@@ -251,8 +334,13 @@ def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
         state,
         demo=bool(metadata.get(DEMO_KEY)),
     )
+    if unsaved:
+        out.console.print(
+            f"{plural(len(unsaved), 'step')} finished before the run stopped "
+            f"({inert(', '.join(unsaved))}): saved, and not run again on resume"
+        )
     if not values.get("status"):
-        out.console.print(f"continue it with: [bold]{escape(thread.command('resume'))}[/]")
+        out.console.print(f"continue it with: [bold]{inert(thread.command('resume'))}[/]")
     return 0
 
 
@@ -260,53 +348,57 @@ def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec demo`: the bundled scenario, offline, through the real graph."""
     out.console.print(DEMO_BANNER)
     scenario = load_scenario()
+    path = prepare_checkpoint(_checkpoint(args, env), create=True)
+    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
+    made = args.workspace is None
     if args.workspace:
         workspace = Path(args.workspace).expanduser().resolve()
     else:
         workspace = Path(tempfile.mkdtemp(prefix="planexec-demo-"))
-    try:
-        files = copy_workspace(workspace)
-    except OSError as exc:
-        raise UserError(f"cannot copy the demo workspace to {workspace}: {exc}") from exc
-    settings: dict[str, Any] = {**scenario.context, "workspace": str(workspace)}
-    if args.review:
-        settings["review"] = args.review
-    context = make_context(settings)
-    path = prepare_checkpoint(_checkpoint(args, env), create=True)
-    thread = Thread(args.thread or str(uuid4()), path, env.default_checkpoint)
-    out.console.print(f"workspace:  {escape(str(workspace))} ({', '.join(files)})")
-    out.console.print(f"checkpoint: {escape(thread.where)}")
-    auto = args.yes or not env.interactive
-    note = "--yes" if args.yes else "automatically: stdin is not a terminal"
-    reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
-    config = _run_config(thread, context, scenario.goal, env, demo=True)
+    started = False
 
     async def go() -> int:
+        nonlocal started
         async with (
             open_saver(thread.checkpoint, env.checkpoint_key) as saver,
             hold_thread(saver, thread.id, "demo"),
         ):
             graph = _demo_graph(saver, scenario)
             await _refuse_existing(graph, thread)
-            out.console.print(f"[bold]thread[/]     {escape(thread.id)}")
-            out.console.print(f"\n[bold]goal:[/] {escape(scenario.goal)}")
+            try:
+                files = copy_workspace(workspace)
+            except OSError as exc:
+                raise UserError(f"cannot copy the demo workspace to {workspace}: {exc}") from exc
+            settings: dict[str, Any] = {**scenario.context, "workspace": str(workspace)}
+            if args.review:
+                settings["review"] = args.review
+            context = make_context(settings)
+            out.console.print(f"workspace:  {inert(workspace)} ({', '.join(files)})")
+            out.console.print(f"checkpoint: {inert(thread.where)}")
+            out.console.print(f"[bold]thread[/]     {inert(thread.id)}")
+            out.console.print(f"\n[bold]goal:[/] {inert(scenario.goal)}")
             if not auto and scenario.hint:
-                out.console.print(f"[dim]{escape(scenario.hint)}[/]")
+                out.console.print(f"[dim]{inert(scenario.hint)}[/]")
+            config = _run_config(thread, context, scenario.goal, env, demo=True)
+            started = True
             await record_thread(graph, config, context, scenario.goal)
             return await _execute(graph, config, context, None, reviewer, out, thread)
 
+    auto = args.yes or not env.interactive
+    note = "--yes" if args.yes else "automatically: stdin is not a terminal"
+    reviewer = _reviewer(args, env, out, auto=auto, auto_note=note)
     try:
         code = asyncio.run(go())
-    except ScriptExhaustedError:
-        out.console.print(
-            "[red]the demo's script has no reply for that request[/]: it covers approving, "
-            "rejecting, and editing step s7's expression; run [bold]planexec demo[/] again"
-        )
+    except ScriptExhaustedError as exc:
+        out.console.print(f"[red]{inert(exc)}[/]")
         return 1
+    finally:
+        if made and not started:  # refused before the run began: leave nothing behind
+            shutil.rmtree(workspace, ignore_errors=True)
     report = workspace / "report.md"
     if code == 0 and report.is_file():
-        out.console.print(f"\n[bold]{escape(str(report))}[/]:")
-        out.console.print(escape(report.read_text(encoding="utf-8")))
+        out.console.print(f"\n[bold]{inert(str(report))}[/]:")
+        out.console.print(inert(report.read_text(encoding="utf-8")))
     return code
 
 
@@ -343,14 +435,16 @@ def _scripted(args: argparse.Namespace) -> Scripted | None:
         return Scripted("reject", message=args.reject.strip())
     if args.edit is not None:
         return Scripted("edit", edited=read_edit_file(args.edit))
+    if args.message is not None and not (args.cancel or args.skip):
+        raise UserError("--message goes with --skip or --cancel")
     if args.cancel:
-        return Scripted("cancel")
+        return Scripted("cancel", message=(args.message or "").strip() or None)
     if getattr(args, "rerun", False):
         return Scripted("rerun")
     if getattr(args, "mark_done", None) is not None:
         return Scripted("done", edited=parse_output(args.mark_done))
-    if getattr(args, "skip", None) is not None:
-        return Scripted("skip", message=args.skip.strip() or None)
+    if getattr(args, "skip", False):
+        return Scripted("skip", message=(args.message or "").strip() or None)
     return None
 
 
@@ -393,15 +487,18 @@ async def _execute(
             decide = view.decide(reviewer)
             outcome = await drive(graph, config, context, start, decide, view.handle, view.update)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        out.console.print(f"\ninterrupted; the thread is saved: {escape(thread.command('resume'))}")
+        out.console.print(
+            f"\ninterrupted: the thread is saved. Continue it with: "
+            f"[bold]{inert(thread.command('resume'))}[/]"
+        )
         raise
-    except (PlanexecError, ScriptExhaustedError):
+    except (PlanexecError, ScriptExhaustedError, sqlite3.DatabaseError):
         raise
     except Exception as exc:
         # A bug or an outage: keep the traceback, but say that nothing finished is lost.
         out.console.print(
-            f"\n[red]the run stopped on an unexpected error[/] ({escape(type(exc).__name__)}); "
-            f"finished steps are saved. Continue with: {escape(thread.command('resume'))}"
+            f"\n[red]the run stopped on an unexpected error[/] ({inert(type(exc).__name__)}); "
+            f"finished steps are saved. Continue with: {inert(thread.command('resume'))}"
         )
         raise
     return _finish(outcome.values, outcome.paused, out, thread)
@@ -413,7 +510,7 @@ def _finish(
     if paused is not None:
         what, options = PAUSES.get(str(paused.get("type")), PAUSES["step_approval"])
         out.console.print(
-            f"\npaused for {what}; resume with: [bold]{escape(thread.command('resume'))}[/] "
+            f"\npaused for {what}; resume with: [bold]{inert(thread.command('resume'))}[/] "
             f"\\[{options}]"
         )
     else:

@@ -2,7 +2,11 @@
 
 The script completes commands, options, option values with fixed choices, file and
 folder paths, and thread ids, which it gets from `planexec __complete threads` (with
-the `--checkpoint` already typed, if any). Install it with, for example:
+the `--checkpoint` already typed, if any). Thread ids come from a database others may
+write to, so each shell gets them as inert words: nothing in them is expanded while
+completing, and each is quoted as it goes onto the command line (bash quotes with
+`printf %q`; zsh's `compadd` and fish quote what they insert). Ids with control or
+invisible characters are not offered at all. Install it with, for example:
 
     planexec completion bash > ~/.local/share/bash-completion/completions/planexec
     planexec completion zsh > "${fpath[1]}/_planexec"
@@ -148,8 +152,16 @@ _planexec_threads() {
 }
 
 _planexec_reply() {
-    local IFS=$'\\n'
-    COMPREPLY=($(compgen -W "$1" -- "$2"))
+    # The words in $1 (one per line) that start with $2, each quoted for the command line.
+    # Nothing in them is expanded: compgen -W would run a $(...) found in a thread id.
+    local word quoted
+    COMPREPLY=()
+    while IFS= read -r word; do
+        if [[ -n $word && $word == "$2"* ]]; then
+            printf -v quoted '%q' "$word"
+            COMPREPLY+=("$quoted")
+        fi
+    done <<< "$1"
 }
 
 _planexec() {

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -51,6 +50,7 @@ from planexec.evals.report import (
 from planexec.evals.runner import Evaluation, RunError
 from planexec.evals.scoring import TaskScore
 from planexec.evals.suite import SuiteError, load_suite
+from planexec.inert import inert
 from planexec.models import ModelFactory
 
 BUDGET_FLAGS = {
@@ -170,7 +170,7 @@ def _list(args: argparse.Namespace, out: Output) -> int:
     for column in ("id", "category", "goal"):
         table.add_column(column)
     for task in tasks:
-        table.add_row(escape(task.id), escape(task.category), escape(task.goal))
+        table.add_row(inert(task.id), inert(task.category), inert(task.goal))
     out.console.print(table)
     return 0
 
@@ -286,7 +286,7 @@ def _default_dir(env: Environment, kind: str) -> Path:
 def _execute(evaluation: Evaluation, out: Output) -> int:
     pending = evaluation.pending()
     run_dir = evaluation.run_dir
-    out.console.print(f"[bold]evaluation[/] {escape(str(run_dir))}")
+    out.console.print(f"[bold]evaluation[/] {inert(str(run_dir))}")
     if len(pending) < len(evaluation.settings.configs) * len(evaluation.settings.tasks):
         done = len(evaluation.settings.configs) * len(evaluation.settings.tasks) - len(pending)
         out.console.print(f"resuming: {done} task run(s) already scored, {len(pending)} to go")
@@ -304,9 +304,9 @@ def _execute(evaluation: Evaluation, out: Output) -> int:
     def finished(score: TaskScore) -> None:
         tally["passed" if score["success"] else "failed"] += 1
         mark = "[green]✓[/]" if score["success"] else "[red]✗[/]"
-        note = "" if score["success"] else f" [dim]{escape(_why(score))}[/]"
+        note = "" if score["success"] else f" [dim]{inert(_why(score))}[/]"
         progress.console.print(
-            f"{mark} {escape(score['config'])}:{escape(score['task'])} "
+            f"{mark} {inert(score['config'])}:{inert(score['task'])} "
             f"{score['model_calls']} calls, {usd(score['cost_usd'])}, {score['wall_s']:.1f}s{note}"
         )
         progress.update(bar, advance=1, tally=f"{tally['passed']} passed, {tally['failed']} failed")
@@ -318,7 +318,7 @@ def _execute(evaluation: Evaluation, out: Output) -> int:
     except KeyboardInterrupt:
         out.console.print(
             f"\ninterrupted; finished tasks are saved. Resume with: "
-            f"[bold]planexec eval --resume {escape(str(run_dir))}[/]"
+            f"[bold]planexec eval --resume {inert(str(run_dir))}[/]"
         )
         raise
     return _show(report, run_dir, out)
@@ -338,8 +338,8 @@ def _show(report: Mapping[str, Any], run_dir: Path, out: Output) -> int:
         rows = [*summary["categories"].items(), ("all", summary["overall"])]
         for category, item in rows:
             table.add_row(
-                escape(config),
-                escape(category),
+                inert(config),
+                inert(category),
                 f"{item['solved']}/{item['tasks']}",
                 percent(item["success_rate"]),
                 usd(item["cost_usd"]),
@@ -359,12 +359,12 @@ def _show(report: Mapping[str, Any], run_dir: Path, out: Output) -> int:
         ratio = overall["cost_ratio"]
         said = "n/a" if ratio is None else f"{ratio:.3f}"
         out.console.print(
-            f"[bold]{escape(comparison['b'])} / {escape(comparison['a'])} cost ratio at equal "
+            f"[bold]{inert(comparison['b'])} / {inert(comparison['a'])} cost ratio at equal "
             f"success: {said}[/] over {overall['both_solved']} task(s) both solved; success "
             f"{percent(overall['success_rate_a'])} against {percent(overall['success_rate_b'])}"
         )
-    out.console.print(f"results: {escape(str(run_dir / RESULTS_FILE))}")
-    out.console.print(f"report:  {escape(str(run_dir / HTML_FILE))}")
+    out.console.print(f"results: {inert(str(run_dir / RESULTS_FILE))}")
+    out.console.print(f"report:  {inert(str(run_dir / HTML_FILE))}")
     if out.json_mode:
         sys.stdout.write(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n")
     errors = sum(1 for s in report["tasks"] if s["error"])

@@ -18,13 +18,13 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from planexec.cli.render import SYMBOLS, EventView, announcement, result_text
+from planexec.cli.render import EventView, announcement, result_text
 from planexec.cli.session import Decide
+from planexec.inert import inert, visible
 from planexec.pictures import short
 
 
@@ -55,6 +55,7 @@ class ProgressView:
         self.console = console
         self.lines = EventView(console, show_plans=show_plans)
         self.live = console.is_terminal if live is None else live
+        self.show_plans = show_plans
         self.revision: int | None = None
         self.order: list[str] = []
         self.rows: dict[str, _Row] = {}
@@ -94,8 +95,10 @@ class ProgressView:
                 self.stop()
             if kind != "budget_warning":
                 self.revision = event.get("revision")
-            for line in announcement(event):
-                self.console.print(line)
+            if kind == "budget_warning" or self.show_plans:
+                # A reviewed plan is announced by its review, with its reason.
+                for line in announcement(event):
+                    self.console.print(line)
         elif kind == "step_started":
             row = self._row(str(event.get("step")), event.get("tool"))
             row.status, row.started = "running", time.monotonic()
@@ -170,30 +173,66 @@ class ProgressView:
         table = Table(
             title=f"{title} · {done}/{len(self.rows)} done", title_justify="left", expand=False
         )
-        table.add_column("step", style="bold", no_wrap=True)
-        table.add_column("tool", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("time", justify="right", no_wrap=True)
-        table.add_column("result", overflow="ellipsis", no_wrap=True, max_width=100)
-        for step_id in self.order:
-            row = self.rows[step_id]
-            table.add_row(
-                escape(step_id), escape(row.tool), _status(row), _time(row), escape(row.detail)
+        rows = [(visible(step_id), self.rows[step_id]) for step_id in self.order]
+        statuses = [_status(row) for _, row in rows]
+        times = [_time(row) for _, row in rows]
+        widths = _widths(
+            self.console.width,
+            step=max((len(i) for i, _ in rows), default=4),
+            tool=max((len(visible(row.tool)) for _, row in rows), default=4),
+            status=max((w for _, w in statuses), default=6),
+            time=max(map(len, times), default=4),
+        )
+        for name, width in zip(("step", "tool", "status", "time", "result"), widths, strict=True):
+            table.add_column(
+                name,
+                width=width,
+                no_wrap=True,
+                overflow="ellipsis",
+                justify="right" if name == "time" else "left",
+                style="bold" if name == "step" else None,
             )
+        for (step_id, row), (status, _), at in zip(rows, statuses, times, strict=True):
+            table.add_row(inert(step_id), inert(row.tool), status, at, inert(row.detail))
         return Group(table)
 
 
-def _status(row: _Row) -> RenderableType:
+_MARKS = {"done": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("○", "yellow")}
+
+
+def _status(row: _Row) -> tuple[RenderableType, int]:
+    """The status cell, and how many columns it takes."""
     if row.status == "running":
-        return Spinner("dots", text=Text("running", style="cyan"), style="cyan")
+        return Spinner("dots", text=Text("running", style="cyan"), style="cyan"), 9
     if row.status == "approval":
-        return Text("⏸ awaiting approval", style="yellow")
-    if row.status == "pending":
-        return Text("· pending", style="dim")
-    text = f"{SYMBOLS.get(row.status, '?')} {row.status}"
-    if (row.attempts or 0) > 1:
-        text += f" ({row.attempts} attempts)"
-    return Text.from_markup(text)
+        text = Text("⏸ awaiting approval", style="yellow")
+    elif row.status == "pending":
+        text = Text("· pending", style="dim")
+    else:
+        mark, style = _MARKS.get(row.status, ("?", "bold"))
+        text = Text.assemble((mark, style), " ", visible(row.status))
+        if (row.attempts or 0) > 1:
+            text.append(f" ({visible(row.attempts)} attempts)")
+    return text, text.cell_len
+
+
+_BORDERS = 16
+"""Columns a five-column table spends on its borders and cell padding."""
+
+
+def _widths(total: int, *, step: int, tool: int, status: int, time: int) -> list[int]:
+    """Column widths that fit `total`: step, status and time in full.
+
+    The result gives way first, then the tool.
+    """
+    step, status, time = max(step, 4), max(status, 6), max(time, 4)
+    tool = min(max(tool, 4), 24)
+    room = total - _BORDERS - step - status - time
+    result = min(room - tool, 100)
+    if result < 12:  # too narrow: the tool column shrinks before the result vanishes
+        tool = max(4, min(tool, room - 12))
+        result = max(room - tool, 1)
+    return [step, tool, status, time, result]
 
 
 def _time(row: _Row) -> str:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import sys
-import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +39,7 @@ from planexec.cli.session import (
     prepare_checkpoint,
 )
 from planexec.errors import PlanexecError
+from planexec.inert import visible
 from planexec.library import LibraryImportError, PlanLibrary, SavedPlan
 from planexec.stores import check_index_support, embeddings_index, open_store
 from planexec.tools import default_tools
@@ -143,8 +143,8 @@ async def _list(args: argparse.Namespace, env: Environment, out: Output, where: 
             "-" if rate is None else f"{rate:.0%}",
             when(entry.stats.last_used_at) if entry.stats.last_used_at else "never",
             str(len(entry.plan.get("steps") or [])),
-            inert(", ".join(sorted(entry.tools)), 40),
-            inert(entry.template or entry.goal, 80),
+            _shown(", ".join(sorted(entry.tools)), 40),
+            _shown(entry.template or entry.goal, 80),
         )
     out.console.print(table)
     return 0
@@ -168,15 +168,15 @@ async def _show(args: argparse.Namespace, env: Environment, out: Output, where: 
         + (when(entry.stats.last_used_at) if entry.stats.last_used_at else "never"),
         f"reviewer edits: {entry.edits.count}"
         + (f", last {when(entry.edits.last_at)}" if entry.edits.last_at else ""),
-        "tools: " + inert(", ".join(f"{k} ({v})" for k, v in sorted(entry.tools.items())), 400),
+        "tools: " + _shown(", ".join(f"{k} ({v})" for k, v in sorted(entry.tools.items())), 400),
     ]
     if entry.template:
-        lines.append("template: " + inert(entry.template, 400))
-    lines.extend("goal: " + inert(goal, 400) for goal in (entry.goals or [entry.goal]))
+        lines.append("template: " + _shown(entry.template, 400))
+    lines.extend("goal: " + _shown(goal, 400) for goal in (entry.goals or [entry.goal]))
     for line in lines:
         out.console.print(line)
     out.console.print("[bold]plan[/]:")
-    out.console.print(inert(json.dumps(entry.plan, indent=1, ensure_ascii=False), None))
+    out.console.print(_shown(json.dumps(entry.plan, indent=1, ensure_ascii=False), None))
     return 0
 
 
@@ -228,7 +228,7 @@ async def _import(
         try:
             ids = await PlanLibrary(store).aimport(document, {t.name: t for t in chosen})
         except LibraryImportError as exc:
-            listed = "\n".join(f"  - {inert(error, 300)}" for error in exc.errors)
+            listed = "\n".join(f"  - {_shown(error, 300)}" for error in exc.errors)
             raise UserError(
                 f"nothing was imported from {args.file}: {len(exc.errors)} problem(s):\n{listed}"
             ) from exc
@@ -268,18 +268,12 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-def inert(text: str, limit: int | None) -> str:
-    """`text` for a terminal: control and format characters as escapes, markup escaped.
+def _shown(text: str, limit: int | None) -> str:
+    """`text` made inert for a terminal (`planexec.inert`), cut to `limit` characters.
 
-    It is cut to `limit` characters; only uncut text (`limit` None) keeps its newlines.
+    Only uncut text (`limit` None) keeps its newlines.
     """
-    shown = "".join(
-        ch
-        if (ch == "\n" and limit is None)
-        or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
-        else ascii(ch)[1:-1]
-        for ch in text
-    )
+    shown = visible(text, multiline=limit is None)
     if limit is not None and len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return escape(shown)

@@ -1,4 +1,8 @@
-"""How the command line shows plans, progress, results and threads (with rich)."""
+"""How the command line shows plans, progress, results and threads (with rich).
+
+Everything shown that did not come from planexec itself goes through
+`planexec.inert` first.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from collections.abc import Collection, Mapping
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from planexec.inert import inert
 from planexec.library import describe_source
 from planexec.pictures import short
 
@@ -36,6 +40,11 @@ def result_text(result: Mapping[str, Any], limit: int = 100) -> str:
     """A step result in one line: its output if it is done, else its error."""
     body = result.get("output") if result.get("status") == "done" else result.get("error")
     return short(body, limit)
+
+
+def plural(count: object, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is one: 1 step, 2 steps."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _args_text(step: Mapping[str, Any], limit: int) -> str:
@@ -66,11 +75,11 @@ def plan_table(
     compact = results is not None
     for step in plan.get("steps", []):
         row = [
-            escape(step["id"]),
-            escape(short(step["description"], 90) if compact else step["description"]),
-            escape(step["tool"] or "(model)"),
-            escape(_args_text(step, 60 if compact else 120)),
-            escape(", ".join(step["depends_on"]) or "—"),
+            inert(step["id"]),
+            inert(short(step["description"], 90) if compact else step["description"]),
+            inert(step["tool"] or "(model)"),
+            inert(_args_text(step, 60 if compact else 120)),
+            inert(", ".join(map(str, step["depends_on"])) or "—"),
         ]
         if results is not None:
             row.extend(_status_cells(results.get(step["id"])))
@@ -84,7 +93,7 @@ def _status_cells(result: Mapping[str, Any] | None) -> list[str]:
     if result is None:
         return ["[dim]pending[/]", ""]
     status = str(result["status"])
-    return [f"{SYMBOLS.get(status, '')} {status}", escape(result_text(result))]
+    return [f"{SYMBOLS.get(status, '')} {inert(status)}", inert(result_text(result))]
 
 
 def changes_text(diff: Mapping[str, list[str]] | None) -> str:
@@ -92,7 +101,7 @@ def changes_text(diff: Mapping[str, list[str]] | None) -> str:
     if not diff:
         return ""
     parts = [
-        f"{kind} {', '.join(diff[kind])}"
+        f"{kind} {', '.join(map(str, diff[kind]))}"
         for kind in ("added", "removed", "changed")
         if diff.get(kind)
     ]
@@ -105,16 +114,17 @@ def show_review(console: Console, request: Mapping[str, Any]) -> None:
     source = request.get("source") or "planner"
     console.print()
     console.print(
-        f"[bold]Plan revision {revision}[/] from the {escape(str(source))}"
-        + (f": {escape(str(request['reason']))}" if request.get("reason") else "")
+        f"[bold]Plan revision {revision}[/] from the {inert(str(source))}"
+        + (f": {inert(str(request['reason']))}" if request.get("reason") else "")
     )
     if isinstance(request.get("library"), Mapping):
-        console.print(escape(describe_source(request["library"])))
+        console.print(inert(describe_source(request["library"])))
     console.print(plan_table(request["plan"], finished=request.get("finished") or ()))
     if request.get("changes"):
-        console.print(f"changes: {escape(changes_text(request['changes']))}")
+        console.print(f"changes: {inert(changes_text(request['changes']))}")
     if request.get("finished"):
-        console.print(f"already done (kept as they ran): {', '.join(request['finished'])}")
+        done = ", ".join(map(str, request["finished"]))
+        console.print(f"already done (kept as they ran): {inert(done)}")
     show_errors(console, request.get("errors"))
 
 
@@ -123,7 +133,7 @@ def show_errors(console: Console, errors: Any) -> None:
     if errors:
         console.print("[bold red]The decision was not accepted:[/]")
         for error in errors:
-            console.print(f"  [red]•[/] {escape(str(error))}")
+            console.print(f"  [red]•[/] {inert(error)}")
 
 
 def show_approval(console: Console, request: Mapping[str, Any]) -> None:
@@ -140,19 +150,49 @@ def show_approval(console: Console, request: Mapping[str, Any]) -> None:
     for index, action in enumerate(request.get("action_requests") or []):
         table.add_row(
             str(index + 1),
-            escape(steps[index] if index < len(steps) else "?"),
-            escape(str(action.get("name"))),
-            escape(short(json.dumps(action.get("args"), ensure_ascii=False), 200)),
-            escape(str(action.get("description", ""))),
+            inert(steps[index] if index < len(steps) else "?"),
+            inert(str(action.get("name"))),
+            inert(short(json.dumps(action.get("args"), ensure_ascii=False), 200)),
+            inert(str(action.get("description", ""))),
         )
     console.print(table)
     show_errors(console, request.get("errors"))
 
 
+def show_step(console: Console, step: Mapping[str, Any], result: Mapping[str, Any] | None) -> None:
+    """One step in full, nothing cut: what `[v]iew` shows at a review or approval."""
+    console.print(f"[bold]step {inert(step.get('id'))}[/]")
+    console.print(f"  description: {inert(step.get('description'), multiline=True)}")
+    console.print(f"  tool: {inert(step.get('tool') or '(the executor model answers in text)')}")
+    depends = ", ".join(map(str, step.get("depends_on") or ())) or "nothing"
+    console.print(f"  depends on: {inert(depends)}")
+    show_arguments(console, step.get("args"), label="args")
+    if result is not None:
+        console.print(f"  result ({inert(result.get('status'))}): {inert(result_text(result))}")
+
+
+def show_arguments(console: Console, args: Any, *, label: str) -> None:
+    """Arguments in full, as indented JSON; a string's lines are shown as lines."""
+    if args is None:
+        console.print(f"  {label}: (the executor model chooses them)")
+        return
+    console.print(f"  {label}:")
+    items = args.items() if isinstance(args, Mapping) else [("", args)]
+    for name, value in items:
+        if isinstance(value, str) and "\n" in value:
+            lines = value.split("\n")
+            console.print(f"    {inert(name)}: (text, {plural(len(lines), 'line')})")
+            for line in lines:
+                console.print(f"      │ {inert(line)}", soft_wrap=True)
+        else:
+            text = json.dumps(value, ensure_ascii=False, indent=2)
+            console.print(f"    {inert(name)}: {inert(text, multiline=True)}", soft_wrap=True)
+
+
 def when(at: Any) -> str:
     """A recorded UTC timestamp, to the second."""
     text = str(at or "")
-    return f"{text[:19].replace('T', ' ')} UTC" if len(text) >= 19 else text
+    return inert(f"{text[:19].replace('T', ' ')} UTC" if len(text) >= 19 else text)
 
 
 class EventView:
@@ -175,14 +215,15 @@ class EventView:
         """Print one event from the custom stream."""
         kind = event.get("event")
         if kind == "step_started":
-            tool = event.get("tool") or "(model)"
+            tool = str(event.get("tool") or "(model)")
             self.tools[str(event.get("step"))] = tool
             self.console.print(
-                f"  [cyan]▶[/] {escape(str(event.get('step'))):<5} {escape(tool):<12} started"
+                f"  [cyan]▶[/] {inert(str(event.get('step'))):<5} {inert(tool):<12} started"
             )
         elif kind == "step_finished":
             self._finished(event)
-        else:
+        elif kind == "budget_warning" or self.show_plans:
+            # A reviewed plan is announced by its review, with its reason.
             for line in announcement(event):
                 self.console.print(line)
 
@@ -190,15 +231,15 @@ class EventView:
         step = str(event.get("step"))
         status = str(event.get("status"))
         tool = self.tools.get(step, "")
-        line = f"  {SYMBOLS.get(status, '?')} {escape(step):<5} {escape(tool):<12} {status:<8}"
+        line = f"  {SYMBOLS.get(status, '?')} {inert(step):<5} {inert(tool):<12} {inert(status):<8}"
         if event.get("duration_s") is not None and status != "skipped":
             line += f" {float(event['duration_s']):.2f}s"
         if (event.get("attempts") or 0) > 1:
-            line += f" ({event['attempts']} attempts)"
+            line += f" ({inert(event['attempts'])} attempts)"
         if event.get("tokens"):
-            line += f" · {event['tokens']} tokens"
+            line += f" · {inert(plural(event['tokens'], 'token'))}"
         if event.get("error"):
-            line += f"  [red]{escape(short(event['error'], 160))}[/]"
+            line += f"  [red]{inert(short(event['error'], 160))}[/]"
         self.console.print(line)
 
 
@@ -207,19 +248,19 @@ def announcement(event: Mapping[str, Any]) -> list[str]:
     kind = event.get("event")
     if kind == "plan_ready":
         return [
-            f"[bold]●[/] plan revision {event.get('revision')} from the "
-            f"{escape(str(event.get('source')))}: {event.get('steps')} steps"
+            f"[bold]●[/] plan revision {inert(event.get('revision'))} from the "
+            f"{inert(event.get('source'))}: {inert(plural(event.get('steps'), 'step'))}"
         ]
     if kind == "replan":
         lines = [
-            f"[bold]↻[/] the replanner revised the plan → revision {event.get('revision')}: "
-            f"{escape(str(event.get('reason')))}"
+            f"[bold]↻[/] the replanner revised the plan → revision "
+            f"{inert(event.get('revision'))}: {inert(event.get('reason'))}"
         ]
         changes = changes_text(event.get("diff"))
-        return [*lines, f"  changes: {escape(changes)}"] if changes else lines
+        return [*lines, f"  changes: {inert(changes)}"] if changes else lines
     if kind == "budget_warning":
         return [
-            f"[yellow]⚠ budget {escape(str(event.get('budget')))} at "
+            f"[yellow]⚠ budget {inert(str(event.get('budget')))} at "
             f"{float(event.get('fraction') or 0):.0%}: {event.get('used'):,.4g} of "
             f"{event.get('limit'):,.4g}[/]"
         ]
@@ -236,24 +277,43 @@ def usage_table(usage: Mapping[str, Mapping[str, Any]]) -> Table:
             u = usage[role]
             table.add_row(
                 role,
-                str(u["calls"]),
-                f"{u['input_tokens']:,}",
-                f"{u['output_tokens']:,}",
-                f"{u['cost_usd']:.4f}",
+                _number(u.get("calls"), "{:,}"),
+                _number(u.get("input_tokens"), "{:,}"),
+                _number(u.get("output_tokens"), "{:,}"),
+                _number(u.get("cost_usd"), "{:.4f}"),
             )
     return table
+
+
+def _number(value: Any, form: str) -> str:
+    """A number from a checkpoint, formatted; anything else shown as it is, inert."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return form.format(value)
+    return inert(value)
+
+
+def direct_answer(values: Mapping[str, Any]) -> bool:
+    """Whether the planner answered at once: a completed run whose plan has no steps."""
+    plan = values.get("plan") or {}
+    return values.get("status") == "completed" and not plan.get("steps")
 
 
 def show_outcome(console: Console, values: Mapping[str, Any], show_hint: str) -> None:
     """The end of a run: status, answer or reason, model use, and where to look further."""
     status = values.get("status") or "unknown"
     console.print()
-    console.print(f"status: [{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]")
+    console.print(f"status: [{STATUS_STYLE.get(status, 'bold')}]{inert(status)}[/]")
+    if direct_answer(values):
+        console.print(
+            "[yellow]answered directly by the planner: no plan, so nobody reviewed this "
+            "answer and no step ran[/] (--review does not apply; Context.direct_answers=False "
+            "makes every goal a reviewed plan)"
+        )
     if values.get("answer"):
         console.print("[bold]answer:[/]")
-        console.print(escape(str(values["answer"])))
+        console.print(inert(values["answer"], multiline=True))
     if values.get("reason") and (status != "completed" or not values.get("answer")):
-        console.print(f"reason: {escape(str(values['reason']))}")
+        console.print(f"reason: {inert(values['reason'])}")
     if values.get("usage"):
         console.print(usage_table(values["usage"]))
-    console.print(f"details: [bold]{escape(show_hint)}[/]")
+    console.print(f"details: [bold]{inert(show_hint)}[/]")

@@ -8,19 +8,24 @@ With none of them the run stays paused in its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import shlex
+import signal
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.markup import escape
 
-from planexec.cli.render import show_approval, show_review
+from planexec.cli.render import show_approval, show_arguments, show_review, show_step
 from planexec.cli.session import UserError
+from planexec.inert import inert, visible
 
 ScriptedKind = Literal["approve", "reject", "edit", "cancel", "rerun", "done", "skip"]
 UNCERTAIN_KINDS = ("rerun", "done", "skip")
@@ -78,7 +83,7 @@ class Reviewer:
         self.scripted = scripted
         self._scripted_used = False
         self._answered_by_script = False
-        self._read_line = console.input
+        self._input = console.input
         self._drafts: dict[str, str] = {}
         """Text to reopen the editor with, by what is edited: an edit that was refused."""
         self._sent_edit: tuple[Any, str] | None = None
@@ -105,7 +110,7 @@ class Reviewer:
             self._scripted_used = self._answered_by_script = True
             return _decision(request, self.scripted)
         if self.auto and kind != "uncertain_step":
-            self.console.print(f"[green]approved[/] ({escape(self.auto_note)})")
+            self.console.print(f"[green]approved[/] ({inert(self.auto_note)})")
             return _decision(request, _APPROVE)
         if not self.interactive:
             return None
@@ -134,21 +139,71 @@ class Reviewer:
                 "[bold]r[/] to reject it, or [bold]c[/] to cancel."
             )
 
+    def _read_line(self, prompt: str) -> str:
+        """A line typed at the terminal; Ctrl-C leaves at once (`KeyboardInterrupt`).
+
+        The event loop's own handler would only cancel the run once the line was typed.
+        """
+        with _ctrl_c(signal.default_int_handler):
+            return self._input(prompt)
+
     def _ask_review(self, request: dict[str, Any]) -> dict[str, Any]:
         while True:
-            choice = self._choose("[a]pprove / [e]dit / [r]eject / [c]ancel", "aerc")
+            choice = self._choose("[a]pprove / [v]iew / [e]dit / [r]eject / [c]ancel", "averc")
             if choice == "a":
                 return _review_decision(request, _APPROVE)
-            if choice == "c":
+            if choice == "v":
+                self._view_steps(request["plan"])
+            elif choice == "c":
                 reason = self._read_line("reason (optional): ").strip()
                 return _review_decision(request, Scripted("cancel", message=reason or None))
-            if choice == "r":
+            elif choice == "r":
                 message = self._ask_text("what should change in the plan? ")
                 return _review_decision(request, Scripted("reject", message=message))
-            edited = self._edit_json(request["plan"], "plan")
-            if edited is not None:
-                self._sent_edit = (request.get("plan_hash"), _json_text(edited))
-                return _review_decision(request, Scripted("edit", edited=edited))
+            else:
+                edited = self._edit_confirmed(request["plan"], "plan", _as_plan)
+                if edited is not None:
+                    self._sent_edit = (request.get("plan_hash"), _json_text(edited))
+                    return _review_decision(request, Scripted("edit", edited=edited))
+
+    def _view_steps(self, plan: dict[str, Any]) -> None:
+        steps = plan.get("steps") or []
+        wanted = self._read_line("which step? (its id; Enter for every step): ").strip()
+        chosen = [s for s in steps if not wanted or s.get("id") == wanted]
+        if not chosen:
+            ids = ", ".join(str(s.get("id")) for s in steps)
+            self.console.print(f"no step {inert(wanted)} in this plan (its steps: {inert(ids)})")
+        for step in chosen:
+            show_step(self.console, step, None)
+
+    def _edit_confirmed(
+        self, value: Any, what: str, normal: Callable[[Any], Any] = lambda v: v
+    ) -> Any:
+        """`value` edited, once the person has seen the change and confirmed it.
+
+        None (after saying why) when the editor changed nothing, failed, or the person
+        did not confirm: the caller asks again.
+        """
+        while True:
+            edited = self._edit_json(value, what)
+            if edited is None:
+                return None
+            if normal(edited) == normal(value):
+                self.console.print(f"no change: the {inert(what)} is as it was")
+                return None
+            self.console.print(f"[bold]your change to the {inert(what)}:[/]")
+            show_diff(self.console, _json_text(normal(value)), _json_text(normal(edited)))
+            choice = self._choose(
+                "run it with this change? [y]es / [e]dit again / [n]o, back to the question",
+                "yen",
+            )
+            if choice == "y":
+                self._drafts.pop(what, None)
+                return edited
+            if choice == "n":
+                self._drafts.pop(what, None)
+                return None
+            self._drafts[what] = _json_text(edited)
 
     def _ask_approval(self, request: dict[str, Any]) -> dict[str, Any]:
         decisions: list[dict[str, Any]] = []
@@ -156,15 +211,20 @@ class Reviewer:
         for index, action in enumerate(request.get("action_requests") or []):
             label = steps[index] if index < len(steps) else f"#{index + 1}"
             while True:
-                prompt = f"step {label} ({action['name']}): [a]pprove / [e]dit / [r]eject"
-                choice = self._choose(prompt, "aer")
+                name = visible(action.get("name"))
+                prompt = f"step {visible(label)} ({name}): [a]pprove / [v]iew / [e]dit / [r]eject"
+                choice = self._choose(prompt, "aver")
+                if choice == "v":
+                    self.console.print(f"[bold]step {inert(label)}[/] calls {inert(name)} with:")
+                    show_arguments(self.console, action.get("args"), label="args")
+                    continue
                 if choice == "a":
                     decisions.append({"type": "approve"})
                 elif choice == "r":
                     reason = self._read_line("reason (optional): ").strip()
                     decisions.append({"type": "reject", "message": reason or None})
                 else:
-                    args = self._edit_json(action.get("args") or {}, f"{label} arguments")
+                    args = self._edit_confirmed(action.get("args") or {}, f"{label} arguments")
                     if not isinstance(args, dict):
                         if args is not None:
                             self.console.print("[red]the arguments must be a JSON object[/]")
@@ -188,7 +248,7 @@ class Reviewer:
 
     def _choose(self, prompt: str, letters: str) -> str:
         while True:
-            answer = self._read_line(f"{escape(prompt)} ? ").strip().lower()
+            answer = self._read_line(f"{inert(prompt)} ? ").strip().lower()
             if answer and answer[0] in letters:
                 return answer[0]
             self.console.print(f"please answer one of: {', '.join(letters)}")
@@ -209,10 +269,12 @@ class Reviewer:
             path = Path(folder) / "edit.json"
             path.write_text(self._drafts.get(what) or _json_text(value), "utf-8")
             try:
-                done = subprocess.run([*shlex.split(self.editor), str(path)], check=False)
+                # Ctrl-C belongs to the editor while it runs.
+                with _ctrl_c(signal.SIG_IGN):
+                    done = subprocess.run([*shlex.split(self.editor), str(path)], check=False)
             except OSError as exc:
                 self.console.print(
-                    f"[red]cannot start the editor {escape(self.editor)!r}: {exc.strerror}; "
+                    f"[red]cannot start the editor {inert(self.editor)!r}: {exc.strerror}; "
                     "set $EDITOR[/]"
                 )
                 return None
@@ -225,13 +287,13 @@ class Reviewer:
         except json.JSONDecodeError as exc:
             self._drafts[what] = text
             self.console.print(
-                f"[red]the edited {escape(what)} is not valid JSON: line {exc.lineno}, "
-                f"column {exc.colno}: {escape(exc.msg)}[/]"
+                f"[red]the edited {inert(what)} is not valid JSON: line {exc.lineno}, "
+                f"column {exc.colno}: {inert(exc.msg)}[/]"
             )
             lines = text.splitlines()
             if 0 < exc.lineno <= len(lines):
                 shown = lines[exc.lineno - 1].expandtabs(1)
-                self.console.print(f"  {escape(shown)}", soft_wrap=True)
+                self.console.print(f"  {inert(shown)}", soft_wrap=True)
                 self.console.print("  " + " " * (exc.colno - 1) + "[red]^[/]")
             self.console.print("[dim]the next edit starts from your text[/]")
             return None
@@ -241,6 +303,35 @@ class Reviewer:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _as_plan(value: Any) -> Any:
+    """An edited plan as the decision sends it: a bare list of steps is `{"steps": [...]}`."""
+    return {"steps": value} if isinstance(value, list) else value
+
+
+def show_diff(console: Console, before: str, after: str) -> None:
+    """The lines that differ between two texts, as a unified diff, each line inert."""
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), "proposed", "edited", lineterm="", n=2
+    )
+    for line in lines:
+        style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+        text = inert(line)
+        console.print(f"[{style}]{text}[/]" if style else text, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c(handler: Any) -> Iterator[None]:
+    """SIGINT handled by `handler` for the block (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 _APPROVE = Scripted("approve")
@@ -317,12 +408,12 @@ def _uncertain_decision(request: dict[str, Any], scripted: Scripted) -> dict[str
 def show_uncertain(console: Console, request: dict[str, Any]) -> None:
     """Show an uncertain step: the call that may have happened, and why it is uncertain."""
     console.print(
-        f"\n[bold yellow]uncertain step[/] {escape(str(request.get('step')))} "
-        f"(plan revision {request.get('revision')}): {escape(str(request.get('description')))}"
+        f"\n[bold yellow]uncertain step[/] {inert(str(request.get('step')))} "
+        f"(plan revision {request.get('revision')}): {inert(str(request.get('description')))}"
     )
     call = json.dumps(request.get("args"), ensure_ascii=False)
-    console.print(f"  call: {escape(str(request.get('tool')))}({escape(call)})")
-    console.print(f"  idempotency key: {escape(str(request.get('key')))}")
-    console.print(f"  {escape(str(request.get('message')))}")
+    console.print(f"  call: {inert(str(request.get('tool')))}({inert(call)})")
+    console.print(f"  idempotency key: {inert(str(request.get('key')))}")
+    console.print(f"  {inert(str(request.get('message')))}")
     for error in request.get("errors") or []:
-        console.print(f"  [red]{escape(str(error))}[/]")
+        console.print(f"  [red]{inert(str(error))}[/]")

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from planexec.cli.render import (
@@ -18,6 +17,7 @@ from planexec.cli.render import (
     when,
 )
 from planexec.cli.threads import LABELS, thread_status
+from planexec.inert import inert, inert_data
 from planexec.pictures import plan_tree
 
 _PAUSED = {
@@ -49,22 +49,22 @@ def show_thread(
 ) -> None:
     """Goal, status, plan with results, revision history, reviews and model use."""
     style = STATUS_STYLE.get(str(values.get("status")), "bold")
-    console.print(f"[bold]thread[/] {escape(thread_id)}")
-    console.print(f"[bold]goal:[/] {escape(str(values.get('goal', '')))}")
-    console.print(f"[bold]status:[/] [{style}]{escape(state)}[/]")
+    console.print(f"[bold]thread[/] {inert(thread_id)}")
+    console.print(f"[bold]goal:[/] {inert(str(values.get('goal', '')))}")
+    console.print(f"[bold]status:[/] [{style}]{inert(state)}[/]")
     if demo:
         console.print("[bold]models:[/] scripted replies (planexec demo)")
     elif settings:
         replanner = settings.get("replanner_model") or settings.get("planner_model")
         console.print(
-            f"[bold]models:[/] planner {escape(str(settings.get('planner_model')))}, "
-            f"executor {escape(str(settings.get('executor_model')))}, "
-            f"replanner {escape(str(replanner))}"
+            f"[bold]models:[/] planner {inert(str(settings.get('planner_model')))}, "
+            f"executor {inert(str(settings.get('executor_model')))}, "
+            f"replanner {inert(str(replanner))}"
         )
     if settings:
         console.print(
-            f"[bold]review:[/] {escape(str(settings.get('review')))}   "
-            f"[bold]workspace:[/] {escape(str(settings.get('workspace')))}"
+            f"[bold]review:[/] {inert(str(settings.get('review')))}   "
+            f"[bold]workspace:[/] {inert(str(settings.get('workspace')))}"
         )
     results: Mapping[str, Any] = values.get("results") or {}
     plan = values.get("plan")
@@ -74,16 +74,20 @@ def show_thread(
         console.print()
         console.print(plan_table(plan, results=results, title=f"plan (revision {number})"))
         waiting = values.get("awaiting_approval") or ()
-        console.print(plan_tree(plan, results, active=waiting, title="dependencies"))
+        # The tree prints the plan's text as it is: give it the text made visible.
+        tree = plan_tree(
+            inert_data(plan), inert_data(results), active=inert_data(waiting), title="dependencies"
+        )
+        console.print(tree)
         _earlier_steps(console, plan, results)
     _revisions(console, values.get("revisions") or [])
     _reviews(console, values.get("reviews") or [])
     console.print()
     if values.get("answer"):
         console.print("[bold]answer:[/]")
-        console.print(escape(str(values["answer"])))
+        console.print(inert(str(values["answer"])))
     if values.get("reason"):
-        console.print(f"[bold]reason:[/] {escape(str(values['reason']))}")
+        console.print(f"[bold]reason:[/] {inert(str(values['reason']))}")
     if values.get("usage"):
         console.print(usage_table(values["usage"]))
 
@@ -98,11 +102,11 @@ def _earlier_steps(console: Console, plan: Mapping[str, Any], results: Mapping[s
         table.add_column(name)
     for step_id, result in earlier:
         table.add_row(
-            escape(step_id),
-            escape(str(result.get("tool") or "(model)")),
+            inert(step_id),
+            inert(str(result.get("tool") or "(model)")),
             str(result.get("revision", "")),
-            escape(str(result["status"])),
-            escape(result_text(result)),
+            inert(str(result["status"])),
+            inert(result_text(result)),
         )
     console.print(table)
 
@@ -118,9 +122,9 @@ def _revisions(console: Console, revisions: Sequence[Mapping[str, Any]]) -> None
         changes = "first plan" if revision["revision"] == 1 else changes_text(diff)
         table.add_row(
             str(revision["revision"]),
-            escape(str(revision["source"])),
-            escape(str(revision.get("reason") or "")),
-            escape(changes),
+            inert(str(revision["source"])),
+            inert(str(revision.get("reason") or "")),
+            inert(changes),
             when(revision.get("at")),
         )
     console.print(table)
@@ -135,8 +139,8 @@ def _reviews(console: Console, reviews: Sequence[Mapping[str, Any]]) -> None:
     for review in reviews:
         table.add_row(
             str(review["revision"]),
-            escape(str(review["decision"])),
-            escape(str(review.get("message") or "")),
+            inert(str(review["decision"])),
+            inert(str(review.get("message") or "")),
             when(review.get("at")),
         )
     console.print(table)

@@ -1,8 +1,12 @@
-"""`planexec threads`: every thread in a checkpoint database, newest first.
+"""`planexec threads`: the threads in a checkpoint database, newest first, a page at a time.
 
-The thread ids come from one query on the saver's `checkpoints` table (SQLite or
-PostgreSQL; any other saver is scanned); then each listed thread's latest checkpoint
-alone is read, never its history.
+One query per page reads each listed thread's latest checkpoint, with the pending
+interrupt it waits on, from the saver's own tables (SQLite or PostgreSQL; any other
+saver is scanned). No thread's history is read, and no state is rebuilt, so a page
+costs the same with 10 threads or 10,000 (`bench/threads.py`). A row that cannot be
+read (a flipped byte, a thread encrypted with another key) is listed as unreadable,
+with the reason; the others are listed as usual. Shell completion reads the same
+query, and thread ids given to `resume`, `show` and `audit` may be any unique prefix.
 """
 
 from __future__ import annotations
@@ -13,14 +17,12 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg_pool import AsyncConnectionPool
-from rich.markup import escape
 from rich.table import Table
 
 from planexec.checkpoints import redact
@@ -29,16 +31,22 @@ from planexec.cli.session import (
     DEMO_KEY,
     GOAL_KEY,
     Environment,
+    UserError,
     checkpoint_location,
     open_saver,
     positive_int,
-    prepare_checkpoint,
+    reading_checkpoint,
 )
+from planexec.errors import PlanexecError
 from planexec.graph import build_graph
+from planexec.inert import inert, is_visible, visible
 from planexec.pictures import short
 
 if TYPE_CHECKING:
     from planexec.cli.commands import Output
+
+DEFAULT_LIMIT = 20
+"""Threads shown without `--limit` or `--all`."""
 
 LABELS = {
     "paused_for_review": "paused for review",
@@ -46,14 +54,54 @@ LABELS = {
     "uncertain_step": "uncertain step",
     "interrupted": "interrupted",
     "not_started": "not started",
+    "unreadable": "unreadable",
 }
 """How the statuses of unfinished threads read; finished ones read as their status."""
 
-_LATEST = (
+_INTERRUPT = "__interrupt__"
+"""LangGraph's channel for a pending interrupt in a checkpoint's writes."""
+
+_PAGE = (
     "SELECT thread_id, MAX(checkpoint_id) AS latest FROM checkpoints "
     "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY latest DESC"
 )
-"""Thread ids, newest first: checkpoint ids are UUIDv6, which sort by time."""
+"""Thread ids and their latest checkpoint, newest first: checkpoint ids are UUIDv6,
+which sort by time. Every listing, completion included, starts from it."""
+
+_SQLITE_ROWS = f"""
+WITH page AS ({_PAGE} LIMIT ? OFFSET ?)
+SELECT page.thread_id, c.type, c.checkpoint, c.metadata, w.type, w.value
+FROM page
+JOIN checkpoints c
+  ON c.thread_id = page.thread_id AND c.checkpoint_ns = '' AND c.checkpoint_id = page.latest
+LEFT JOIN writes w
+  ON w.thread_id = page.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = page.latest
+  AND w.channel = '{_INTERRUPT}'
+ORDER BY page.latest DESC, w.task_id, w.idx
+"""
+
+_POSTGRES_ROWS = f"""
+WITH page AS ({_PAGE} LIMIT %s OFFSET %s)
+SELECT page.thread_id, c.checkpoint, c.metadata,
+  (SELECT array_agg(array[b.channel::bytea, b.type::bytea, b.blob])
+     FROM checkpoint_blobs b
+     WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = '' AND b.channel = ANY(%s)
+       AND b.version = c.checkpoint -> 'channel_versions' ->> b.channel) AS blobs,
+  (SELECT array_agg(array[w.type::bytea, w.blob] ORDER BY w.task_id, w.idx)
+     FROM checkpoint_writes w
+     WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = page.latest
+       AND w.channel = '{_INTERRUPT}') AS interrupts
+FROM page
+JOIN checkpoints c
+  ON c.thread_id = page.thread_id AND c.checkpoint_ns = '' AND c.checkpoint_id = page.latest
+ORDER BY page.latest DESC
+"""
+
+_CHANNELS = ["status", "goal", "revisions"]
+"""The state channels a summary reads (PostgreSQL keeps strings inline, the rest in blobs)."""
+
+_NO_LIMIT = -1
+"""`LIMIT -1` is SQLite's "no limit"; PostgreSQL takes `LIMIT NULL`."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +111,8 @@ class ThreadSummary:
     thread_id: str
     status: str
     """A run's status (completed, failed, cancelled, budget_exhausted), or
-    paused_for_review, awaiting_approval, uncertain_step, interrupted, not_started."""
+    paused_for_review, awaiting_approval, uncertain_step, interrupted, not_started,
+    or unreadable (see `problem`)."""
     goal: str
     updated_at: str | None
     """When the latest checkpoint was written (ISO 8601, UTC)."""
@@ -71,6 +120,8 @@ class ThreadSummary:
     """The current plan revision, if there is a plan."""
     demo: bool
     """Whether `planexec demo` started the thread."""
+    problem: str | None = None
+    """Why the thread's latest checkpoint cannot be read, when it cannot."""
 
     @property
     def label(self) -> str:
@@ -78,29 +129,146 @@ class ThreadSummary:
         return LABELS.get(self.status, self.status)
 
 
+@dataclass(frozen=True)
+class ThreadPage:
+    """Some threads, newest first, and how many there are in all."""
+
+    threads: list[ThreadSummary]
+    total: int
+
+
 def thread_status(values: Mapping[str, Any], interrupts: Sequence[Any], next_nodes: Any) -> str:
     """A thread's status: how its run ended, or why it has not."""
     if values.get("status"):
         return str(values["status"])
     if interrupts:
-        request = interrupts[0].value
-        kind = request.get("type") if isinstance(request, dict) else None
-        if kind == "uncertain_step":
-            return "uncertain_step"
-        return "awaiting_approval" if kind == "step_approval" else "paused_for_review"
+        return _paused_status(getattr(interrupts[0], "value", None))
     return "interrupted" if next_nodes else "not_started"
 
 
-async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) -> list[str]:
-    """The ids of the threads in `saver`, most recently updated first."""
-    if isinstance(saver, AsyncSqliteSaver):
-        await saver.setup()
-        query = _LATEST + (" LIMIT ?" if limit is not None else "")
-        async with saver.conn.execute(query, (limit,) if limit is not None else ()) as cursor:
-            return [str(row[0]) for row in await cursor.fetchall()]
-    postgres = await _postgres_ids(saver, limit)
-    if postgres is not None:
-        return postgres
+def _paused_status(request: Any) -> str:
+    kind = request.get("type") if isinstance(request, dict) else None
+    if kind == "uncertain_step":
+        return "uncertain_step"
+    return "awaiting_approval" if kind == "step_approval" else "paused_for_review"
+
+
+def _summary(
+    thread: str,
+    values: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    updated_at: str | None,
+    interrupts: Sequence[Any],
+) -> ThreadSummary:
+    revisions = values.get("revisions")
+    last = revisions[-1] if isinstance(revisions, list) and revisions else None
+    revision = last.get("revision") if isinstance(last, dict) else None
+    if values.get("status"):
+        status = str(values["status"])
+    elif interrupts:
+        status = _paused_status(getattr(interrupts[0], "value", None))
+    else:
+        # No ending and no question: a run that stopped (Ctrl-C, a crash, an error).
+        status = "interrupted"
+    return ThreadSummary(
+        thread_id=thread,
+        status=status,
+        goal=str(values.get("goal") or metadata.get(GOAL_KEY) or ""),
+        updated_at=updated_at,
+        revision=revision if isinstance(revision, int) else None,
+        demo=bool(metadata.get(DEMO_KEY)),
+    )
+
+
+def _unreadable(thread: str, metadata: Mapping[str, Any], exc: Exception) -> ThreadSummary:
+    return ThreadSummary(
+        thread_id=thread,
+        status="unreadable",
+        goal=str(metadata.get(GOAL_KEY) or ""),
+        updated_at=None,
+        revision=None,
+        demo=bool(metadata.get(DEMO_KEY)),
+        problem=str(exc) if isinstance(exc, PlanexecError) else f"{type(exc).__name__}: {exc}",
+    )
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if isinstance(raw, bytes | str) else raw
+    except ValueError:
+        return {}
+    return dict(data) if isinstance(data, dict) else {}
+
+
+async def _sqlite_page(
+    saver: AsyncSqliteSaver, limit: int | None, offset: int
+) -> list[ThreadSummary]:
+    rows: list[ThreadSummary] = []
+    found: dict[str, tuple[tuple[str, bytes], dict[str, Any], list[tuple[str, bytes]]]] = {}
+    limit_value = _NO_LIMIT if limit is None else limit
+    async with saver.conn.execute(_SQLITE_ROWS, (limit_value, offset)) as cursor:
+        for thread, kind, blob, metadata, write_type, write in await cursor.fetchall():
+            if thread not in found:
+                found[thread] = ((kind, blob), _metadata(metadata), [])
+            if write_type is not None:
+                found[thread][2].append((write_type, write))
+    for thread, (checkpoint, metadata, writes) in found.items():
+        try:
+            loaded = saver.serde.loads_typed(checkpoint)
+            interrupts = [i for w in writes for i in _interrupts(saver.serde.loads_typed(w))]
+            rows.append(
+                _summary(thread, loaded["channel_values"], metadata, loaded.get("ts"), interrupts)
+            )
+        except Exception as exc:  # one unreadable thread must not hide the others
+            rows.append(_unreadable(thread, metadata, exc))
+    return rows
+
+
+async def _postgres_page(
+    saver: AsyncPostgresSaver, limit: int | None, offset: int
+) -> list[ThreadSummary]:
+    rows: list[ThreadSummary] = []
+    for row in await _postgres_query(saver, _POSTGRES_ROWS, (limit, offset, _CHANNELS)):
+        thread = str(row["thread_id"])
+        metadata = _metadata(row["metadata"])
+        try:
+            checkpoint = row["checkpoint"]
+            values = dict(checkpoint.get("channel_values") or {})
+            for channel, kind, blob in row["blobs"] or []:
+                if bytes(kind) != b"empty":
+                    values[bytes(channel).decode()] = saver.serde.loads_typed(
+                        (bytes(kind).decode(), bytes(blob))
+                    )
+            interrupts = [
+                i
+                for kind, blob in row["interrupts"] or []
+                for i in _interrupts(saver.serde.loads_typed((bytes(kind).decode(), bytes(blob))))
+            ]
+            rows.append(_summary(thread, values, metadata, checkpoint.get("ts"), interrupts))
+        except Exception as exc:  # one unreadable thread must not hide the others
+            rows.append(_unreadable(thread, metadata, exc))
+    return rows
+
+
+def _interrupts(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+async def _postgres_query(
+    saver: AsyncPostgresSaver, query: str, params: Sequence[Any]
+) -> list[Mapping[str, Any]]:
+    conn = saver.conn
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as connection, connection.cursor() as cursor:
+            await cursor.execute(query, params)
+            return list(await cursor.fetchall())
+    async with conn.cursor() as cursor:
+        await cursor.execute(query, params)
+        return list(await cursor.fetchall())
+
+
+async def _scan(saver: BaseCheckpointSaver[Any]) -> list[str]:
+    """Thread ids, newest first, from a saver planexec has no query for."""
     latest: dict[str, str] = {}
     async for found in saver.alist(None):
         configurable = found.config["configurable"]
@@ -108,52 +276,107 @@ async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) 
             continue
         thread, checkpoint = str(configurable["thread_id"]), str(configurable["checkpoint_id"])
         latest[thread] = max(latest.get(thread, ""), checkpoint)
-    ordered = sorted(latest, key=lambda t: latest[t], reverse=True)
+    return sorted(latest, key=lambda t: latest[t], reverse=True)
+
+
+async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) -> list[str]:
+    """The ids of the threads in `saver`, most recently updated first."""
+    if isinstance(saver, AsyncSqliteSaver):
+        query = f"{_PAGE} LIMIT ?"
+        async with saver.conn.execute(query, (_NO_LIMIT if limit is None else limit,)) as cur:
+            return [str(row[0]) for row in await cur.fetchall()]
+    if isinstance(saver, AsyncPostgresSaver):
+        rows = await _postgres_query(saver, f"{_PAGE} LIMIT %s", (limit,))
+        return [str(row["thread_id"]) for row in rows]
+    ordered = await _scan(saver)
     return ordered[:limit] if limit is not None else ordered
 
 
-async def _postgres_ids(saver: BaseCheckpointSaver[Any], limit: int | None) -> list[str] | None:
-    if not isinstance(saver, AsyncPostgresSaver):
-        return None
-    query = _LATEST + (" LIMIT %s" if limit is not None else "")
-    params = (limit,) if limit is not None else ()
-    conn = saver.conn
-    if isinstance(conn, AsyncConnectionPool):
-        async with conn.connection() as connection, connection.cursor() as cursor:
-            await cursor.execute(query, params)
-            rows = await cursor.fetchall()
-    else:
-        async with conn.cursor() as cursor:
-            await cursor.execute(query, params)
-            rows = await cursor.fetchall()
-    return [str(row["thread_id"] if isinstance(row, Mapping) else row[0]) for row in rows]
+async def count_threads(saver: BaseCheckpointSaver[Any]) -> int:
+    """How many threads `saver` holds."""
+    query = "SELECT COUNT(DISTINCT thread_id) FROM checkpoints WHERE checkpoint_ns = ''"
+    if isinstance(saver, AsyncSqliteSaver):
+        async with saver.conn.execute(query) as cursor:
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+    if isinstance(saver, AsyncPostgresSaver):
+        rows = await _postgres_query(saver, query, ())
+        return int(next(iter(rows[0].values()))) if rows else 0
+    return len(await _scan(saver))
 
 
 async def list_threads(
-    saver: BaseCheckpointSaver[Any], limit: int | None = None
+    saver: BaseCheckpointSaver[Any], limit: int | None = None, offset: int = 0
 ) -> list[ThreadSummary]:
-    """A summary of each thread in `saver` (the `limit` newest), newest first."""
+    """A summary of each thread in `saver` (the `limit` newest after `offset`), newest first."""
+    # The compiled graph's saver has the serializer that knows the state's types.
     graph = build_graph(checkpointer=saver)
+    reader = graph.checkpointer
+    if isinstance(reader, AsyncSqliteSaver):
+        return await _sqlite_page(reader, limit, offset)
+    if isinstance(reader, AsyncPostgresSaver):
+        return await _postgres_page(reader, limit, offset)
     summaries = []
-    for thread in await thread_ids(saver, limit):
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
-        if snapshot.created_at is None:
+    ordered = await _scan(saver)
+    for thread in ordered[offset : None if limit is None else offset + limit]:
+        try:
+            snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+        except Exception as exc:  # one unreadable thread must not hide the others
+            summaries.append(_unreadable(thread, {}, exc))
             continue
         values = dict(snapshot.values)
-        metadata = snapshot.metadata or {}
-        revisions = values.get("revisions") or []
-        summaries.append(
-            ThreadSummary(
-                thread_id=thread,
-                status=thread_status(values, snapshot.interrupts, snapshot.next),
-                goal=str(values.get("goal") or metadata.get(GOAL_KEY) or ""),
-                updated_at=snapshot.created_at,
-                revision=revisions[-1]["revision"] if revisions else None,
-                demo=bool(metadata.get(DEMO_KEY)),
-            )
+        summary = _summary(
+            thread, values, snapshot.metadata or {}, snapshot.created_at, snapshot.interrupts
         )
-    summaries.sort(key=lambda s: (s.updated_at or "", s.thread_id), reverse=True)
+        summaries.append(summary)
     return summaries
+
+
+async def page_of_threads(saver: BaseCheckpointSaver[Any], limit: int | None) -> ThreadPage:
+    """The `limit` newest threads (all with None), and how many there are."""
+    threads = await list_threads(saver, limit)
+    total = len(threads) if limit is None or len(threads) < limit else await count_threads(saver)
+    return ThreadPage(threads, total)
+
+
+async def resolve_thread(saver: BaseCheckpointSaver[Any], given: str, where: str) -> str:
+    """The thread `given` names: its exact id, or the one id it is a unique prefix of.
+
+    Raises `UserError` naming the candidates when the prefix is ambiguous, and when no
+    thread matches.
+    """
+    matches = await _prefixed(saver, given, 11)
+    if given in matches or len(matches) == 1:
+        return given if given in matches else matches[0]
+    if not matches:
+        raise UserError(f"unknown thread {given} in {where}")
+    shown = ", ".join(sorted(matches)[:10]) + (", ..." if len(matches) > 10 else "")
+    raise UserError(f"{given} is the start of several thread ids in {where}: {shown}")
+
+
+async def _prefixed(saver: BaseCheckpointSaver[Any], prefix: str, limit: int) -> list[str]:
+    if isinstance(saver, AsyncSqliteSaver):
+        exact = "SELECT thread_id FROM checkpoints WHERE thread_id = ? LIMIT 1"
+        async with saver.conn.execute(exact, (prefix,)) as cursor:
+            if await cursor.fetchone():
+                return [prefix]
+        # BINARY collation: every id that starts with `prefix` sorts in this range.
+        query = (
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
+            "AND thread_id >= ? AND thread_id < ? LIMIT ?"
+        )
+        async with saver.conn.execute(query, (prefix, prefix + "\U0010ffff", limit)) as cursor:
+            return [str(row[0]) for row in await cursor.fetchall()]
+    if isinstance(saver, AsyncPostgresSaver):
+        query = (
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
+            "AND starts_with(thread_id, %s) ORDER BY thread_id LIMIT %s"
+        )
+        rows = await _postgres_query(saver, query, (prefix, limit))
+        found = [str(row["thread_id"]) for row in rows]
+        return [prefix] if prefix in found else found
+    ids = await _scan(saver)
+    return [prefix] if prefix in ids else [t for t in ids if t.startswith(prefix)][:limit]
 
 
 def add_parsers(
@@ -164,13 +387,18 @@ def add_parsers(
     threads = sub.add_parser(
         "threads",
         help="list the threads in the checkpoint database, newest first",
-        description="List every thread in the checkpoint database, newest first: its "
-        "status, when it was last updated, and its goal.",
+        description="List the threads in the checkpoint database, newest first: id, "
+        f"status, last update and goal; the {DEFAULT_LIMIT} newest unless told otherwise.",
     )
     add_checkpoint(threads)
-    threads.add_argument(
-        "--limit", type=positive_int, metavar="N", help="only the N most recently updated"
+    count = threads.add_mutually_exclusive_group()
+    count.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help=f"the N most recently updated (default: {DEFAULT_LIMIT})",
     )
+    count.add_argument("--all", action="store_true", help="every thread")
     threads.add_argument("--json", action="store_true", help="print the threads as JSON")
     complete = sub.add_parser("__complete")  # no help: hidden from the command list
     complete.add_argument("what", choices=("threads",))
@@ -179,48 +407,100 @@ def add_parsers(
 
 def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec threads`."""
-    location = prepare_checkpoint(checkpoint_location(args.checkpoint, env), create=False)
-
-    async def read() -> list[ThreadSummary]:
-        async with open_saver(location, env.checkpoint_key) as saver:
-            return await list_threads(saver, args.limit)
-
-    summaries = asyncio.run(read())
+    location = checkpoint_location(args.checkpoint, env)
     where = redact(location)
+    limit = None if args.all else (args.limit or DEFAULT_LIMIT)
+
+    async def read() -> ThreadPage:
+        async with open_saver(location, env.checkpoint_key, read_only=True) as saver:
+            return await page_of_threads(saver, limit)
+
+    page = asyncio.run(read()) if reading_checkpoint(location) else ThreadPage([], 0)
     if out.json_mode:
-        document = {"checkpoint": where, "threads": [asdict(s) for s in summaries]}
+        document = {
+            "checkpoint": where,
+            "total": page.total,
+            "threads": [asdict(s) for s in page.threads],
+        }
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return 0
-    if not summaries:
-        out.console.print(f"no threads in {escape(where)}")
+    if not page.threads:
+        out.console.print(f"no threads yet in {inert(where)}")
         return 0
-    table = Table(title=f"threads in {escape(where)}", title_justify="left")
-    for name in ("thread", "status", "updated", "goal"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
-    for s in summaries:
-        style = STATUS_STYLE.get(s.status, "yellow")
-        goal = ("[dim](demo)[/] " if s.demo else "") + escape(short(s.goal, 70))
-        table.add_row(escape(s.thread_id), f"[{style}]{s.label}[/]", when(s.updated_at), goal)
-    out.console.print(table)
+    out.console.print(thread_table(page.threads, f"threads in {inert(where)}", out.console.width))
+    if page.total > len(page.threads):
+        out.console.print(
+            f"the {len(page.threads)} most recently updated of {page.total:,} threads; "
+            "--limit N or --all for more"
+        )
+    for s in page.threads:
+        if s.problem:
+            out.console.print(f"[red]{inert(s.thread_id)} is unreadable:[/] {inert(s.problem)}")
     return 0
+
+
+def thread_table(summaries: Sequence[ThreadSummary], title: str, width: int) -> Table:
+    """Threads as a table whose ids and statuses always show in full; goals are cut."""
+    ids = [visible(s.thread_id) for s in summaries]
+    labels = [visible(s.label) for s in summaries]
+    id_width = max(6, *map(len, ids))
+    status_width = max(6, *map(len, labels))
+    # What is left after the id, the status, and the borders and padding of four columns
+    # goes to the time and the goal; the time gets shorter, then goes, before the goal does.
+    room = width - id_width - status_width - 13
+    updated: int | None = _UPDATED if room >= _UPDATED + 16 else 11 if room >= 11 + 12 else None
+    goal = max(room - (updated + 3 if updated else -3), 4)
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("thread", no_wrap=True, width=id_width)
+    table.add_column("status", no_wrap=True, width=status_width)
+    if updated:
+        table.add_column("updated", no_wrap=True, width=updated)
+    table.add_column("goal", no_wrap=True, overflow="ellipsis", width=goal)
+    for s, thread, label in zip(summaries, ids, labels, strict=True):
+        style = STATUS_STYLE.get(s.status, "red" if s.problem else "yellow")
+        text = ("[dim](demo)[/] " if s.demo else "") + inert(short(s.goal, goal))
+        cells = [inert(thread), f"[{style}]{inert(label)}[/]"]
+        if updated == _UPDATED:
+            cells.append(when(s.updated_at))
+        elif updated:
+            cells.append(when(s.updated_at)[5:16])  # "MM-DD HH:MM"
+        table.add_row(*cells, text)
+    return table
+
+
+_UPDATED = len("2026-11-21 20:01:02 UTC")
 
 
 def complete(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec __complete threads`: thread ids, one per line, for shell completion.
 
-    Prints nothing, and succeeds, when there is no checkpoint database to read.
+    Only ids made of visible characters are offered, so that a completion never puts a
+    control or invisible character on a command line (`planexec threads` shows the others,
+    escaped, and any unique prefix of them names them). Prints nothing, and succeeds,
+    when there is no checkpoint database to read.
     """
     location = checkpoint_location(args.checkpoint, env)
-    if isinstance(location, Path) and not location.is_file():
-        return 0
 
     async def read() -> list[str]:
-        async with open_saver(location, env.checkpoint_key) as saver:
+        async with open_saver(location, env.checkpoint_key, read_only=True) as saver:
             return await thread_ids(saver)
 
     try:
-        ids = asyncio.run(read())
+        ids = asyncio.run(read()) if reading_checkpoint(location) else []
     except Exception:  # a completion helper prints no traceback into the shell
         return 0
-    sys.stdout.write("".join(f"{thread}\n" for thread in ids))
+    sys.stdout.write("".join(f"{thread}\n" for thread in ids if is_visible(thread)))
     return 0
+
+
+__all__ = [
+    "LABELS",
+    "ThreadPage",
+    "ThreadSummary",
+    "count_threads",
+    "list_threads",
+    "page_of_threads",
+    "resolve_thread",
+    "thread_ids",
+    "thread_status",
+]

@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from planexec.scripted import ScriptedChatModel, expand_replies
+from planexec.scripted import ScriptedChatModel, ScriptExhaustedError, expand_replies
 from planexec.state import ROLES
 
 
@@ -39,9 +39,24 @@ class Scenario:
     def models(self) -> dict[str, ScriptedChatModel]:
         """A fresh scripted model per role, named `scripted-<role>`."""
         return {
-            role: ScriptedChatModel(self.replies.get(role, []), name_=f"scripted-{role}")
-            for role in ROLES
+            role: _DemoModel(self.replies.get(role, []), name_=f"scripted-{role}") for role in ROLES
         }
+
+
+class _DemoModel(ScriptedChatModel):
+    """A scripted model that says, in a line, when a choice goes past its script."""
+
+    def __init__(self, replies: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(replies, **kwargs)
+
+    def _take(self, prompt: str) -> Any:
+        try:
+            return super()._take(prompt)
+        except ScriptExhaustedError:
+            raise ScriptExhaustedError(
+                "the demo's scripted replies do not cover this choice (a real model would "
+                "answer it); run planexec demo again and approve, reject, or edit s7"
+            ) from None
 
 
 def _bundled() -> Traversable:

@@ -16,8 +16,8 @@ results and the interrupted step's task resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.func import task
@@ -40,6 +40,28 @@ from planexec.state import (
     total_usage,
 )
 from planexec.subagents import SubAgent
+
+_STEP, _RESULT = "planexec_step", "result"
+"""The keys of a step task's saved value: a pending write until the executor node ends."""
+_RETURN = "__return__"
+"""LangGraph's (private) channel for a task's return value in a checkpoint's pending
+writes; `tests/test_cli_terminal.py` reads a stopped pass through it, so a rename fails there."""
+
+
+def in_flight_results(pending_writes: Sequence[tuple[str, str, Any]]) -> dict[str, StepResult]:
+    """Results of steps that finished in an executor pass that has not ended.
+
+    A pass that is stopped (Ctrl-C, a crash, a pause) keeps each finished step's result
+    as its task's pending write in the checkpoint: a resumed pass reuses it, and this
+    reads it for display. `pending_writes` are a checkpoint tuple's.
+    """
+    found: dict[str, StepResult] = {}
+    for _task_id, channel, value in pending_writes:
+        if channel == _RETURN and isinstance(value, dict) and isinstance(value.get(_STEP), str):
+            result = value.get(_RESULT)
+            if isinstance(result, dict) and "status" in result:
+                found[value[_STEP]] = cast(StepResult, result)
+    return found
 
 
 class _Unreached(Exception):
@@ -146,7 +168,7 @@ class _Pass:
         self.records = {step_id: StepRecord() for step_id in self.steps}
         self.approvals = env.state.get("approvals") or {}
         self.gate = asyncio.Semaphore(env.context.max_concurrency)
-        self.futures: dict[str, Awaitable[StepResult]] = {}
+        self.futures: dict[str, Awaitable[dict[str, Any]]] = {}
         self.outcomes: dict[str, asyncio.Task[tuple[str, StepResult | None]]] = {}
         self.exhausted: list[BudgetExhaustedError] = []
         self.stopped: list[Usage] = []
@@ -168,7 +190,7 @@ class _Pass:
             policy = once if isinstance(tool, SubAgent) else retry
             # `task` is typed for decorating functions; here it wraps a bound method.
             as_task: Any = task(name=f"step-{step_id}", retry_policy=policy)
-            launch: Callable[[str], Awaitable[StepResult]] = as_task(self._run_one)
+            launch: Callable[[str], Awaitable[dict[str, Any]]] = as_task(self._labelled)
             self.futures[step_id] = launch(step_id)
         for step_id in self.steps:
             self.outcomes[step_id] = asyncio.ensure_future(self._settle(step_id))
@@ -177,7 +199,6 @@ class _Pass:
             step_id, result = await next_done
             if result is not None:
                 finished[step_id] = result
-                self._report(step_id, result)
         if self.bubbled and not self.exhausted:
             # The node pauses (or hands LangGraph its command); the steps that finished
             # keep their results in their tasks' saved writes.
@@ -185,8 +206,17 @@ class _Pass:
         return {i: finished[i] for i in self.steps if i in finished}
 
     async def _settle(self, step_id: str) -> tuple[str, StepResult | None]:
+        """The step's outcome, reported before any step that depends on it can start."""
+        result = await self._outcome_of(step_id)
+        if result is not None:
+            self._report(step_id, result)
+        return step_id, result
+
+    async def _outcome_of(self, step_id: str) -> StepResult | None:
         try:
-            return step_id, await self.futures[step_id]
+            labelled = await self.futures[step_id]
+            # A pass saved by an earlier planexec kept the bare result.
+            return cast(StepResult, labelled[_RESULT] if _STEP in labelled else labelled)
         except GraphBubbleUp as exc:
             self.bubbled.append(exc)
         except BudgetExhaustedError as exc:
@@ -200,13 +230,17 @@ class _Pass:
             record = self.records[step_id]
             step = self.steps[step_id]
             error = bounded_text(_describe(exc), self.env.context.max_output_chars)
-            return step_id, record.result(step, self.env.revision, status="failed", error=error)
-        return step_id, None
+            return record.result(step, self.env.revision, status="failed", error=error)
+        return None
 
     async def _outcome(self, step_id: str) -> StepResult | None:
         if step_id in self.results:
             return self.results[step_id]
         return (await self.outcomes[step_id])[1]
+
+    async def _labelled(self, step_id: str) -> dict[str, Any]:
+        """The task body: the step's result, saved with its step id (see `in_flight_results`)."""
+        return {_STEP: step_id, _RESULT: await self._run_one(step_id)}
 
     async def _run_one(self, step_id: str) -> StepResult:
         step = self.steps[step_id]

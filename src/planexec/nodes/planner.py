@@ -28,6 +28,16 @@ from planexec.state import (
 )
 
 
+def validate_goal(goal: Any, context: Context | None = None) -> str:
+    """`goal` as a run would take it (stripped), or the `InvalidGoalError` the run would raise.
+
+    For callers that check input before they start or store a run: the CLI refuses a goal
+    here, before its thread is written.
+    """
+    limit = (context or Context()).max_goal_chars
+    return goal_of({"goal": goal}, limit)
+
+
 def goal_of(state: State, max_chars: int | None = None) -> str:
     """The run's goal, or `InvalidGoalError` when it is missing, blank or too long."""
     goal = state.get("goal")

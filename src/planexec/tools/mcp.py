@@ -87,6 +87,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from planexec.arguments import schema_problem
 from planexec.errors import PlanexecError
+from planexec.inert import visible
 from planexec.tools import TOOL_NAME, TOOL_NAME_RULE
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ class MCPServer:
     def describe(self) -> str:
         """The server as a person would recognise it: its name and command or URL."""
         where = self.url or shlex.join([self.command or "", *self.args])
-        return f"{self.name!r} ({_inert(where)})"
+        return f"{self.name!r} ({visible(where)})"
 
     def connection(self) -> Connection:
         """The `langchain-mcp-adapters` connection for this server."""
@@ -603,7 +604,7 @@ class _ServerLog:
     def _pump(self) -> None:
         with self._reader:
             for raw in iter(lambda: self._reader.readline(self.LINE_BYTES), b""):
-                line = _inert(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                line = visible(raw.decode("utf-8", "replace").rstrip("\r\n"))
                 if line.strip():
                     self.lines.append(line)
                 try:
@@ -628,13 +629,6 @@ async def _last_line(log: _ServerLog | None, *, wait: float) -> str | None:
     return _cut(line, 300) if line else None
 
 
-def _inert(text: str) -> str:
-    """`text` with control, format and other invisible characters shown as escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -643,7 +637,7 @@ def _cause(exc: BaseException) -> str:
     """The innermost useful message of an exception (task groups wrap them in groups)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    text = _cut(_inert(str(exc).strip()), 300)
+    text = _cut(visible(str(exc).strip()), 300)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
