@@ -71,13 +71,13 @@ class Context:
     "completed" without a plan to review or execute: faster and cheaper for short goals,
     but nobody reviews those answers. Plans with steps are always reviewed."""
 
-    reuse_plans: ReuseMode = "suggest"
+    reuse_plans: ReuseMode = Field(default="suggest")
     """How saved plans from the graph's store are used: "suggest" shows the planner the
     best-fitting ones as examples; "replay" also runs a plan that fits the goal exactly
     (the same goal, or a template's slots filled) with no planner call; "off" uses none.
     Completed runs save their plans either way, unless `save_plans` is off."""
 
-    save_plans: bool = True
+    save_plans: bool = Field(default=True)
     """Whether a run that completes saves its plan to the graph's store, when it has one."""
 
     library_examples: int = Field(default=3, ge=0, le=10)
