@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from pydantic import BaseModel
 
 from planexec.budget import Budget
@@ -75,6 +76,8 @@ class Resources:
             traced = model_call_config(role, spec, revision=revision)
             try:
                 reply = await structured_reply(model, schema, messages, traced)
+            except GraphBubbleUp:
+                raise  # a model that pauses the run (an `interrupt()`) is not a failure
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             usage = usage_of(reply.raw, spec, context.prices)
@@ -103,6 +106,8 @@ class Resources:
             traced = model_call_config(role, spec, revision=revision, step=step)
             try:
                 reply = await runnable.ainvoke(list(messages), traced)
+            except GraphBubbleUp:
+                raise
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             if not isinstance(reply, AIMessage):
