@@ -42,6 +42,7 @@ from planexec.context import Context
 from planexec.errors import (
     ExecutorReplyError,
     ModelCallError,
+    ModelConfigError,
     PlanexecError,
     StepTimeoutError,
     TransientError,
@@ -129,8 +130,8 @@ class StepEnv:
 
     @property
     def goal(self) -> str:
-        """The run's goal."""
-        return self.state.get("goal", "")
+        """The run's goal, as the planner saw it (without surrounding spaces)."""
+        return str(self.state.get("goal") or "").strip()
 
 
 @dataclass
@@ -215,7 +216,7 @@ async def run_step(
                 env.revision,
                 status=settled.status,
                 output=bounded_output(jsonable(settled.output), limit),
-                error=settled.error,
+                error=None if settled.error is None else bounded_text(settled.error, limit),
                 resolution=settled.resolution,
             )
     return record.result(step, env.revision, status="done", output=bounded_output(output, limit))
@@ -389,8 +390,8 @@ async def _ask(
             revision=env.revision,
             step=step,
         )
-    except BudgetExhaustedError:
-        raise
+    except (BudgetExhaustedError, ModelConfigError):
+        raise  # refused before any call was made
     except BaseException:
         # A call that failed or was cancelled was still made: the call budget counts it.
         record.add_usage({"calls": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})

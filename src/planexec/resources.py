@@ -16,7 +16,8 @@ from planexec.context import Context
 from planexec.errors import ModelCallError
 from planexec.models import Models, StructuredReply, structured_reply, usage_of
 from planexec.plan import args_schema
-from planexec.state import Role, Usage
+from planexec.prices import require_prices
+from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
 
@@ -45,6 +46,14 @@ class Resources:
             )
         return "\n".join(lines)
 
+    def require_prices(self, context: Context) -> None:
+        """Refuse the run if a role's model has no price under a cost budget.
+
+        Raises:
+            ModelConfigError: naming the models without a price, and `Context.prices`.
+        """
+        require_prices([self.models.spec(role, context) for role in ROLES], context)
+
     def needs_approval(self, tool: str | None, context: Context) -> bool:
         """Whether every call of `tool` waits for a person's approval."""
         if tool is None:
@@ -65,8 +74,10 @@ class Resources:
         """Ask `role`'s model for a `schema` object, counting the call against the budget.
 
         The call is cancelled if the time budget runs out while it is made. `revision`
-        (the plan revision the call works from) goes into the call's trace.
+        (the plan revision the call works from) goes into the call's trace. A model with
+        no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
             spec = self.models.spec(role, context)
@@ -92,8 +103,10 @@ class Resources:
     ) -> tuple[AIMessage, Usage]:
         """Ask `role`'s model, with `tool` as the only tool it may call, if given.
 
-        `revision` and `step` (the step the call is for) go into the call's trace.
+        `revision` and `step` (the step the call is for) go into the call's trace. A model
+        with no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.model_call():
             model = self.models.get(role, context)
             runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model

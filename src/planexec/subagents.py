@@ -70,6 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planexec.budget import Budget
 from planexec.models import usage_of
+from planexec.prices import require_prices
 from planexec.prompts import render
 from planexec.prompts import subagent as prompts
 from planexec.prompts.sections import dependency_results
@@ -306,9 +307,12 @@ class _SubAgentMeter(BaseCallbackHandler):
         self._start(run_id, metadata)
 
     def _start(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
+        model = str((metadata or {}).get("ls_model_name") or "")
+        # Under a cost budget a model with no price is refused: its spending cannot count.
+        require_prices([model or "(a model with no name)"], self.budget.context)
         self.budget.reserve_model_call()
         with self._lock:
-            self._models[run_id] = str((metadata or {}).get("ls_model_name") or "")
+            self._models[run_id] = model
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Add the call's tokens and cost."""

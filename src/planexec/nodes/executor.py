@@ -93,6 +93,8 @@ async def executor(
     state: State, runtime: Runtime[Context], *, resources: Resources
 ) -> dict[str, Any]:
     """Run every pending step that may run now, and record each one's result."""
+    if state.get("status"):
+        return {}  # the run ended before it got here: a budget ran out during approval
     context = resolve_context(runtime.context)
     budget = Budget.of(state, context, runtime.stream_writer)
     refusal = unauthorised(state, context)
