@@ -44,6 +44,7 @@ from planexec.errors import (
     ModelCallError,
     ModelConfigError,
     PlanexecError,
+    StepAbandonedError,
     StepTimeoutError,
     TransientError,
 )
@@ -62,6 +63,7 @@ from planexec.state import (
     timestamp,
 )
 from planexec.subagents import SubAgent, SubAgentRequest, run_subagent
+from planexec.threads import call_in_thread, runs_in_a_thread, still_running
 from planexec.tracing import tool_call_config
 from planexec.uncertain import Journal, StepSettled, call_once, is_idempotent
 
@@ -207,9 +209,15 @@ async def run_step(
             async with asyncio.timeout(timeout) as deadline:
                 output = await _attempt(step, outputs, env, record, approved_args)
         except TimeoutError as exc:
-            if deadline.expired():
-                raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
-            raise
+            if not deadline.expired():
+                raise
+            if still_running(idempotency_key(env.thread_id, env.revision, step["id"])):
+                raise StepAbandonedError(
+                    f"timed out after {timeout:g}s while its tool {step['tool']} was still "
+                    "running: a plain function cannot be stopped, so the step is not retried "
+                    "or recorded while its call may still have its effect"
+                ) from exc
+            raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
         except StepSettled as settled:
             return record.result(
                 step,
@@ -419,7 +427,8 @@ def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[Bas
 async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: StepDict) -> Any:
     """Call `tool` with `args`, injecting a `ToolRuntime` or tool call id where it asks.
 
-    The tool call id is the step's idempotency key, stable across retries and resumes.
+    A tool with no coroutine runs in a daemon thread (`planexec.threads`). The tool call
+    id is the step's idempotency key, stable across retries and resumes.
     A tool that takes the id is called with a full tool call (LangChain refuses anything
     else), so its output is the resulting `ToolMessage`'s content.
     """
@@ -442,10 +451,13 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
                 execution_info=env.runtime.execution_info,
                 server_info=env.runtime.server_info,
             )
+    payload: dict[str, Any] = call_args
     if wants_id:
-        call = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
-        return await tool.ainvoke(call, traced)
-    return await tool.ainvoke(call_args, traced)
+        payload = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
+    if runs_in_a_thread(tool):
+        # Not the loop's default executor: its threads keep the process from exiting.
+        return await call_in_thread(key, lambda: tool.invoke(payload, traced))
+    return await tool.ainvoke(payload, traced)
 
 
 def _injected_params(tool: BaseTool) -> dict[str, str]:

@@ -26,8 +26,16 @@ from langgraph.types import RetryPolicy
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
+from planexec.errors import StepAbandonedError
 from planexec.events import emit
-from planexec.execution import StepEnv, StepRecord, bounded_text, run_step, step_retry_policy
+from planexec.execution import (
+    StepEnv,
+    StepRecord,
+    bounded_text,
+    idempotency_key,
+    run_step,
+    step_retry_policy,
+)
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
 from planexec.state import (
@@ -40,6 +48,7 @@ from planexec.state import (
     total_usage,
 )
 from planexec.subagents import SubAgent
+from planexec.threads import still_running
 
 
 class _Unreached(Exception):
@@ -130,9 +139,15 @@ async def executor(
         update["awaiting_approval"] = []
     if update["awaiting_approval"]:
         emit(runtime.stream_writer, "approval_requested", steps=update["awaiting_approval"])
+    unsettled = "; ".join(f"step {i} {why}" for i, why in work.unsettled.items())
     if exhausted is not None:
         update["status"] = "budget_exhausted"
         update["reason"] = f"{exhausted}; every finished step's result is kept"
+        if unsettled:
+            update["reason"] += f"; {unsettled}, and may still have its effect"
+    elif unsettled:
+        update["status"] = "failed"
+        update["reason"] = f"{unsettled}; every finished step's result is kept"
     return update
 
 
@@ -153,6 +168,8 @@ class _Pass:
         self.exhausted: list[BudgetExhaustedError] = []
         self.stopped: list[Usage] = []
         """Model use by steps a budget stopped: they have no result, but their calls count."""
+        self.unsettled: dict[str, str] = {}
+        """Steps left without a result while their plain `def` tool's call still runs."""
         self.bubbled: list[GraphBubbleUp] = []
 
     async def run(self) -> dict[str, StepResult]:
@@ -193,6 +210,13 @@ class _Pass:
             self.bubbled.append(exc)
         except BudgetExhaustedError as exc:
             self.exhausted.append(exc)
+            used = self.records[step_id].usage
+            if used:
+                self.stopped.append(used)
+            if still_running(idempotency_key(self.env.thread_id, self.env.revision, step_id)):
+                self.unsettled[step_id] = "its call was still running when the run stopped"
+        except StepAbandonedError as exc:
+            self.unsettled[step_id] = str(exc)
             used = self.records[step_id].usage
             if used:
                 self.stopped.append(used)
