@@ -41,18 +41,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import uuid4
 
 import aiosqlite
 import psycopg
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg import AsyncConnection
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
 
-from planexec.checkpoints import is_postgres
+from planexec.database import Database, DatabaseTarget, Row, create_table, database
 from planexec.errors import LeaseLostError, ThreadBusyError
 
 __all__ = [
@@ -69,21 +64,11 @@ LEASE_TABLE = "planexec_leases"
 DEFAULT_TTL_S = 30.0
 """Seconds a lease lasts without renewal: how long a dead holder blocks its thread."""
 
-LeaseTarget = (
-    str
-    | os.PathLike[str]
-    | AsyncSqliteSaver
-    | AsyncPostgresSaver
-    | aiosqlite.Connection
-    | AsyncConnection[Any]
-    | AsyncConnectionPool[Any]
-)
+LeaseTarget = DatabaseTarget
 """Where the lease table lives: a SQLite path or PostgreSQL URL (a connection is opened
 for the lease), a saver (its connection is shared), or a connection or pool."""
 
 _log = logging.getLogger(__name__)
-
-Row = tuple[Any, ...]
 
 
 @dataclass
@@ -156,91 +141,26 @@ _SQLITE = _sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
 _POSTGRES = _sql("%s", "extract(epoch from clock_timestamp())::float8")
 
 
-class _Store(Protocol):
-    sql: _Sql
+class _Store:
+    """The lease table's statements, run in the checkpoint database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sql = _SQLITE if db.dialect == "sqlite" else _POSTGRES
 
     async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         """Execute one statement in its own transaction; its first row, if any."""
-        ...
+        return await self.db.run(statement, params)
 
     async def create(self) -> None:
         """Create the lease table if it does not exist."""
-        ...
-
-
-class _SqliteStore:
-    sql = _SQLITE
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None) -> None:
-        self.conn = conn
-        self.lock = lock
-
-    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self.lock or contextlib.nullcontext():
-            async with self.conn.execute(statement, tuple(params)) as cursor:
-                rows = list(await cursor.fetchall())  # runs a RETURNING statement to its end
-            await self.conn.commit()
-        return tuple(rows[0]) if rows else None
-
-    async def create(self) -> None:
-        await self.run(self.sql.create)
-
-
-class _PostgresStore:
-    sql = _POSTGRES
-
-    def __init__(
-        self,
-        conn: AsyncConnection[Any] | AsyncConnectionPool[Any],
-        lock: asyncio.Lock | None,
-    ) -> None:
-        self.conn = conn
-        self.lock = lock
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
-        if isinstance(self.conn, AsyncConnectionPool):
-            async with self.conn.connection() as conn:
-                yield conn
-        else:
-            yield self.conn
-
-    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
-        async with (
-            self.lock or contextlib.nullcontext(),
-            self._connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            await cursor.execute(statement, tuple(params))
-            row = await cursor.fetchone() if cursor.description else None
-        return tuple(row) if row is not None else None
-
-    async def create(self) -> None:
-        # Two clients creating it at the same moment: one of them fails, harmlessly.
-        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-            await self.run(self.sql.create)
+        await create_table(self.db, self.sql.create)
 
 
 @asynccontextmanager
 async def _store(target: LeaseTarget) -> AsyncIterator[_Store]:
-    if isinstance(target, AsyncSqliteSaver):
-        yield _SqliteStore(target.conn, target.lock)
-    elif isinstance(target, AsyncPostgresSaver):
-        shared = target.lock if isinstance(target.conn, AsyncConnection) else None
-        yield _PostgresStore(target.conn, shared)
-    elif isinstance(target, aiosqlite.Connection):
-        yield _SqliteStore(target, None)
-    elif isinstance(target, AsyncConnection | AsyncConnectionPool):
-        yield _PostgresStore(target, None)
-    elif isinstance(target, str) and is_postgres(target):
-        async with await AsyncConnection.connect(target, autocommit=True) as conn:
-            yield _PostgresStore(conn, None)
-    elif isinstance(target, str | os.PathLike):
-        async with aiosqlite.connect(os.fspath(target), timeout=30.0) as conn:
-            yield _SqliteStore(conn, None)
-    else:
-        raise TypeError(f"no lease table can live in a {type(target).__name__}")
+    async with database(target) as db:
+        yield _Store(db)
 
 
 async def ensure_lease_table(target: LeaseTarget) -> None:
