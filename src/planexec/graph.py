@@ -83,6 +83,7 @@ def build_graph(
     executor: BaseChatModel | None = None,
     replanner: BaseChatModel | None = None,
     model_factory: ModelFactory | None = None,
+    approval_key: str | bytes | None = None,
 ) -> PlanexecGraph:
     """Compile the planner-executor graph.
 
@@ -100,6 +101,10 @@ def build_graph(
             (and defaults to `planner` when only that is given).
         model_factory: Makes a chat model from a model string and the run's context;
             the default makes `ChatOpenAI` clients.
+        approval_key: A secret that seals review decisions and step approvals, so that
+            records not made by this graph's nodes (through `update_state`, say) are
+            refused. None: a key kept in the checkpoint database (SQLite, PostgreSQL),
+            else one made for this process (`planexec.seals`).
 
     Example:
         ```python
@@ -124,6 +129,7 @@ def build_graph(
             replanner=replanner,
             factory=model_factory or default_model_factory,
         ),
+        approval_key=approval_key,
     )
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState

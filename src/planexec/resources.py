@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
+from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from planexec.budget import Budget
@@ -17,6 +18,7 @@ from planexec.errors import ModelCallError
 from planexec.models import Models, StructuredReply, structured_reply, usage_of
 from planexec.plan import args_schema
 from planexec.prices import require_prices
+from planexec.seals import Sealer, sealer
 from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
@@ -30,6 +32,12 @@ class Resources:
 
     tools: Mapping[str, BaseTool]
     models: Models
+    approval_key: str | bytes | None = field(default=None, repr=False)
+    """The key that seals approvals (`planexec.seals`); None: the checkpoint database's."""
+
+    async def sealer(self, runtime: Runtime[Any]) -> Sealer:
+        """The sealer of approval records for the thread a node runs in."""
+        return await sealer(runtime, self.approval_key)
 
     def describe_tools(self) -> str:
         """The tools as the planner and replanner see them: one JSON object per line."""

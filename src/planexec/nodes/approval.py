@@ -214,7 +214,8 @@ async def approval(
 ) -> dict[str, Any]:
     """Interrupt for decisions on the steps that wait for approval and record them."""
     context = resolve_context(runtime.context)
-    if unauthorised(state, context) is not None:
+    seal = await resources.sealer(runtime)
+    if unauthorised(state, context, seal) is not None:
         # Nothing is proposed or asked for a plan that may not run; the executor says why.
         return {"awaiting_approval": []}
     budget = Budget.of(state, context, runtime.stream_writer)
@@ -265,7 +266,7 @@ async def approval(
         else:
             args = calls[step["id"]]
         message = decision.get("message")
-        approvals[step["id"]] = {
+        approval: StepApproval = {
             "decision": kind,
             "args": args,
             "message": message,
@@ -273,6 +274,7 @@ async def approval(
             "step_hash": step_hash(step),
             "at": timestamp(),
         }
+        approvals[step["id"]] = seal.seal("step", approval)
         if kind == "reject":
             update["results"][step["id"]] = {
                 "status": "skipped",

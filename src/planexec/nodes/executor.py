@@ -38,6 +38,7 @@ from planexec.execution import (
 )
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
+from planexec.seals import Sealer
 from planexec.state import (
     State,
     StepApproval,
@@ -55,22 +56,38 @@ class _Unreached(Exception):
     """A step was not run because a budget ran out before it or a dependency ran."""
 
 
-def unauthorised(state: State, context: Context) -> str | None:
+def unauthorised(state: State, context: Context, seal: Sealer) -> str | None:
     """Why the current plan may not run, or None when it may."""
     revision = current_revision(state)
     if revision is None or state.get("plan") is None:
         return "there is no plan to run"
     if state["plan"] != revision["plan"]:
         return "the plan in state is not the plan of its recorded revision; refusing to run it"
-    if context.review == "always" and not is_approved(state):
-        return f"plan revision {revision['revision']} has not been approved; refusing to run it"
+    if context.review == "always" and not is_approved(state, seal.review):
+        number = revision["revision"]
+        if is_approved(state, lambda record: True):
+            return (
+                f"plan revision {number}'s approval was not made by this graph's review (it "
+                "was written some other way, or sealed with another approval key); refusing "
+                "to run it"
+            )
+        return f"plan revision {number} has not been approved; refusing to run it"
     return None
 
 
-def approval_of(step: StepDict, approvals: Mapping[str, StepApproval]) -> StepApproval | None:
-    """A person's standing decision on `step`, if it was made on the step as it is now."""
+def approval_of(
+    step: StepDict, approvals: Mapping[str, StepApproval], seal: Sealer
+) -> StepApproval | None:
+    """A person's standing decision on `step`, if it was made on the step as it is now.
+
+    Only an approval the approval node made counts (`planexec.seals`).
+    """
     approval = approvals.get(step["id"])
-    if approval is not None and approval.get("step_hash") == step_hash(step):
+    if (
+        approval is not None
+        and approval.get("step_hash") == step_hash(step)
+        and seal.step(approval)
+    ):
         return approval
     return None
 
@@ -81,6 +98,7 @@ def held_steps(
     state: State,
     context: Context,
     resources: Resources,
+    seal: Sealer,
 ) -> set[str]:
     """Pending steps that wait for a person's approval, with the steps that depend on them."""
     approvals = state.get("approvals") or {}
@@ -92,7 +110,8 @@ def held_steps(
         elif any(status in ("failed", "skipped") for status in deps):
             continue
         elif (
-            resources.needs_approval(step["tool"], context) and approval_of(step, approvals) is None
+            resources.needs_approval(step["tool"], context)
+            and approval_of(step, approvals, seal) is None
         ):
             held.add(step["id"])
     return held
@@ -106,7 +125,8 @@ async def executor(
         return {}  # the run ended before it got here: a budget ran out during approval
     context = resolve_context(runtime.context)
     budget = Budget.of(state, context, runtime.stream_writer)
-    refusal = unauthorised(state, context)
+    seal = await resources.sealer(runtime)
+    refusal = unauthorised(state, context, seal)
     if refusal is not None:
         return {"status": "failed", "reason": refusal, "active_s": budget.elapsed()}
     revision = current_revision(state)
@@ -116,12 +136,12 @@ async def executor(
     results: dict[str, StepResult] = dict(state.get("results") or {})
     steps = topological_order(plan["steps"])
     pending = [s for s in steps if s["id"] not in results]
-    held = held_steps(pending, results, state, context, resources)
+    held = held_steps(pending, results, state, context, resources, seal)
     runnable = [s for s in pending if s["id"] not in held]
     if context.replan_policy == "after_each_step":
         runnable = [s for s in runnable if all(d in results for d in s["depends_on"])][:1]
     env = StepEnv.of(state, runtime, resources, context, budget)
-    work = _Pass(runnable, results, env)
+    work = _Pass(runnable, results, env, seal)
     finished = await work.run()
     exhausted = work.exhausted[0] if work.exhausted else None
     update: dict[str, Any] = {"results": finished, "active_s": budget.elapsed()}
@@ -155,8 +175,13 @@ class _Pass:
     """One executor pass: a task per runnable step, each waiting for its dependencies."""
 
     def __init__(
-        self, runnable: list[StepDict], results: Mapping[str, StepResult], env: StepEnv
+        self,
+        runnable: list[StepDict],
+        results: Mapping[str, StepResult],
+        env: StepEnv,
+        seal: Sealer,
     ) -> None:
+        self.seal = seal
         self.steps = {step["id"]: step for step in runnable}
         self.results = results
         self.env = env
@@ -256,7 +281,7 @@ class _Pass:
                     tool=step["tool"],
                     revision=self.env.revision,
                 )
-            approval = approval_of(step, self.approvals)
+            approval = approval_of(step, self.approvals, self.seal)
             approved_args = approval["args"] if approval else None
             return await run_step(step, outputs, self.env, record, approved_args)
 

@@ -8,6 +8,7 @@ added; nothing is recorded until a decision is valid.
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from langgraph.runtime import Runtime
@@ -18,6 +19,7 @@ from planexec.context import Context, resolve_context
 from planexec.events import emit, emit_plan_ready
 from planexec.plan import MAX_ERRORS, PlanDict, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
+from planexec.seals import Sealer
 from planexec.state import (
     PlanRevision,
     ReviewRecord,
@@ -138,9 +140,12 @@ def review_request(state: State, errors: list[str]) -> dict[str, Any]:
     return request
 
 
-def needs_review(state: State, context: Context) -> bool:
-    """Whether the current plan waits for a person: review is on and it is not yet approved."""
-    return context.review == "always" and not is_approved(state)
+def needs_review(state: State, context: Context, genuine: Callable[[ReviewRecord], bool]) -> bool:
+    """Whether the current plan waits for a person: review is on and it is not yet approved.
+
+    Only approvals that `genuine` accepts count (`planexec.seals`).
+    """
+    return context.review == "always" and not is_approved(state, genuine)
 
 
 async def review(
@@ -177,7 +182,8 @@ async def _review(
     plan = state.get("plan")
     if revision is None or plan is None:
         raise ValueError("there is no plan to review")
-    if not needs_review(state, context):
+    seal = await resources.sealer(runtime)
+    if not needs_review(state, context, seal.review):
         return Command(goto="executor")
     shown = plan_hash(plan)
     errors: list[str] = []
@@ -195,7 +201,7 @@ async def _review(
             edited, errors = _edited_plan(decision, state, context, resources)
             if edited is None:
                 continue
-            return _apply_edit(state, revision, edited, decision, shown)
+            return _apply_edit(state, revision, edited, decision, shown, seal)
         if decision is not None:
             break
     record: ReviewRecord = {
@@ -205,6 +211,7 @@ async def _review(
         "plan_hash": shown,
         "at": timestamp(),
     }
+    record = seal.seal("review", record)
     if isinstance(decision, Approve):
         return Command(goto="executor", update={"reviews": [record]})
     if isinstance(decision, Reject):
@@ -238,7 +245,12 @@ def _edited_plan(
 
 
 def _apply_edit(
-    state: State, revision: PlanRevision, edited: PlanDict, decision: Edit, shown: str
+    state: State,
+    revision: PlanRevision,
+    edited: PlanDict,
+    decision: Edit,
+    shown: str,
+    seal: Sealer,
 ) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
     record: ReviewRecord = {
         "revision": revision["revision"],
@@ -248,8 +260,9 @@ def _apply_edit(
         "at": timestamp(),
     }
     if record["decision"] == "approve":
-        return Command(goto="executor", update={"reviews": [record]})
+        return Command(goto="executor", update={"reviews": [seal.seal("review", record)]})
     record["edited_hash"] = plan_hash(edited)
+    record = seal.seal("review", record)
     new_revision = next_revision(
         state, edited, "human", decision.message or "edited by the reviewer"
     )
