@@ -4,8 +4,8 @@ A model is priced by its name without the provider (`"openai:gpt-4.1"` is priced
 `"gpt-4.1"`). A dated snapshot (`"gpt-4.1-2025-04-14"`, `"claude-3-5-haiku-20241022"`)
 that has no price of its own takes its family's (`"gpt-4.1"`). A model with no price
 under a cost budget (`Context.max_cost_usd`) is refused before it is called: its
-spending could not be counted. Without a cost budget it counts as free, and a warning
-is logged once per model.
+spending could not be counted. Without a cost budget it counts as free (local models
+usually are), which is logged once per model at INFO level.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def charged(model: str, prices: Mapping[str, Price]) -> Price:
         first = model not in _warned
         _warned.add(model)
     if first:
-        _log.warning(
+        _log.info(
             "model %r has no price in Context.prices: its calls are counted as free", model
         )
     return (0.0, 0.0)
