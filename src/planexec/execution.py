@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -332,6 +333,11 @@ async def _run_subagent(
         results={dep: outputs[dep] for dep in step["depends_on"]},
     )
     traced = tool_call_config(agent.name, step=step["id"], revision=env.revision)
+
+    def gated(name: str, metadata: Mapping[str, Any] | None) -> bool:
+        marked = bool((metadata or {}).get("requires_approval"))
+        return marked or env.resources.needs_approval(name, env.context)
+
     return await run_subagent(
         agent,
         request,
@@ -340,6 +346,8 @@ async def _run_subagent(
         prices=env.context.prices,
         counted=record.counted,
         spent=spent,
+        gated=gated,
+        revision=env.revision,
     )
 
 
