@@ -66,9 +66,7 @@ def charged(model: str, prices: Mapping[str, Price]) -> Price:
         first = model not in _warned
         _warned.add(model)
     if first:
-        _log.info(
-            "model %r has no price in Context.prices: its calls are counted as free", model
-        )
+        _log.info("model %r has no price in Context.prices: its calls are counted as free", model)
     return (0.0, 0.0)
 
 

@@ -256,9 +256,7 @@ def _not_a_refusal(record: logging.LogRecord) -> bool:
     """Whether a LangChain callback-error log is about something other than our refusal."""
     args = record.args if isinstance(record.args, tuple) else ()
     return not (
-        len(args) == 3
-        and args[0] in ("_SubAgentMeter", "_SubAgentGate")
-        and str(args[2]).startswith(_ON_PURPOSE)
+        len(args) == 3 and args[0] == "_SubAgentMeter" and str(args[2]).startswith(_ON_PURPOSE)
     )
 
 
@@ -286,7 +284,9 @@ class _SubAgentMeter(BaseCallbackHandler):
         prices: Mapping[str, tuple[float, float]],
         counted: set[str],
         spent: Spent,
+        gate: _Gate | None = None,
     ) -> None:
+        self.gate = gate
         self.budget = budget
         self.prices = dict(prices)
         self.counted = counted
@@ -326,6 +326,22 @@ class _SubAgentMeter(BaseCallbackHandler):
         with self._lock:
             self._models[run_id] = model
 
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Wait for a person's decision if the tool requires approval."""
+        if self.gate is not None:
+            name = str((serialized or {}).get("name") or kwargs.get("name") or "")
+            args = dict(inputs) if isinstance(inputs, dict) else {"input": input_str}
+            self.gate.check(name, metadata, args)
+
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Add the call's tokens and cost."""
         with self._lock:
@@ -358,39 +374,25 @@ Gated = Callable[[str, Mapping[str, Any] | None], bool]
 _GATE_DECISIONS = ("approve", "reject")
 
 
-class _SubAgentGate(BaseCallbackHandler):
+@dataclass(frozen=True)
+class _Gate:
     """Pauses before each call, inside the sub-agent, of a tool that requires approval.
 
-    It runs inline, in the task of the sub-agent's node that calls the tool, so its
-    `interrupt` pauses that node like one raised by the tool itself: resuming runs the
-    node again, the interrupt returns the person's answer, and the tool runs (approve)
-    or the sub-agent's step fails (reject).
+    The meter calls it inline, in the task of the sub-agent's node that calls the tool,
+    so its `interrupt` pauses that node like one raised by the tool itself: resuming
+    runs the node again, the interrupt returns the person's answer, and the tool runs
+    (approve) or the sub-agent's step fails (reject).
     """
 
-    raise_error = True
-    run_inline = True
+    gated: Gated
+    agent: str
+    step_id: str
+    revision: int
 
-    def __init__(self, gated: Gated, agent: str, step_id: str, revision: int) -> None:
-        self.gated = gated
-        self.agent = agent
-        self.step_id = step_id
-        self.revision = revision
-
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any],
-        input_str: str,
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        inputs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Wait for a person's decision if the tool requires approval."""
-        name = str((serialized or {}).get("name") or kwargs.get("name") or "")
+    def check(self, name: str, metadata: Mapping[str, Any] | None, args: dict[str, Any]) -> None:
+        """Return once a person approved the call, if the tool requires approval."""
         if not self.gated(name, metadata):
             return
-        args = dict(inputs) if isinstance(inputs, dict) else {"input": input_str}
         request = self._request(name, args)
         errors: list[str] = []
         while True:
@@ -468,10 +470,11 @@ async def run_subagent(
         budget.spend(usage, reserved=False)
         spent(usage, model)
     budget.check_model_call()
-    handlers: list[BaseCallbackHandler] = [_SubAgentMeter(budget, prices, counted, spent)]
-    if gated is not None:
-        handlers.append(_SubAgentGate(gated, agent.name, request.step_id, revision))
-    run_config = merge_configs(config, {"callbacks": handlers, "tags": [SUBAGENT_TAG]})
+    # One handler for both jobs: LangChain leaves the other handlers' events unawaited
+    # when one inline handler raises (a refused call) or is cancelled.
+    gate = None if gated is None else _Gate(gated, agent.name, request.step_id, revision)
+    meter = _SubAgentMeter(budget, prices, counted, spent, gate)
+    run_config = merge_configs(config, {"callbacks": [meter], "tags": [SUBAGENT_TAG]})
     sent = agent.make_input(request)
     state = await agent.graph.ainvoke(sent, run_config, **agent._invoke_kwargs())
     return agent.read_output(state)
