@@ -49,6 +49,7 @@ from planexec.errors import (
     StepTimeoutError,
     TransientError,
 )
+from planexec.lease import check_lease
 from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import executor as prompts
 from planexec.prompts import render
@@ -459,6 +460,7 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
                 execution_info=env.runtime.execution_info,
                 server_info=env.runtime.server_info,
             )
+    check_lease(env.thread_id, f"calling {tool.name} for step {step['id']}")
     payload: dict[str, Any] = call_args
     if wants_id:
         payload = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, cast
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -30,6 +31,7 @@ from langgraph.types import Checkpointer, Command
 
 from planexec.context import Context
 from planexec.events import emit
+from planexec.lease import fence_writes
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
@@ -93,7 +95,9 @@ def build_graph(
             are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
-            `durability="sync"` (each checkpoint saved before the next superstep).
+            `durability="sync"` (each checkpoint saved before the next superstep), and
+            its writes of a thread whose lease this process holds check the lease
+            first (`planexec.lease.fence_writes`).
         store: A LangGraph store, handed to tools through their runtime.
         planner: A chat model for planning; overrides `Context.planner_model`.
         executor: A chat model for steps; overrides `Context.executor_model`.
@@ -154,6 +158,9 @@ def build_graph(
     builder.add_conditional_edges("executor", route_after_executor)
     builder.add_edge("approval", "executor")
     builder.add_conditional_edges("replanner", route_after_replanner)
+    if isinstance(checkpointer, BaseCheckpointSaver):
+        # Before compiling: the copy LangGraph makes of the saver then checks leases too.
+        fence_writes(checkpointer)
     compiled = builder.compile(checkpointer=checkpointer, store=store, name="planexec")
     if checkpointer in (None, False):
         return compiled

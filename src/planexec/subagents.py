@@ -77,6 +77,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planexec.budget import Budget
 from planexec.errors import PlanexecError
+from planexec.lease import check_lease
 from planexec.models import usage_of
 from planexec.plan import digest
 from planexec.prices import require_prices
@@ -260,7 +261,13 @@ def _not_a_refusal(record: logging.LogRecord) -> bool:
     )
 
 
-_ON_PURPOSE = ("BudgetExhaustedError(", "ModelConfigError(", "GraphInterrupt(", "CallRejected(")
+_ON_PURPOSE = (
+    "BudgetExhaustedError(",
+    "ModelConfigError(",
+    "GraphInterrupt(",
+    "CallRejected(",
+    "LeaseLostError(",
+)
 
 
 # LangChain logs a warning for every exception a callback raises, even one raised on
@@ -287,6 +294,8 @@ class _SubAgentMeter(BaseCallbackHandler):
         gate: _Gate | None = None,
     ) -> None:
         self.gate = gate
+        self.thread_id = ""
+        """The run's thread: its lease, if this process holds it, is checked before each call."""
         self.budget = budget
         self.prices = dict(prices)
         self.counted = counted
@@ -336,9 +345,10 @@ class _SubAgentMeter(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Wait for a person's decision if the tool requires approval."""
+        """Check the run's lease, and wait for a person's decision if the tool requires it."""
+        name = str((serialized or {}).get("name") or kwargs.get("name") or "")
+        check_lease(self.thread_id, f"the sub-agent calls {name}")
         if self.gate is not None:
-            name = str((serialized or {}).get("name") or kwargs.get("name") or "")
             args = dict(inputs) if isinstance(inputs, dict) else {"input": input_str}
             self.gate.check(name, metadata, args)
 
@@ -474,6 +484,7 @@ async def run_subagent(
     # when one inline handler raises (a refused call) or is cancelled.
     gate = None if gated is None else _Gate(gated, agent.name, request.step_id, revision)
     meter = _SubAgentMeter(budget, prices, counted, spent, gate)
+    meter.thread_id = str((config.get("configurable") or {}).get("thread_id") or "")
     run_config = merge_configs(config, {"callbacks": [meter], "tags": [SUBAGENT_TAG]})
     sent = agent.make_input(request)
     state = await agent.graph.ainvoke(sent, run_config, **agent._invoke_kwargs())

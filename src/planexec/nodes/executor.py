@@ -26,7 +26,7 @@ from langgraph.types import RetryPolicy
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
-from planexec.errors import StepAbandonedError
+from planexec.errors import LeaseLostError, StepAbandonedError
 from planexec.events import emit
 from planexec.execution import (
     StepEnv,
@@ -36,6 +36,7 @@ from planexec.execution import (
     run_step,
     step_retry_policy,
 )
+from planexec.lease import check_lease
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
 from planexec.seals import Sealer
@@ -196,6 +197,7 @@ class _Pass:
         self.unsettled: dict[str, str] = {}
         """Steps left without a result while their plain `def` tool's call still runs."""
         self.bubbled: list[GraphBubbleUp] = []
+        self.lost: list[LeaseLostError] = []
 
     async def run(self) -> dict[str, StepResult]:
         """Run the pass; the results of the steps that ran or were skipped, in plan order."""
@@ -222,6 +224,8 @@ class _Pass:
             if result is not None:
                 finished[step_id] = result
                 self._report(step_id, result)
+        if self.lost:
+            raise self.lost[0]  # the run stops: nothing of this pass may be written
         if self.bubbled and not self.exhausted:
             # The node pauses (or hands LangGraph its command); the steps that finished
             # keep their results in their tasks' saved writes.
@@ -240,6 +244,8 @@ class _Pass:
                 self.stopped.append(used)
             if still_running(idempotency_key(self.env.thread_id, self.env.revision, step_id)):
                 self.unsettled[step_id] = "its call was still running when the run stopped"
+        except LeaseLostError as exc:
+            self.lost.append(exc)
         except StepAbandonedError as exc:
             self.unsettled[step_id] = str(exc)
             used = self.records[step_id].usage
@@ -272,6 +278,7 @@ class _Pass:
                 return record.result(step, self.env.revision, status="skipped", error=error)
             outputs[dep] = result["output"]
         async with self.gate:
+            check_lease(self.env.thread_id, f"starting step {step_id}")
             if record.attempts == 0:
                 self.env.budget.reserve_step()
                 emit(
