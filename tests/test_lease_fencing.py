@@ -69,8 +69,7 @@ def take_over(path: Path, thread: str, taken: threading.Event, done: threading.E
             try:
                 async with thread_lease(path, thread, owner="the other client", ttl=60):
                     taken.set()
-                    while not done.is_set():
-                        await asyncio.sleep(0.02)
+                    await asyncio.to_thread(done.wait)
                     return
             except Exception:
                 if time.monotonic() > deadline:
@@ -222,17 +221,17 @@ def test_a_holder_stopped_by_sigstop_past_its_lease_writes_and_runs_nothing_more
 async def test_a_saver_given_to_the_lease_refuses_writes_of_its_thread_once_stale(
     tmp_path: Path,
 ) -> None:
-    async with open_checkpointer(tmp_path / "ck.sqlite") as saver:
-        async with thread_lease(saver, "held", ttl=30) as lease:
-            cfg = {"configurable": {"thread_id": "held", "checkpoint_ns": "", "checkpoint_id": "1"}}
-            other = {
-                "configurable": {"thread_id": "other", "checkpoint_ns": "", "checkpoint_id": "1"}
-            }
-            await saver.aput_writes(cfg, [("x", 1)], "task-1")  # fresh: written
-            lease.renewed_at -= 25  # as after a stall of 25 s
-            with pytest.raises(LeaseLostError, match="stopped before writing a checkpoint"):
-                await saver.aput_writes(cfg, [("x", 2)], "task-2")
-            await saver.aput_writes(other, [("x", 3)], "task-3")  # another thread: not fenced
-            with pytest.raises(LeaseLostError, match="stopped before starting step s9"):
-                check_lease("held", "starting step s9")
+    async with (
+        open_checkpointer(tmp_path / "ck.sqlite") as saver,
+        thread_lease(saver, "held", ttl=30) as lease,
+    ):
+        cfg = {"configurable": {"thread_id": "held", "checkpoint_ns": "", "checkpoint_id": "1"}}
+        other = {"configurable": {"thread_id": "other", "checkpoint_ns": "", "checkpoint_id": "1"}}
+        await saver.aput_writes(cfg, [("x", 1)], "task-1")  # fresh: written
+        lease.renewed_at -= 25  # as after a stall of 25 s
+        with pytest.raises(LeaseLostError, match="stopped before writing a checkpoint"):
+            await saver.aput_writes(cfg, [("x", 2)], "task-2")
+        await saver.aput_writes(other, [("x", 3)], "task-3")  # another thread: not fenced
+        with pytest.raises(LeaseLostError, match="stopped before starting step s9"):
+            check_lease("held", "starting step s9")
     check_lease("held", "anything")  # no lease held any more: nothing to check

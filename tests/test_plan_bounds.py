@@ -203,7 +203,7 @@ def test_nesting_problem_and_references_take_any_input() -> None:
         {"control": "\x00\x1f\t", "unicode": "日本", "big": 10**80, "neg": -0.0},
         [[[[[]]]]],
         "text",
-        {1: "int key", None: "null key", True: "bool key", 2.5: "float key"},
+        {1: "int key", None: "null key", False: "bool key", 2.5: "float key"},
     ],
 )
 def test_args_size_is_the_length_of_the_json_text(value: Any) -> None:

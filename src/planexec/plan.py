@@ -523,39 +523,53 @@ def topological_order(steps: Sequence[StepDict]) -> list[StepDict]:
     Raises:
         ValueError: The steps have a dependency cycle (`validate_plan` refuses those).
     """
-    ids = {step["id"] for step in steps}
-    waiting: dict[str, list[int]] = {}
+    first: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        first.setdefault(step["id"], index)
+    # waiting[i]: the steps that wait for the id of step i (its first step of that id).
+    waiting: list[list[int]] = [[] for _ in steps]
     missing = [0] * len(steps)
     for index, step in enumerate(steps):
-        for dep in set(step["depends_on"]) & ids:
-            waiting.setdefault(dep, []).append(index)
-            missing[index] += 1
+        for dep in set(step["depends_on"]):
+            if dep in first:
+                waiting[first[dep]].append(index)
+                missing[index] += 1
+    # Kahn's algorithm with a first-in first-out queue: steps leave it round by round,
+    # and a step's round is one more than that of the dependency that freed it last.
     rounds = [0] * len(steps)
+    queue = [index for index, count in enumerate(missing) if count == 0]
     placed: set[str] = set()
-    current = [index for index, count in enumerate(missing) if count == 0]
-    done = 0
-    level = 0
-    while current:
-        following: list[int] = []
-        for index in current:
-            rounds[index] = level
-            done += 1
-            step_id = steps[index]["id"]
-            if step_id in placed:
-                continue
-            placed.add(step_id)
-            for waiter in waiting.get(step_id, ()):
-                missing[waiter] -= 1
-                if missing[waiter] == 0:
-                    following.append(waiter)
-        current = following
-        level += 1
-    if done < len(steps):
+    head = 0
+    while head < len(queue):
+        index = queue[head]
+        head += 1
+        step_id = steps[index]["id"]
+        if step_id in placed:
+            continue
+        placed.add(step_id)
+        following = rounds[index] + 1
+        for waiter in waiting[first[step_id]]:
+            missing[waiter] -= 1
+            if missing[waiter] == 0:
+                rounds[waiter] = following
+                queue.append(waiter)
+    if len(queue) < len(steps):
         raise ValueError("the plan has a dependency cycle")
-    by_round: list[list[StepDict]] = [[] for _ in range(level)]
-    for index, step in enumerate(steps):
-        by_round[rounds[index]].append(step)
-    return [step for group in by_round for step in group]
+    return _by_round(steps, rounds)
+
+
+def _by_round(steps: Sequence[StepDict], rounds: list[int]) -> list[StepDict]:
+    """`steps` sorted by round, plan order kept within a round (a counting sort)."""
+    starts = [0] * (max(rounds, default=0) + 2)
+    for level in rounds:
+        starts[level + 1] += 1
+    for level in range(1, len(starts)):
+        starts[level] += starts[level - 1]
+    ordered: list[StepDict | None] = [None] * len(steps)
+    for index, level in enumerate(rounds):
+        ordered[starts[level]] = steps[index]
+        starts[level] += 1
+    return [step for step in ordered if step is not None]
 
 
 def resolve_args(
