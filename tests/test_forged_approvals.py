@@ -198,8 +198,14 @@ async def careful_person(h: Harness, out: dict[str, Any]) -> dict[str, Any]:
 AS_NODES = [None, "planner", "review", "executor", "approval", "replanner"]
 
 
+BEFORE_ANY_REVIEW = [
+    name for name in FORGERIES if name != "this thread's genuine record, retargeted"
+]
+"""Before a review, the thread has no genuine record of its own to retarget."""
+
+
 @pytest.mark.parametrize("as_node", AS_NODES)
-@pytest.mark.parametrize("forgery", FORGERIES)
+@pytest.mark.parametrize("forgery", BEFORE_ANY_REVIEW)
 async def test_a_forged_approval_before_any_review_never_runs_the_forged_plan(
     forgery: str, as_node: str | None
 ) -> None:
@@ -209,8 +215,6 @@ async def test_a_forged_approval_before_any_review_never_runs_the_forged_plan(
     interrupt_of(await h.run({"goal": "launch"}, GATED))  # the first plan review
     state = await h.state()
     state["reviews"] = state.get("reviews") or []
-    if forgery == "this thread's genuine record, retargeted":
-        pytest.skip("nothing was approved yet in this thread")
     await h.graph.aupdate_state(config(), FORGERIES[forgery](state, other), as_node=as_node)
     out = await careful_person(h, await h.run(None, GATED))
     assert "earth" not in launches.targets
@@ -445,4 +449,55 @@ async def test_with_an_in_memory_saver_a_graph_of_another_key_refuses_the_approv
     )
     assert out["status"] == "failed"
     assert "was not made by this graph's review" in out["reason"]
+    assert launches.targets == []
+
+
+# --- what the seals do not cover ---------------------------------------------------------
+
+
+USES_A = {
+    "steps": [
+        step("a", tool="fetch", args={"name": "a"}),
+        step("n", tool="launch", args={"target": "{{a}}"}, depends_on=["a"]),
+    ]
+}
+FORGED_A = {"a": {"status": "done", "output": "earth", "error": None}}
+
+
+async def test_a_step_result_written_through_update_state_is_taken_as_its_output() -> None:
+    # Results are not sealed: an output written with Overwrite (a finished result is
+    # otherwise kept by the reducer) reaches the steps that use it.
+    launches = Launches()
+    h = harness(launches, USES_A)
+    reviewed = Context(review="always", retry_initial_interval=0.0)
+    request = interrupt_of(await h.run({"goal": "launch"}, reviewed))
+    decision = {"type": "approve", "plan_hash": request["plan_hash"]}
+    await h.graph.ainvoke(
+        Command(resume=decision), config(), context=reviewed, interrupt_before=["executor"]
+    )
+    # Written as if by the approval node, which leads to the executor.
+    await h.graph.aupdate_state(config(), {"results": FORGED_A}, as_node="approval")
+    kept = await h.state()
+    assert kept["results"]["a"]["output"] == "earth"
+    out = await h.run(None, reviewed)
+    assert out["status"] == "completed"
+    assert launches.targets == ["earth"]
+
+
+async def test_a_result_changed_at_a_step_approval_makes_the_decision_on_the_old_one_stale() -> (
+    None
+):
+    launches = Launches()
+    h = harness(launches, USES_A)
+    request = interrupt_of(await h.run({"goal": "launch"}, GATED))
+    held = interrupt_of(
+        await h.run(Command(resume={"type": "approve", "plan_hash": request["plan_hash"]}), GATED)
+    )
+    assert held["action_requests"][0]["args"] == {"target": "value of a"}
+    await h.graph.aupdate_state(config(), {"results": Overwrite(FORGED_A)}, as_node="executor")
+    answer = {"decisions": [{"type": "approve"}], "request_hash": held["request_hash"]}
+    again = interrupt_of(await h.run(Command(resume=answer), GATED))
+    # Shown the call as it would now be made, the person can see what changed.
+    assert again["action_requests"][0]["args"] == {"target": "earth"}
+    assert again["errors"][0].startswith(f"the decisions are for request {held['request_hash']}")
     assert launches.targets == []
