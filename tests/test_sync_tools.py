@@ -136,7 +136,7 @@ async def test_a_plain_tool_runs_in_a_daemon_thread_of_planexecs_own() -> None:
     assert out["results"]["s1"]["output"] == "paid inv-1"
     [worker] = blocker.threads
     assert worker.daemon
-    assert worker.name == "planexec-tool-t1:r1:s1"
+    assert worker.name.startswith("planexec-tool-")
 
 
 async def test_a_step_run_again_while_its_call_still_runs_waits_for_that_call() -> None:

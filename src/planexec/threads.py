@@ -5,9 +5,9 @@ threads cannot be stopped, and they are joined when the interpreter exits, so a 
 that never returns keeps the process alive, and a call cancelled by a timeout goes on
 to have its effect after the step was recorded as failed and retried.
 
-planexec calls such a tool itself, in a daemon thread (the process may exit while it
-runs, which ends the call as a crash would), and keeps a register of the calls still
-running, by the step's idempotency key. When the attempt waiting for a call is
+planexec calls such a tool itself, in a daemon thread of a pool of its own (the process
+may exit while it runs, which ends the call as a crash would), and keeps a register of
+the calls still running, by the step's idempotency key. When the attempt waiting for a call is
 cancelled (its timeout, the time budget, the run's own cancellation), the call runs on:
 `still_running(key)` says so until it returns, and the executor leaves that step
 unsettled (no retry, no result, no question about an uncertain call) rather than
@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -98,4 +99,40 @@ def _start(key: str, future: concurrent.futures.Future[Any], function: Callable[
                 if _running.get(key) is future:
                     del _running[key]
 
-    threading.Thread(target=run, name=f"planexec-tool-{key}", daemon=True).start()
+    _POOL.submit(run)
+
+
+class _DaemonPool:
+    """Daemon threads that take calls from a queue: as many as calls ever ran at once.
+
+    A thread is started only when no idle one is left, so a call that hangs holds its
+    thread and the others go on; being daemons, they never keep the process alive.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle == 0:
+                self._count += 1
+                worker = threading.Thread(
+                    target=self._work, name=f"planexec-tool-{self._count}", daemon=True
+                )
+                worker.start()
+            else:
+                self._idle -= 1
+        self._calls.put(call)
+
+    def _work(self) -> None:
+        while True:
+            call = self._calls.get()
+            call()
+            with self._lock:
+                self._idle += 1
+
+
+_POOL = _DaemonPool()
