@@ -31,12 +31,12 @@ from helpers import config, step
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.errors import LeaseLostError
-from planexec.lease import check_lease, thread_lease
+from planexec.lease import check_lease, counted_for, thread_lease
 from planexec.scripted import plan_reply, replan_reply
 
 TTL = 1.0
 HEARTBEAT = 0.2
-"""So the holder counts on its lease for 0.8 s after each renewal."""
+"""So the holder counts on its lease for 0.9 s after each renewal (`counted_for`)."""
 
 
 def rows(path: Path, thread: str) -> tuple[int, int]:
@@ -228,10 +228,22 @@ async def test_a_saver_given_to_the_lease_refuses_writes_of_its_thread_once_stal
         cfg = {"configurable": {"thread_id": "held", "checkpoint_ns": "", "checkpoint_id": "1"}}
         other = {"configurable": {"thread_id": "other", "checkpoint_ns": "", "checkpoint_id": "1"}}
         await saver.aput_writes(cfg, [("x", 1)], "task-1")  # fresh: written
-        lease.renewed_at -= 25  # as after a stall of 25 s
+        lease.renewed_at -= 26  # as after a stall of 26 s: 25 s is all it is counted on for
         with pytest.raises(LeaseLostError, match="stopped before writing a checkpoint"):
             await saver.aput_writes(cfg, [("x", 2)], "task-2")
         await saver.aput_writes(other, [("x", 3)], "task-3")  # another thread: not fenced
         with pytest.raises(LeaseLostError, match="stopped before starting step s9"):
             check_lease("held", "starting step s9")
     check_lease("held", "anything")  # no lease held any more: nothing to check
+
+
+@pytest.mark.parametrize(
+    ("ttl", "heartbeat", "expected"),
+    [(30.0, 10.0, 25.0), (30.0, 25.0, 27.5), (1.0, 0.2, 0.9), (10.0, 5.0, 7.5)],
+)
+def test_a_lease_renewed_on_time_is_always_counted_on(
+    ttl: float, heartbeat: float, expected: float
+) -> None:
+    counted = counted_for(ttl, heartbeat)
+    assert counted == pytest.approx(expected)
+    assert heartbeat < counted < ttl  # on time, never refused; never past the expiry

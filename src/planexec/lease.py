@@ -29,7 +29,7 @@ raised: the run stops instead of writing into a history that another client now 
 A holder that stalls (stopped by a signal, or stuck in CPU-bound work) cannot renew,
 and cannot notice either until it runs again. So the lease also fences the run by its
 age on this process's clock, with no database round trip: once the last renewal is
-older than `ttl` less one heartbeat, the executor refuses to start a step or call a
+older than `ttl` less a margin (`counted_for`), the executor refuses to start a step or call a
 tool (`check_lease`), and a saver given as `target` refuses to write a checkpoint of
 the thread, each raising `LeaseLostError`. The one gap left is a stall between that
 check and the effect itself (inside a tool, say), which no check can close.
@@ -64,6 +64,7 @@ __all__ = [
     "Lease",
     "LeaseTarget",
     "check_lease",
+    "counted_for",
     "default_owner",
     "ensure_lease_table",
     "fence_writes",
@@ -97,9 +98,8 @@ class Lease:
     """Whether renewing failed, so another client may hold the thread now."""
     renewed_at: float = field(default_factory=time.monotonic)
     """When (this process's monotonic clock) the last acquisition or renewal was sent."""
-    good_for: float = DEFAULT_TTL_S * 2 / 3
-    """Seconds after `renewed_at` that this client counts on the lease: `ttl` less one
-    heartbeat, the time the keeper has to renew it before it gives up."""
+    good_for: float = DEFAULT_TTL_S - DEFAULT_TTL_S / 6
+    """Seconds after `renewed_at` that this client counts on the lease (`counted_for`)."""
 
     def check(self, before: str) -> None:
         """Raise `LeaseLostError` unless the lease is surely still this client's.
@@ -117,6 +117,18 @@ class Lease:
             f"than it can be counted on ({self.good_for:g}s): another client may be "
             f"running the thread, so this one stopped before {before}"
         )
+
+
+def counted_for(ttl: float, interval: float) -> float:
+    """How long after sending a renewal a holder counts on its lease: `ttl` less a margin.
+
+    The database keeps the lease `ttl` seconds from the renewal's statement, which
+    comes after it was sent. The margin, half the smaller of the heartbeat and of the
+    time left after it (5 s with the defaults), is for the clocks' rates and the time
+    between a check and what it allows; it stays short of a heartbeat, so that a lease
+    renewed on time is always counted on.
+    """
+    return ttl - min(interval, ttl - interval) / 2
 
 
 _held: dict[str, list[Lease]] = {}
@@ -311,7 +323,7 @@ async def thread_lease(
     async with _store(target) as store:
         await store.create()
         lease = await _acquire(store, thread_id, owner or default_owner(), ttl)
-        lease.good_for = ttl - interval
+        lease.good_for = counted_for(ttl, interval)
         keeper = asyncio.create_task(
             _keep(store, lease, ttl, interval, task), name=f"lease-{thread_id}"
         )
