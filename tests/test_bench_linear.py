@@ -29,14 +29,15 @@ async def test_the_report_has_every_shape_size_and_target() -> None:
     assert [row.shape for row in algorithms] == list(linear.SHAPES)
     assert all(set(row.validate_us) == set(row.order_us) == {20, 40} for row in algorithms)
     assert [(r.shape, r.steps, r.status) for r in runs] == [
-        (shape, 10, "completed") for shape in linear.SHAPES
+        (shape, 10, "completed") for shape in linear.RUN_SHAPES
     ]
     assert all(r.executor_ms_per_step > 0 for r in runs)
     report = linear.markdown(algorithms, runs)
     for shape in linear.SHAPES:
         assert f"| {shape} |" in report
-    [validation, order, whole] = linear.summary(algorithms, runs)
+    [validation, order, whole, overlapped] = linear.summary(algorithms, runs)
     assert validation.startswith("validation, 40 steps: chain / fan-out = ")
     assert order.startswith("topological order, 40 steps: ")
-    assert whole.startswith("whole run, 10 steps: ")
+    assert whole.startswith("whole run, 10 steps, one step at a time: chain / fan-out = ")
+    assert overlapped.startswith("whole run, 10 steps, the fan-out 4 at a time: ")
     assert set(linear.as_json(algorithms, runs)) == {"algorithms", "runs", "summary"}
