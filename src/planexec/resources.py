@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
+from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from planexec.budget import Budget
@@ -17,7 +18,9 @@ from planexec.context import Context
 from planexec.errors import ModelCallError
 from planexec.models import Models, StructuredReply, structured_reply, usage_of
 from planexec.plan import args_schema
-from planexec.state import Role, Usage
+from planexec.prices import require_prices
+from planexec.seals import Sealer, sealer
+from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
 
@@ -32,6 +35,12 @@ class Resources:
     models: Models
     library_namespace: tuple[str, ...] | None = None
     """The plan library's store namespace, overriding `Context.library_namespace`."""
+    approval_key: str | bytes | None = field(default=None, repr=False)
+    """The key that seals approvals (`planexec.seals`); None: the checkpoint database's."""
+
+    async def sealer(self, runtime: Runtime[Any]) -> Sealer:
+        """The sealer of approval records for the thread a node runs in."""
+        return await sealer(runtime, self.approval_key)
 
     def describe_tools(self) -> str:
         """The tools as the planner and replanner see them: one JSON object per line."""
@@ -47,6 +56,14 @@ class Resources:
                 )
             )
         return "\n".join(lines)
+
+    def require_prices(self, context: Context) -> None:
+        """Refuse the run if a role's model has no price under a cost budget.
+
+        Raises:
+            ModelConfigError: naming the models without a price, and `Context.prices`.
+        """
+        require_prices([self.models.spec(role, context) for role in ROLES], context)
 
     def needs_approval(self, tool: str | None, context: Context) -> bool:
         """Whether every call of `tool` waits for a person's approval."""
@@ -68,8 +85,10 @@ class Resources:
         """Ask `role`'s model for a `schema` object, counting the call against the budget.
 
         The call is cancelled if the time budget runs out while it is made. `revision`
-        (the plan revision the call works from) goes into the call's trace.
+        (the plan revision the call works from) goes into the call's trace. A model with
+        no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
             spec = self.models.spec(role, context)
@@ -97,8 +116,10 @@ class Resources:
     ) -> tuple[AIMessage, Usage]:
         """Ask `role`'s model, with `tool` as the only tool it may call, if given.
 
-        `revision` and `step` (the step the call is for) go into the call's trace.
+        `revision` and `step` (the step the call is for) go into the call's trace. A model
+        with no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.model_call():
             model = self.models.get(role, context)
             runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
