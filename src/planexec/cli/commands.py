@@ -20,10 +20,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from langgraph.types import Command, Interrupt, StateSnapshot
-from rich.console import Console
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
+from planexec.cli.environment import Environment, Output, UserError, checkpoint_location
 from planexec.cli.live import ProgressView
 from planexec.cli.plans import open_library
 from planexec.cli.render import plural, show_outcome
@@ -31,11 +31,8 @@ from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
     DEMO_KEY,
     GOAL_KEY,
-    Environment,
-    UserError,
     check_models,
     check_seal,
-    checkpoint_location,
     drive,
     hold_thread,
     make_context,
@@ -81,14 +78,6 @@ PAUSES = {
     NEEDS_MODEL: ("a real model", "with OPENAI_API_KEY or OPENAI_BASE_URL set"),
 }
 """What each interrupt waits for, and the `resume` options that answer it."""
-
-
-@dataclass(frozen=True)
-class Output:
-    """Where output goes: people read `console`; `--json` prints one document on stdout."""
-
-    console: Console
-    json_mode: bool
 
 
 @dataclass(frozen=True)

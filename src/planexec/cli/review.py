@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from planexec.cli.environment import UserError
 from planexec.cli.render import show_approval, show_arguments, show_review, show_step
-from planexec.cli.session import UserError
 from planexec.demo import NEEDS_MODEL
 from planexec.inert import inert, visible
 

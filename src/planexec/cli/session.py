@@ -6,16 +6,13 @@ models, and the loop that streams a run and answers its interrupts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import hmac
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,8 @@ from langgraph.types import Command, Interrupt
 from pydantic import TypeAdapter, ValidationError
 
 from planexec.checkpoints import AsyncCheckpointer, is_postgres, open_checkpointer, redact
+from planexec.cli.environment import Environment, UserError
+from planexec.cli.sqlitefiles import read_only_uri
 from planexec.context import Context
 from planexec.errors import CheckpointError, PlanexecError
 from planexec.events import is_event
@@ -45,56 +44,8 @@ DEMO_KEY = "planexec_demo"
 SEAL_KEY = "planexec_seal"
 """With a checkpoint key: a signature of the other `planexec_*` metadata (the metadata
 column is not encrypted), checked before `resume` uses them."""
-CHECKPOINT_KEY_VARIABLE = "PLANEXEC_CHECKPOINT_KEY"
 
 _CONTEXT = TypeAdapter(Context)
-
-
-class UserError(PlanexecError):
-    """A mistake in how planexec was called; shown as one line, exit code 2."""
-
-
-@dataclass(frozen=True)
-class Environment:
-    """Everything planexec reads from the environment, read once at start-up."""
-
-    api_key: str | None
-    base_url: str | None
-    home: Path
-    """Where planexec keeps its data: the default checkpoint file lives here."""
-    editor: str
-    interactive: bool
-    """Whether stdin is a terminal, so a person can answer questions."""
-    checkpoint_key: str | None = field(default=None, repr=False)
-    """`PLANEXEC_CHECKPOINT_KEY`: encrypts and authenticates checkpoints (`planexec.serde`)."""
-    embeddings: str | None = None
-    """`PLANEXEC_EMBEDDINGS`: the model that finds saved plans by meaning (`planexec.stores`)."""
-
-    @classmethod
-    def read(cls, environ: Mapping[str, str], *, interactive: bool) -> Environment:
-        """The environment from `environ` (normally `os.environ`)."""
-        return cls(
-            api_key=environ.get("OPENAI_API_KEY") or None,
-            base_url=environ.get("OPENAI_BASE_URL") or None,
-            home=default_home(environ),
-            editor=environ.get("VISUAL") or environ.get("EDITOR") or "vi",
-            interactive=interactive,
-            checkpoint_key=environ.get(CHECKPOINT_KEY_VARIABLE) or None,
-            embeddings=environ.get("PLANEXEC_EMBEDDINGS") or None,
-        )
-
-    @property
-    def default_checkpoint(self) -> Path:
-        """`$PLANEXEC_HOME/checkpoints.sqlite`."""
-        return self.home / "checkpoints.sqlite"
-
-
-def default_home(environ: Mapping[str, str]) -> Path:
-    """`$PLANEXEC_HOME`, else `${XDG_DATA_HOME:-~/.local/share}/planexec`."""
-    if environ.get("PLANEXEC_HOME"):
-        return Path(environ["PLANEXEC_HOME"]).expanduser()
-    data = environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
-    return Path(data).expanduser() / "planexec"
 
 
 def make_context(settings: Mapping[str, Any]) -> Context:
@@ -164,14 +115,6 @@ def _seal(metadata: Mapping[str, Any], key: str) -> str:
     return metadata_seal(key, *(f"{k}={v}" for k, v in kept))
 
 
-def positive_int(text: str) -> int:
-    """An argparse `type`: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def model_factory(env: Environment) -> ModelFactory:
     """Makes chat models with the credentials read from the environment."""
 
@@ -196,16 +139,6 @@ def check_models(context: Context, factory: ModelFactory) -> None:
             raise UserError(str(exc)) from exc
 
 
-def checkpoint_location(value: str | None, env: Environment) -> Path | str:
-    """What `--checkpoint` names: a PostgreSQL URL, or a SQLite file.
-
-    The default file when `value` is None.
-    """
-    if value and is_postgres(value):
-        return value
-    return Path(value).expanduser() if value else env.default_checkpoint
-
-
 def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
     """`path`, checked: its folder is created if `create`, else the file must exist.
 
@@ -225,21 +158,6 @@ def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
     elif not path.is_file():
         raise UserError(f"no checkpoint file at {path} (use --checkpoint to pick another)")
     return path
-
-
-def reading_checkpoint(location: Path | str) -> bool:
-    """Whether a command that only reads has a database to read at `location`.
-
-    A SQLite file that does not exist yet holds no threads: that is not an error.
-    """
-    if isinstance(location, Path):
-        try:
-            if location.is_dir():
-                raise UserError(f"the checkpoint {location} is a directory, not a file")
-            return location.is_file()
-        except OSError as exc:
-            raise UserError(f"cannot read the checkpoint {location}: {exc.strerror}") from exc
-    return True
 
 
 @asynccontextmanager
@@ -265,7 +183,7 @@ async def open_saver(
             else:
                 if isinstance(location, Path):
                     # Before opening: opening switches the file to WAL mode, a write.
-                    await asyncio.to_thread(_probe, location)
+                    await asyncio.to_thread(read_only_uri, location)
                 saver = await stack.enter_async_context(
                     open_checkpointer(location, encryption_key=key)
                 )
@@ -297,62 +215,6 @@ def sqlite_problem(exc: sqlite3.DatabaseError, where: str, *, writing: bool) -> 
     return UserError(f"cannot use the checkpoint database {where}: {message}")
 
 
-def _probe(path: Path) -> str:
-    """The URI that reads `path` read-only, once its header and schema have been read.
-
-    Raises sqlite3's error for a file that is no database or is cut short (both told
-    from the header, before SQLite opens it), and a `UserError` for a SQLite database
-    that holds other things than checkpoints.
-    """
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    if not path.is_file() or not path.stat().st_size:
-        return uri
-    _check_header(path)
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except sqlite3.OperationalError as exc:
-        if not _unopenable(exc):
-            raise
-        # A database in WAL mode on read-only media: SQLite cannot make its
-        # shared-memory file there, but can read the file as it stands.
-        uri += "&immutable=1"
-        conn = sqlite3.connect(uri, uri=True)
-    with contextlib.closing(conn):
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    if tables and "checkpoints" not in tables:
-        raise UserError(
-            f"{path} is a SQLite database, but not a planexec checkpoint file "
-            f"(it has {', '.join(sorted(tables)[:5])}); refusing to use it"
-        )
-    return uri
-
-
-_MAGIC = b"SQLite format 3\0"
-
-
-def _check_header(path: Path) -> None:
-    """sqlite3's error for a file that is not SQLite, or is shorter than its header says."""
-    with path.open("rb") as handle:
-        header = handle.read(100)
-    if len(header) < 100 or not header.startswith(_MAGIC):
-        raise sqlite3.DatabaseError("file is not a database")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    # The page count is only valid when the change counter matches "version-valid-for".
-    valid = header[24:28] == header[92:96]
-    size = path.stat().st_size
-    wal = path.with_name(path.name + "-wal")
-    if valid and pages * page_size > size and not (wal.is_file() and wal.stat().st_size):
-        raise sqlite3.DatabaseError(f"truncated: {size:,} bytes of {pages * page_size:,}")
-
-
-def _unopenable(exc: sqlite3.OperationalError) -> bool:
-    """Whether SQLite could not open a WAL database read-only (no shared-memory file)."""
-    return "unable to open" in str(exc) or "readonly" in str(exc)
-
-
 _EMPTY_TABLES = (
     "CREATE TEMP TABLE checkpoints (thread_id TEXT, checkpoint_ns TEXT, checkpoint_id TEXT, "
     "parent_checkpoint_id TEXT, type TEXT, checkpoint BLOB, metadata BLOB)",
@@ -365,7 +227,7 @@ _EMPTY_TABLES = (
 @asynccontextmanager
 async def _read_only_sqlite(path: Path, key: str | None) -> AsyncIterator[AsyncSqliteSaver]:
     """An `AsyncSqliteSaver` that reads `path` and never writes to it."""
-    uri = await asyncio.to_thread(_probe, path)
+    uri = await asyncio.to_thread(read_only_uri, path)
     async with aiosqlite.connect(uri, uri=True) as conn:
         saver = AsyncSqliteSaver(conn, serde=checkpoint_serde(key))
         async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cur:
