@@ -95,7 +95,7 @@ def context_for(workload: Workload, config: Config, workspace: Path) -> Context:
         "workspace": str(workspace),
     }
     if config == "sequential":
-        settings.update(max_concurrency=1, replan_policy="after_each_step")
+        settings.update(max_concurrency=1, max_tool_concurrency=1, replan_policy="after_each_step")
     return Context(**settings)
 
 
