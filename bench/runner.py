@@ -144,9 +144,8 @@ class Bench:
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(dict(workload.tool_latency), workload.flaky)
         self.context = context_for(workload, config, self.workspace)
-        self.graph: PlanexecGraph = build_graph(
-            tools=bench_tools(self.ledger, self.workspace), checkpointer=saver
-        )
+        self.tools = bench_tools(self.ledger, self.workspace)
+        self.graph: PlanexecGraph = build_graph(tools=self.tools, checkpointer=saver)
         self.runs = 0
 
     async def run(self) -> RunStats:
