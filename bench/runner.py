@@ -148,6 +148,10 @@ class Bench:
         self.graph: PlanexecGraph = build_graph(tools=self.tools, checkpointer=saver)
         self.runs = 0
 
+    def rebuild(self, saver: Checkpointer) -> None:
+        """A new graph on `saver`, with the same tools: what a new command line run builds."""
+        self.graph = build_graph(tools=self.tools, checkpointer=saver)
+
     async def run(self) -> RunStats:
         """One run on a new thread."""
         workload = self.workload

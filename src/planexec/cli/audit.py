@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from planexec.audit import AuditRecord, audit_trail
 from planexec.checkpoints import redact
 from planexec.cli.environment import Environment, UserError, checkpoint_location
-from planexec.cli.session import open_saver, prepare_checkpoint
+from planexec.cli.opening import open_saver, prepare_checkpoint
 from planexec.cli.threads import resolve_thread
 from planexec.graph import build_graph
 from planexec.inert import inert

@@ -25,20 +25,17 @@ from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.environment import Environment, Output, UserError, checkpoint_location
 from planexec.cli.live import ProgressView
+from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver, prepare_checkpoint
 from planexec.cli.plans import open_library
 from planexec.cli.render import plural, show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
-    DEMO_KEY,
-    GOAL_KEY,
     check_models,
     check_seal,
     drive,
     hold_thread,
     make_context,
     model_factory,
-    open_saver,
-    prepare_checkpoint,
     record_thread,
     seal_config,
     stored_settings,

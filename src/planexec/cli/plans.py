@@ -31,8 +31,8 @@ from rich.table import Table
 from planexec.checkpoints import redact
 from planexec.cli import mcp_servers
 from planexec.cli.environment import Environment, UserError, checkpoint_location
+from planexec.cli.opening import prepare_checkpoint
 from planexec.cli.render import when
-from planexec.cli.session import prepare_checkpoint
 from planexec.errors import PlanexecError
 from planexec.inert import visible
 from planexec.library import LibraryImportError, PlanLibrary, SavedPlan

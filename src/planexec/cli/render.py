@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from planexec.inert import inert
-from planexec.library import describe_source
 from planexec.pictures import short
 
 SYMBOLS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]○[/]"}
@@ -108,6 +107,8 @@ def show_review(console: Console, request: Mapping[str, Any]) -> None:
         + (f": {inert(str(request['reason']))}" if request.get("reason") else "")
     )
     if isinstance(request.get("library"), Mapping):
+        from planexec.library import describe_source  # here: `threads` draws no reviews
+
         console.print(inert(describe_source(request["library"])))
     console.print(plan_table(request["plan"], finished=request.get("finished") or ()))
     if request.get("changes"):

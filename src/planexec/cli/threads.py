@@ -33,12 +33,11 @@ from planexec.cli.environment import (
     checkpoint_location,
     reading_checkpoint,
 )
+from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver
 from planexec.cli.parser import DEFAULT_LIMIT
 from planexec.cli.render import STATUS_STYLE, when
-from planexec.cli.session import DEMO_KEY, GOAL_KEY, open_saver
 from planexec.demo import NEEDS_MODEL
 from planexec.errors import PlanexecError
-from planexec.graph import build_graph
 from planexec.inert import inert, visible
 from planexec.pictures import short
 
@@ -302,13 +301,16 @@ async def list_threads(
     saver: BaseCheckpointSaver[Any], limit: int | None = None, offset: int = 0
 ) -> list[ThreadSummary]:
     """A summary of each thread in `saver` (the `limit` newest after `offset`), newest first."""
-    # The compiled graph's saver has the serializer that knows the state's types.
+    # The channels a summary reads hold plain data, and interrupts are LangGraph's own
+    # type, so the saver's serializer reads them without the compiled graph's allowlist:
+    # building the graph would import LangGraph's runtime for nothing.
+    if isinstance(saver, AsyncSqliteSaver):
+        return await _sqlite_page(saver, limit, offset)
+    if isinstance(saver, AsyncPostgresSaver):
+        return await _postgres_page(saver, limit, offset)
+    from planexec.graph import build_graph  # here: any other saver is read through the graph
+
     graph = build_graph(checkpointer=saver)
-    reader = graph.checkpointer
-    if isinstance(reader, AsyncSqliteSaver):
-        return await _sqlite_page(reader, limit, offset)
-    if isinstance(reader, AsyncPostgresSaver):
-        return await _postgres_page(reader, limit, offset)
     summaries = []
     ordered = await _scan(saver)
     for thread in ordered[offset : None if limit is None else offset + limit]:
