@@ -32,6 +32,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
 
 from bench.runner import Bench, RunStats, open_saver
 from bench.server import ModelServer
@@ -154,6 +157,64 @@ class ColdReport:
         }
 
 
+class Waits(BaseCallbackHandler):
+    """When model calls and tool calls were running: what framework time leaves out.
+
+    A model call counts from LangChain's chat-model start to its end, so the model
+    client's own work (the SDK, HTTP) is a wait, as it is for a user's program; a tool
+    call from its start to its end. Overlapping calls count once.
+    """
+
+    run_inline = True  # timestamps when things happen, not when a worker thread gets to them
+
+    def __init__(self) -> None:
+        self.started: dict[UUID, float] = {}
+        self.intervals: list[tuple[float, float]] = []
+
+    def reset(self) -> None:
+        """Forget what was recorded."""
+        self.started.clear()
+        self.intervals.clear()
+
+    def _start(self, run_id: UUID) -> None:
+        self.started[run_id] = time.perf_counter()
+
+    def _end(self, run_id: UUID) -> None:
+        began = self.started.pop(run_id, None)
+        if began is not None:
+            self.intervals.append((began, time.perf_counter()))
+
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: UUID, **_: Any
+    ) -> None:
+        self._start(run_id)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **_: Any) -> None:
+        self._end(run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **_: Any) -> None:
+        self._end(run_id)
+
+    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, **_: Any) -> None:
+        self._start(run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **_: Any) -> None:
+        self._end(run_id)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **_: Any) -> None:
+        self._end(run_id)
+
+    def waited_s(self) -> float:
+        """Seconds during which at least one model or tool call was running."""
+        total, end = 0.0, float("-inf")
+        for began, finished in sorted(self.intervals):
+            if finished <= end:
+                continue
+            total += finished - max(began, end)
+            end = finished
+        return total
+
+
 def _median_start(argv: Sequence[str], env: dict[str, str], starts: int) -> float:
     times = []
     for _ in range(starts):
@@ -226,21 +287,25 @@ def latency_workloads() -> list[Workload]:
 
 async def _cold_runs(
     workload: Workload, server: ModelServer, directory: Path, runs: int
-) -> tuple[list[float], list[RunStats], list[float]]:
+) -> tuple[list[float], list[RunStats], list[float], list[float]]:
     """`runs` runs of `workload`, each on a newly opened saver and a newly built graph.
 
     The saver opens the same file each time, as each `planexec` command opens the
     checkpoint file; the tools are made once, as a program defines its tools once. A
     first run, untimed, pays for the process's first imports and connections. Returns
-    each run's wall-clock (open, build and run, up to its last event), its stats, and its
-    open + build time.
+    each run's wall-clock (open, build and run, up to its last event), its stats, its
+    open + build time in ms, and its framework time in ms (wall-clock less the model
+    and tool waits).
     """
     await asyncio.to_thread(directory.mkdir, parents=True)
+    waits = Waits()
     async with open_saver("sqlite", directory) as saver:
         bench = Bench(workload, "parallel", "sqlite", saver, server, directory)
+        bench.callbacks = [waits]
         await bench.run()
-    walls, stats, builds = [], [], []
+    walls, stats, builds, framework = [], [], [], []
     for _ in range(runs):
+        waits.reset()
         began = time.perf_counter()
         async with open_saver("sqlite", directory) as saver:
             bench.rebuild(saver)
@@ -249,14 +314,15 @@ async def _cold_runs(
         stats.append(run)
         walls.append(built + run.wall_s)
         builds.append(built * 1000)
-    return walls, stats, builds
+        framework.append((built + run.wall_s - waits.waited_s()) * 1000)
+    return walls, stats, builds, framework
 
 
 async def measure_cold_runs(server: ModelServer, folder: Path, runs: int = RUNS) -> list[ColdRow]:
     """Each workload on a new saver and a new graph per run."""
     rows = []
     for workload in latency_workloads():
-        walls, stats, builds = await _cold_runs(workload, server, folder / workload.name, runs)
+        walls, stats, builds, _ = await _cold_runs(workload, server, folder / workload.name, runs)
         rows.append(
             ColdRow(
                 workload.name,
@@ -272,19 +338,28 @@ async def measure_cold_runs(server: ModelServer, folder: Path, runs: int = RUNS)
 async def measure_framework(
     server: ModelServer, folder: Path, runs: int = RUNS
 ) -> list[FrameworkRow]:
-    """A zero-latency 4-step chain: a new graph's first run, and a warm graph's run."""
+    """A zero-latency 4-step chain: a new graph's first run, and a warm graph's run.
+
+    Framework time is the wall-clock less the time model and tool calls were running.
+    """
     workload = chain4().zero_latency()
-    walls, _, _ = await _cold_runs(workload, server, folder / "cold", runs)
+    _, _, _, cold = await _cold_runs(workload, server, folder / "cold", runs)
     directory = folder / "warm"
     await asyncio.to_thread(directory.mkdir, parents=True)
+    waits = Waits()
+    warm = []
     async with open_saver("sqlite", directory) as saver:
         bench = Bench(workload, "parallel", "sqlite", saver, server, directory)
+        bench.callbacks = [waits]
         await bench.run()
-        warm = [(await bench.run()).wall_s * 1000 for _ in range(runs)]
+        for _ in range(runs):
+            waits.reset()
+            run = await bench.run()
+            warm.append((run.wall_s - waits.waited_s()) * 1000)
     return [
         FrameworkRow(
             "new saver and graph, first run (open + build + run)",
-            statistics.median(walls) * 1000,
+            statistics.median(cold),
             FIRST_RUN_MS,
         ),
         FrameworkRow("warm graph, a run", statistics.median(warm), WARM_RUN_MS),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Checkpointer
@@ -147,6 +148,8 @@ class Bench:
         self.tools = bench_tools(self.ledger, self.workspace)
         self.graph: PlanexecGraph = build_graph(tools=self.tools, checkpointer=saver)
         self.runs = 0
+        self.callbacks: list[BaseCallbackHandler] = []
+        """Handlers given to each run's config (the cold bench times model and tool waits)."""
 
     def rebuild(self, saver: Checkpointer) -> None:
         """A new graph on `saver`, with the same tools: what a new command line run builds."""
@@ -166,6 +169,8 @@ class Bench:
         self.runs += 1
         thread = f"{workload.name}-{self.config}-{self.saver_kind}-{self.runs}"
         config = run_config(thread, self.context)
+        if self.callbacks:
+            config["callbacks"] = list(self.callbacks)
         first = len(self.server.calls)
         updates: list[tuple[float, str]] = []
         events: Counter[str] = Counter()
