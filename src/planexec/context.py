@@ -14,6 +14,14 @@ from pydantic.dataclasses import dataclass
 ReviewMode = Literal["always", "never"]
 ReplanPolicy = Literal["on_failure", "after_each_step", "never"]
 ReuseMode = Literal["off", "suggest", "replay"]
+StructuredMethod = Literal["strict_tool", "tool", "json_schema"]
+"""How a model is asked for structured output (`planexec.models.structured_method`):
+
+- "strict_tool": a forced tool call whose schema the provider enforces (`strict`), the
+  schema in its strict form (`planexec.wire`);
+- "tool": a forced tool call with the schema as it is (free-form `args` objects);
+- "json_schema": the reply's content constrained to the schema in its strict form.
+"""
 
 LIBRARY_NAMESPACE: tuple[str, ...] = ("planexec", "plans")
 """The store namespace of the plan library (`planexec.library`) unless a run says otherwise."""
@@ -50,10 +58,12 @@ class Context:
     """
 
     planner_model: str = Field(default="openai:gpt-4.1")
-    """Model that writes the plan, as "openai:<model name>"."""
+    """Model that writes the plan, as "<provider>:<model name>": any provider LangChain's
+    init_chat_model knows once its package is installed ("anthropic:claude-sonnet-4-5",
+    "ollama:qwen2.5:7b", "google_genai:gemini-2.5-flash"...)."""
 
     executor_model: str = Field(default="openai:gpt-4.1-mini")
-    """Model that carries out steps that need reasoning, as "openai:<model name>"."""
+    """Model that carries out steps that need reasoning, as "<provider>:<model name>"."""
 
     replanner_model: str | None = Field(default=None)
     """Model that revises the plan and writes the final answer; the planner's when unset."""
@@ -71,13 +81,13 @@ class Context:
     "completed" without a plan to review or execute: faster and cheaper for short goals,
     but nobody reviews those answers. Plans with steps are always reviewed."""
 
-    reuse_plans: ReuseMode = "suggest"
+    reuse_plans: ReuseMode = Field(default="suggest")
     """How saved plans from the graph's store are used: "suggest" shows the planner the
     best-fitting ones as examples; "replay" also runs a plan that fits the goal exactly
     (the same goal, or a template's slots filled) with no planner call; "off" uses none.
     Completed runs save their plans either way, unless `save_plans` is off."""
 
-    save_plans: bool = True
+    save_plans: bool = Field(default=True)
     """Whether a run that completes saves its plan to the graph's store, when it has one."""
 
     library_examples: int = Field(default=3, ge=0, le=10)
@@ -170,6 +180,13 @@ class Context:
     """Retries of a failed model request by the client: rate limits (after the server's
     Retry-After), server errors, timeouts and lost connections. One model call sends at
     most `1 + model_max_retries` requests; a call that still fails is not retried again."""
+
+    structured_output: Literal["auto", "strict_tool", "tool", "json_schema"] = Field(default="auto")
+    """How the planner and replanner models are asked for their plans: "auto" suits the
+    provider (a strict tool call for OpenAI and Anthropic, a JSON schema for Ollama and
+    Gemini, a forced tool call otherwise); "strict_tool", "tool" (a forced tool call
+    with no strict schema, for servers or older models that refuse strict ones) or
+    "json_schema" (the reply's text constrained to the schema) choose one."""
 
     workspace: str = Field(default=".")
     """Directory that the built-in file tools may read and write; nothing outside it."""

@@ -1,9 +1,22 @@
 """Chat models: the one place that turns a model string into a chat model.
 
-Model strings look like `"openai:<model name>"`. The `openai` provider is
-`langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url` arguments win, and
-otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as it always does,
-so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM Studio...).
+A model string is `"<provider>:<model name>"`, for any provider that LangChain's
+`init_chat_model` knows once its package is installed (`anthropic:claude-sonnet-4-5`,
+`ollama:qwen2.5:7b`, `google_genai:gemini-2.5-flash`, `bedrock_converse:...`). A
+provider whose package is missing is a one-line `ModelConfigError` naming the package,
+raised when the model is made, before any model is called.
+
+The `openai` provider is `langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url`
+arguments win, and otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as
+it always does, so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM
+Studio...). Other providers read their own environment (`ANTHROPIC_API_KEY`,
+`GOOGLE_API_KEY`, the AWS credential chain...).
+
+Structured output (the planner's `Plan`, the replanner's `Replan`) is asked for in the
+way that suits the provider (`structured_method`): a strict tool call where the
+provider has one (OpenAI, Anthropic), a JSON schema for the reply where forcing a tool
+is not possible or not the provider's way (Ollama, Gemini), and a plain forced tool
+call otherwise. `planexec.wire` gives the schemas their strict form.
 
 An async HTTP client's pooled connections belong to the event loop that opened them,
 and `ChatOpenAI` shares one client per process by default: a second `asyncio.run()`
@@ -19,6 +32,7 @@ import asyncio
 import contextlib
 import copy
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -34,9 +48,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
-from planexec.context import Context
+from planexec.context import Context, StructuredMethod
 from planexec.errors import ModelConfigError
 from planexec.state import Role, Usage
+from planexec.wire import parse_reply, strict_schema
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -44,12 +59,89 @@ ModelFactory = Callable[[str, Context], BaseChatModel]
 """Makes the chat model for a model string under a run's context."""
 
 
+@dataclass(frozen=True)
+class Provider:
+    """What planexec knows about one `init_chat_model` provider."""
+
+    package: str
+    """The pip package of its LangChain integration."""
+    method: StructuredMethod
+    """How it is asked for structured output unless `Context.structured_output` says."""
+    extra: str | None = None
+    """The planexec extra that installs the package (`pip install 'planexec[extra]'`)."""
+    module: str = ""
+    """The integration's import name; the package's, with `_` for `-`, when empty."""
+
+    @property
+    def import_name(self) -> str:
+        """The module to import to use this provider."""
+        return self.module or self.package.replace("-", "_")
+
+    @property
+    def install_hint(self) -> str:
+        """What to run to install the provider's package."""
+        if self.extra:
+            return f"pip install 'planexec[{self.extra}]' (or {self.package})"
+        return f"pip install {self.package}"
+
+
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("langchain-openai", "strict_tool"),
+    "azure_openai": Provider("langchain-openai", "strict_tool"),
+    "anthropic": Provider("langchain-anthropic", "strict_tool", "anthropic"),
+    # Ollama ignores a forced tool choice, but constrains replies to a JSON schema.
+    "ollama": Provider("langchain-ollama", "json_schema", "ollama"),
+    # Gemini's structured output is a response schema; its tools take an OpenAPI subset.
+    "google_genai": Provider("langchain-google-genai", "json_schema", "google"),
+    "google_vertexai": Provider("langchain-google-vertexai", "json_schema"),
+    # Bedrock's strict mode depends on the model behind it; a forced tool call works on all.
+    "bedrock_converse": Provider("langchain-aws", "tool", "bedrock"),
+    "bedrock": Provider("langchain-aws", "tool", "bedrock"),
+    "anthropic_bedrock": Provider("langchain-aws", "tool", "bedrock"),
+    "mistralai": Provider("langchain-mistralai", "tool"),
+    "groq": Provider("langchain-groq", "tool"),
+    "fireworks": Provider("langchain-fireworks", "tool"),
+    "deepseek": Provider("langchain-deepseek", "tool"),
+    "xai": Provider("langchain-xai", "tool"),
+    "together": Provider("langchain-together", "tool"),
+    "huggingface": Provider("langchain-huggingface", "tool"),
+}
+"""Providers planexec knows by name. Any other that `init_chat_model` accepts works too,
+asked for structured output by a plain forced tool call."""
+
+_PACKAGE_PROVIDERS: dict[str, str] = {
+    "langchain_openai": "openai",
+    "langchain_anthropic": "anthropic",
+    "langchain_ollama": "ollama",
+    "langchain_google_genai": "google_genai",
+    "langchain_google_vertexai": "google_vertexai",
+    "langchain_aws": "bedrock_converse",
+}
+"""A model instance's provider, by the top-level package its class comes from."""
+
+
 def split_model_spec(spec: str) -> tuple[str, str]:
-    """`"openai:gpt-4.1"` -> `("openai", "gpt-4.1")`."""
+    """`"openai:gpt-4.1"` -> `("openai", "gpt-4.1")`; the name may hold colons itself."""
     provider, sep, name = spec.partition(":")
     if not sep or not provider or not name:
-        raise ModelConfigError(f"model '{spec}' is not of the form 'openai:<model name>'")
+        raise ModelConfigError(
+            f"model '{spec}' is not of the form '<provider>:<model name>' "
+            "(such as 'openai:gpt-4.1', 'anthropic:claude-sonnet-4-5' or 'ollama:qwen2.5:7b')"
+        )
     return provider, name
+
+
+def structured_method(model: BaseChatModel, context: Context | None = None) -> StructuredMethod:
+    """How `model` is asked for structured output.
+
+    `Context.structured_output` when it says, else the way of the model's provider
+    (`PROVIDERS`, known by the package its class comes from), else a forced tool call.
+    """
+    if context is not None and context.structured_output != "auto":
+        return context.structured_output
+    provider = _PACKAGE_PROVIDERS.get(type(model).__module__.split(".")[0])
+    known = PROVIDERS.get(provider or "")
+    return known.method if known is not None else "tool"
 
 
 def chat_model(
@@ -62,16 +154,28 @@ def chat_model(
 ) -> BaseChatModel:
     """A chat model for `spec` with a request timeout and temperature 0.
 
+    `api_key` and `base_url` are the `openai` provider's; other providers read their
+    own settings from the environment, as their LangChain integrations do.
+
     Raises:
-        ModelConfigError: the provider is unknown, or neither an API key nor a base URL
-            is known (a real model needs one; a local server needs only its URL).
+        ModelConfigError: the string is malformed, the provider is unknown or its
+            package is not installed, or (for `openai`) neither an API key nor a base
+            URL is known (a real model needs one; a local server needs only its URL).
     """
     provider, name = split_model_spec(spec)
-    if provider != "openai":
-        raise ModelConfigError(
-            f"unknown model provider '{provider}' in '{spec}': use 'openai:<model name>' "
-            "(OPENAI_BASE_URL points it at any OpenAI-compatible server)"
-        )
+    if provider == "openai":
+        return _openai_model(spec, name, timeout, max_retries, api_key, base_url)
+    return _provider_model(spec, provider, timeout, max_retries)
+
+
+def _openai_model(
+    spec: str,
+    name: str,
+    timeout: float,
+    max_retries: int,
+    api_key: str | None,
+    base_url: str | None,
+) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -95,6 +199,49 @@ def chat_model(
     if url:
         options["base_url"] = url
     return ChatOpenAI(**options)
+
+
+def _provider_model(spec: str, provider: str, timeout: float, max_retries: int) -> BaseChatModel:
+    """Any other provider's model, through LangChain's `init_chat_model`."""
+    known = PROVIDERS.get(provider)
+    if known is not None and importlib.util.find_spec(known.import_name) is None:
+        raise ModelConfigError(
+            f"model '{spec}' needs the {known.package} package: {known.install_hint}"
+        )
+    options: dict[str, Any] = {"temperature": 0}
+    if provider == "ollama":
+        # ChatOllama has no timeout of its own (it would ignore one); its HTTP client does.
+        options["client_kwargs"] = {"timeout": timeout}
+    else:
+        options.update(timeout=timeout, max_retries=max_retries)
+    # Imported here: `langchain` takes a while to import, and `openai:` never needs it.
+    from langchain.chat_models import init_chat_model
+
+    try:
+        made: BaseChatModel = init_chat_model(spec, **options)
+    except ImportError as exc:
+        raise ModelConfigError(f"model '{spec}': {_first_line(exc)}") from exc
+    except ValueError as exc:
+        # pydantic's ValidationError is a ValueError: a missing key, region or setting.
+        if known is None and "provider" in str(exc):
+            raise ModelConfigError(
+                f"unknown model provider '{provider}' in '{spec}': use one that LangChain's "
+                "init_chat_model knows, such as openai, anthropic, ollama, google_genai or "
+                "bedrock_converse"
+            ) from exc
+        raise ModelConfigError(f"model '{spec}' cannot be made: {_reason(exc)}") from exc
+    return made
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _reason(exc: ValueError) -> str:
+    """The one line that says why: pydantic's first error message, or the error's text."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ").splitlines()[0]
+    return _first_line(exc)
 
 
 def default_model_factory(spec: str, context: Context) -> BaseChatModel:
@@ -282,18 +429,34 @@ async def structured_reply(
     schema: type[ModelT],
     messages: Sequence[BaseMessage],
     config: RunnableConfig | None = None,
+    *,
+    method: StructuredMethod = "tool",
 ) -> StructuredReply[ModelT]:
-    """Ask `model` for a `schema` object through a forced tool call named after the schema.
+    """Ask `model` for a `schema` object in the way `method` says (`structured_method`).
 
-    This is LangChain's "function calling" structured output, parsed here so that a reply
-    that does not parse is data (with readable errors) rather than an exception, whatever
-    the model class. `config` names and tags the call's trace.
+    A forced tool call named after the schema, or (for "json_schema") a reply whose
+    content is the object as JSON, parsed here so that a reply that does not parse is
+    data (with readable errors) rather than an exception, whatever the model class.
+    `config` names and tags the call's trace.
     """
-    bound = model.bind_tools([schema_tool(schema)], tool_choice=schema.__name__)
-    raw = await bound.ainvoke(list(messages), config)
-    if not isinstance(raw, AIMessage):
-        raw = AIMessage(content=str(getattr(raw, "content", raw)))
     name = schema.__name__
+    if method == "json_schema":
+        bound = model.with_structured_output(
+            {"title": name, **strict_schema(schema)},
+            method="json_schema",
+            include_raw=True,
+            **_strict_flag(model),
+        )
+        answer = await bound.ainvoke(list(messages), config)
+        raw = _message(answer.get("raw") if isinstance(answer, dict) else answer)
+        return _parsed_content(raw, schema)
+    if method == "strict_tool":
+        function = {**schema_tool(schema)["function"], "parameters": strict_schema(schema)}
+        strict = {"type": "function", "function": function}
+        tool_bound = model.bind_tools([strict], tool_choice=name, strict=True)
+    else:
+        tool_bound = model.bind_tools([schema_tool(schema)], tool_choice=name)
+    raw = _message(await tool_bound.ainvoke(list(messages), config))
     calls = [call for call in raw.tool_calls if call["name"] == name]
     if not calls:
         bad = [call for call in raw.invalid_tool_calls if call.get("name") in (name, None)]
@@ -304,7 +467,38 @@ async def structured_reply(
         said = f" it called {', '.join(others)}" if others else f" it said: {raw.text[:300]!r}"
         return StructuredReply(raw, None, [f"the reply has no {name} call;{said}"])
     try:
-        return StructuredReply(raw, schema.model_validate(calls[0]["args"]), [])
+        return StructuredReply(raw, parse_reply(schema, calls[0]["args"]), [])
+    except ValidationError as exc:
+        return StructuredReply(raw, None, [_field_error(error) for error in exc.errors()])
+
+
+def _strict_flag(model: BaseChatModel) -> dict[str, Any]:
+    """`strict=True` for the providers whose `with_structured_output` takes it."""
+    openai_models = sys.modules.get("langchain_openai.chat_models.base")
+    if openai_models is not None and isinstance(model, openai_models.BaseChatOpenAI):
+        return {"strict": True}
+    return {}
+
+
+def _message(raw: Any) -> AIMessage:
+    if isinstance(raw, AIMessage):
+        return raw
+    return AIMessage(content=str(getattr(raw, "content", raw)))
+
+
+def _parsed_content(raw: AIMessage, schema: type[ModelT]) -> StructuredReply[ModelT]:
+    """A "json_schema" reply: its text, parsed as the schema's object."""
+    text = raw.text.strip()
+    if not text:
+        return StructuredReply(
+            raw, None, [f"the reply has no {schema.__name__} object: it is empty"]
+        )
+    try:
+        return StructuredReply(raw, parse_reply(schema, text), [])
+    except json.JSONDecodeError as exc:
+        return StructuredReply(
+            raw, None, [f"the reply is not a JSON {schema.__name__} object: {exc}"]
+        )
     except ValidationError as exc:
         return StructuredReply(raw, None, [_field_error(error) for error in exc.errors()])
 

@@ -14,7 +14,13 @@ from pydantic import BaseModel
 from planexec.budget import Budget
 from planexec.context import Context
 from planexec.errors import ModelCallError
-from planexec.models import Models, StructuredReply, structured_reply, usage_of
+from planexec.models import (
+    Models,
+    StructuredReply,
+    structured_method,
+    structured_reply,
+    usage_of,
+)
 from planexec.plan import args_schema
 from planexec.state import Role, Usage
 from planexec.tools import requires_approval
@@ -74,7 +80,9 @@ class Resources:
             spec = self.models.spec(role, context)
             traced = model_call_config(role, spec, revision=revision)
             try:
-                reply = await structured_reply(model, schema, messages, traced)
+                reply = await structured_reply(
+                    model, schema, messages, traced, method=structured_method(model, context)
+                )
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             usage = usage_of(reply.raw, spec, context.prices)

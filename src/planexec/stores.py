@@ -170,7 +170,7 @@ def embeddings_index(
         )
     else:
         try:
-            from langchain.embeddings import init_embeddings  # type: ignore[import-not-found]
+            from langchain.embeddings import init_embeddings
         except ImportError as exc:
             raise ModelConfigError(
                 f"embeddings model {spec!r} needs LangChain's init_embeddings: "
