@@ -34,6 +34,7 @@ import copy
 import functools
 import importlib.util
 import json
+import math
 import os
 import sys
 import threading
@@ -71,6 +72,8 @@ class Provider:
     """The planexec extra that installs the package (`pip install 'planexec[extra]'`)."""
     module: str = ""
     """The integration's import name; the package's, with `_` for `-`, when empty."""
+    whole_seconds: bool = False
+    """Whether its timeout setting takes whole seconds only (rounded up)."""
 
     @property
     def import_name(self) -> str:
@@ -95,9 +98,9 @@ PROVIDERS: dict[str, Provider] = {
     "google_genai": Provider("langchain-google-genai", "json_schema", "google"),
     "google_vertexai": Provider("langchain-google-vertexai", "json_schema"),
     # Bedrock's strict mode depends on the model behind it; a forced tool call works on all.
-    "bedrock_converse": Provider("langchain-aws", "tool", "bedrock"),
-    "bedrock": Provider("langchain-aws", "tool", "bedrock"),
-    "anthropic_bedrock": Provider("langchain-aws", "tool", "bedrock"),
+    "bedrock_converse": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
+    "bedrock": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
+    "anthropic_bedrock": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
     "mistralai": Provider("langchain-mistralai", "tool"),
     "groq": Provider("langchain-groq", "tool"),
     "fireworks": Provider("langchain-fireworks", "tool"),
@@ -213,7 +216,8 @@ def _provider_model(spec: str, provider: str, timeout: float, max_retries: int) 
         # ChatOllama has no timeout of its own (it would ignore one); its HTTP client does.
         options["client_kwargs"] = {"timeout": timeout}
     else:
-        options.update(timeout=timeout, max_retries=max_retries)
+        seconds = math.ceil(timeout) if known is not None and known.whole_seconds else timeout
+        options.update(timeout=seconds, max_retries=max_retries)
     # Imported here: `langchain` takes a while to import, and `openai:` never needs it.
     from langchain.chat_models import init_chat_model
 
@@ -451,7 +455,12 @@ async def structured_reply(
         raw = _message(answer.get("raw") if isinstance(answer, dict) else answer)
         return _parsed_content(raw, schema)
     if method == "strict_tool":
-        function = {**schema_tool(schema)["function"], "parameters": strict_schema(schema)}
+        # `strict` in the definition itself: `bind_tools` passes a ready definition through.
+        function = {
+            **schema_tool(schema)["function"],
+            "parameters": strict_schema(schema),
+            "strict": True,
+        }
         strict = {"type": "function", "function": function}
         tool_bound = model.bind_tools([strict], tool_choice=name, strict=True)
     else:
