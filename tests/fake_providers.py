@@ -12,8 +12,8 @@ through the integration's own parsing:
 
 Replies use `planexec.scripted`'s dict shapes (`{"text": ...}` or `{"tool_calls": [...]}`),
 in order. A request that asked for JSON content (Ollama's `format`, Gemini's
-`responseJsonSchema`, Anthropic's `output_config.format`) gets the first tool call's arguments as JSON text; otherwise tool
-calls are sent as the provider's tool calls.
+`responseJsonSchema`, Anthropic's `output_config.format`) gets the first tool call's
+arguments as JSON text; otherwise tool calls are sent as the provider's tool calls.
 
 Also here: the schema rules of each provider's strict or structured mode, as the
 providers document them, for tests to check requests against.

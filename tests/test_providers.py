@@ -13,13 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI, strict_schema_errors
-from fake_providers import (
-    FakeProviders,
-    anthropic_strict_errors,
-    gemini_schema_errors,
-    ollama_format_errors,
-)
 from langchain_anthropic import ChatAnthropic
 from langchain_aws import ChatBedrockConverse
 from langchain_core.language_models import BaseChatModel
@@ -30,6 +23,13 @@ from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 
+from fake_openai import FakeOpenAI, strict_schema_errors
+from fake_providers import (
+    FakeProviders,
+    anthropic_strict_errors,
+    gemini_schema_errors,
+    ollama_format_errors,
+)
 from planexec import Context, ModelConfigError, Plan, Replan, ScriptedChatModel, build_graph
 from planexec.cli.session import check_models
 from planexec.errors import PlanexecError
@@ -298,7 +298,8 @@ async def test_openai_json_schema_reply() -> None:
         model = ChatOpenAI(model="gpt-4.1", api_key="x", base_url=server.url, max_retries=0)
         got = await structured_reply(model, Plan, MESSAGES, method="json_schema")
         [body] = server.requests
-    assert got.parsed is not None and got.parsed.steps[0].tool == "calculator"
+    assert got.parsed is not None
+    assert got.parsed.steps[0].tool == "calculator"
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["strict"] is True
     assert "tools" not in body
@@ -362,7 +363,8 @@ async def test_bedrock_forced_tool_call_keeps_args_an_object(
     model = _model("bedrock", server.url)
     got = await structured_reply(model, Plan, MESSAGES, method=structured_method(model))
     assert got.errors == []
-    assert got.parsed is not None and got.parsed.steps[0].args == {"expression": "1+1"}
+    assert got.parsed is not None
+    assert got.parsed.steps[0].args == {"expression": "1+1"}
     [request] = server.requests
     [tool] = request.body["toolConfig"]["tools"]
     assert request.body["toolConfig"]["toolChoice"] == {"tool": {"name": "Plan"}}
