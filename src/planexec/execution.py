@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables.config import merge_configs
-from langchain_core.tools import BaseTool, InjectedToolCallId
+from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 from langgraph.prebuilt import ToolRuntime
 from langgraph.runtime import Runtime
@@ -46,6 +45,7 @@ from planexec.errors import (
     StepTimeoutError,
     TransientError,
 )
+from planexec.injection import injected_params, state_view
 from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import executor as prompts
 from planexec.prompts import render
@@ -418,20 +418,26 @@ def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[Bas
 
 
 async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: StepDict) -> Any:
-    """Call `tool` with `args`, injecting a `ToolRuntime` or tool call id where it asks.
+    """Call `tool` with `args`, filling the parameters it asks planexec to inject.
 
-    The tool call id is the step's idempotency key, stable across retries and resumes.
-    A tool that takes the id is called with a full tool call (LangChain refuses anything
-    else), so its output is the resulting `ToolMessage`'s content.
+    `planexec.injection` says which: the run's state (`InjectedState`), the graph's
+    store (`InjectedStore`), a `ToolRuntime`, or the tool call id, which is the step's
+    idempotency key, stable across retries and resumes. A tool that takes the id is
+    called with a full tool call (LangChain refuses anything else), so its output is
+    the resulting `ToolMessage`'s content.
     """
     key = idempotency_key(env.thread_id, env.revision, step["id"])
     traced = tool_call_config(tool.name, step=step["id"], revision=env.revision)
     call_args = dict(args)
     wants_id = False
-    for name, kind in _injected_params(tool).items():
-        if kind == "tool_call_id":
+    for name, injection in injected_params(tool).items():
+        if injection.kind == "tool_call_id":
             wants_id = True
-        else:
+        elif injection.kind == "state":
+            call_args[name] = state_view(env.state, injection.field)
+        elif injection.kind == "store":
+            call_args[name] = env.runtime.store
+        elif injection.kind == "runtime":
             call_args[name] = ToolRuntime(
                 state=env.state,
                 context=env.context,
@@ -447,26 +453,6 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
         call = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
         return await tool.ainvoke(call, traced)
     return await tool.ainvoke(call_args, traced)
-
-
-def _injected_params(tool: BaseTool) -> dict[str, str]:
-    func = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
-    if func is None:
-        return {}
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except (NameError, TypeError):
-        return {}
-    injected: dict[str, str] = {}
-    for name, hint in hints.items():
-        if hint is ToolRuntime or typing.get_origin(hint) is ToolRuntime:
-            injected[name] = "runtime"
-        elif typing.get_origin(hint) is typing.Annotated and any(
-            meta is InjectedToolCallId or isinstance(meta, InjectedToolCallId)
-            for meta in typing.get_args(hint)[1:]
-        ):
-            injected[name] = "tool_call_id"
-    return injected
 
 
 def jsonable(value: Any) -> Any:

@@ -31,6 +31,7 @@ from langgraph.types import Checkpointer, Command, StateSnapshot, StateUpdate
 from planexec import runtime
 from planexec.context import Context
 from planexec.events import emit
+from planexec.injection import check_injections
 from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
 from planexec.library import check_namespace
 from planexec.models import ModelFactory, Models, default_model_factory
@@ -199,7 +200,10 @@ def build_graph(
             are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
             Names must be unique and fit what model APIs accept (1 to 64 ASCII letters,
             digits, `_` or `-`), and a JSON-schema tool's schema must be valid JSON Schema;
-            otherwise `ValueError`.
+            otherwise `ValueError`. Parameters that LangGraph's `ToolNode` injects are
+            filled (`planexec.injection`); a tool with one planexec cannot fill (any other
+            `InjectedToolArg`, or `InjectedStore` without a `store`) is a `ValueError`
+            naming the tool and the parameter.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
             `durability="sync"` (each checkpoint saved before the next superstep).
@@ -227,6 +231,7 @@ def build_graph(
     """
     chosen = list(tools) if tools is not None else default_tools()
     check_tools(chosen)
+    check_injections(chosen, has_store=store is not None)
     resources = Resources(
         tools={t.name: t for t in chosen},
         models=Models(
