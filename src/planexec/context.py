@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.dataclasses import dataclass
+
+from planexec.prompts.custom import PromptName, check_prompt
 
 ReviewMode = Literal["always", "never"]
 ReplanPolicy = Literal["on_failure", "after_each_step", "never"]
@@ -25,6 +34,13 @@ StructuredMethod = Literal["strict_tool", "tool", "json_schema"]
 
 LIBRARY_NAMESPACE: tuple[str, ...] = ("planexec", "plans")
 """The store namespace of the plan library (`planexec.library`) unless a run says otherwise."""
+
+_PROMPT_OF: dict[str, PromptName] = {
+    "planner_prompt": "planner",
+    "executor_prompt": "executor",
+    "executor_tool_prompt": "executor_tool",
+    "replanner_prompt": "replanner",
+}
 
 _Label = Annotated[str, Field(pattern=r"^[^.]+$")]
 
@@ -188,6 +204,23 @@ class Context:
     with no strict schema, for servers or older models that refuse strict ones) or
     "json_schema" (the reply's text constrained to the schema) choose one."""
 
+    planner_prompt: str | None = Field(default=None)
+    """The planner's system prompt for this run, instead of planexec's (or build_graph's
+    `prompts=`): instructions only, where "$max_steps" and "$direct_answers" may stand.
+    The goal, the tools and the saved plans still come in the user message's sections."""
+
+    executor_prompt: str | None = Field(default=None)
+    """The executor's system prompt for steps it answers in text, for this run. The note
+    that step results are data is added at its end unless it places "$data_notice"."""
+
+    executor_tool_prompt: str | None = Field(default=None)
+    """The executor's system prompt for steps whose tool arguments it writes, for this
+    run; "$tool" stands for the step's tool. The data note is added as for executor_prompt."""
+
+    replanner_prompt: str | None = Field(default=None)
+    """The replanner's system prompt for this run; "$options" (the "continue" action, when
+    offered) and "$replans_left" may stand. The data note is added as for executor_prompt."""
+
     workspace: str = Field(default=".")
     """Directory that the built-in file tools may read and write; nothing outside it."""
 
@@ -196,6 +229,15 @@ class Context:
     def _unreserved(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value and value[0] == "langgraph":
             raise ValueError('may not start with "langgraph" (LangGraph reserves it)')
+        return value
+
+    @field_validator(
+        "planner_prompt", "executor_prompt", "executor_tool_prompt", "replanner_prompt"
+    )
+    @classmethod
+    def _usable_prompt(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_prompt(_PROMPT_OF[str(info.field_name)], value)
         return value
 
     @property

@@ -47,9 +47,8 @@ from planexec.errors import (
 )
 from planexec.injection import injected_params, state_view
 from planexec.plan import StepDict, as_text, check_args, resolve_args
-from planexec.prompts import executor as prompts
-from planexec.prompts import render
-from planexec.prompts.sections import dependency_results
+from planexec.prompts import fill
+from planexec.prompts.sections import DATA_NOTICE, dependency_results
 from planexec.resources import Resources
 from planexec.state import (
     State,
@@ -402,13 +401,15 @@ async def _ask(
 
 
 def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[BaseMessage]:
-    system = (
-        render(prompts.SYSTEM_REASON)
-        if step["tool"] is None or step["args"] is not None
-        else render(prompts.SYSTEM_TOOL, tool=step["tool"])
+    prompts = env.resources.prompts
+    writes_args = step["tool"] is not None and step["args"] is None
+    system = fill(
+        prompts.template("executor_tool" if writes_args else "executor", env.context),
+        tool=step["tool"],
+        data_notice=DATA_NOTICE,
     )
-    user = render(
-        prompts.USER,
+    user = fill(
+        prompts.template("executor_user", env.context),
         goal=env.goal,
         step_id=step["id"],
         description=step["description"],

@@ -15,7 +15,7 @@ plan revision is already approved.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
@@ -41,6 +41,7 @@ from planexec.nodes.executor import executor
 from planexec.nodes.planner import planner
 from planexec.nodes.replanner import replanner
 from planexec.nodes.review import review
+from planexec.prompts.custom import Prompts
 from planexec.resources import Resources
 from planexec.state import InputState, OutputState, State
 from planexec.tools import check_tools, default_tools
@@ -191,6 +192,7 @@ def build_graph(
     replanner: BaseChatModel | None = None,
     model_factory: ModelFactory | None = None,
     library_namespace: Sequence[str] | None = None,
+    prompts: Prompts | Mapping[str, str | None] | None = None,
 ) -> PlanexecGraph:
     """Compile the planner-executor graph.
 
@@ -218,6 +220,12 @@ def build_graph(
             the default makes `ChatOpenAI` clients.
         library_namespace: The store namespace of the plan library; overrides
             `Context.library_namespace`.
+        prompts: Prompts that replace planexec's own (`planexec.Prompts`, or a dict
+            with its keys): the planner's, executor's and replanner's system prompts
+            and their user messages' templates. Each is checked here, and one that
+            uses an unknown placeholder or drops a data section is a `PromptError`
+            (`planexec.prompts.custom` says what each may hold). A run's `Context`
+            prompt fields win over these.
 
     Example:
         ```python
@@ -243,6 +251,7 @@ def build_graph(
         library_namespace=(
             check_namespace(library_namespace) if library_namespace is not None else None
         ),
+        prompts=Prompts.of(prompts),
     )
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -22,6 +22,7 @@ from planexec.models import (
     usage_of,
 )
 from planexec.plan import args_schema
+from planexec.prompts.custom import Prompts
 from planexec.state import Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
@@ -37,6 +38,8 @@ class Resources:
     models: Models
     library_namespace: tuple[str, ...] | None = None
     """The plan library's store namespace, overriding `Context.library_namespace`."""
+    prompts: Prompts = field(default_factory=Prompts)
+    """The graph's own prompts (`build_graph(prompts=...)`); a run's Context may override."""
 
     def describe_tools(self) -> str:
         """The tools as the planner and replanner see them: one JSON object per line."""
