@@ -423,6 +423,7 @@ async def test_a_run_with_anthropic_planning_ollama_executing_gemini_replanning(
         planner_model="anthropic:claude-sonnet-4-5",
         executor_model="ollama:qwen2.5:7b",
         replanner_model="google_genai:gemini-2.5-flash",
+        prices={"claude-sonnet-4-5": (3.0, 15.0), "qwen2.5:7b": (0.0, 0.0)},
     )
     done = await graph.ainvoke(
         {"goal": "add 2 and 3"}, {"configurable": {"thread_id": "t"}}, context=context
@@ -432,6 +433,8 @@ async def test_a_run_with_anthropic_planning_ollama_executing_gemini_replanning(
     assert done["results"]["s1"]["output"] == 5
     assert [r.provider for r in server.requests] == ["anthropic", "ollama", "gemini"]
     assert done["usage"]["planner"]["input_tokens"] == 11
+    # Priced by the model's name without its provider: 11 in and 7 out at $3 / $15 per M.
+    assert done["usage"]["planner"]["cost_usd"] == pytest.approx((11 * 3.0 + 7 * 15.0) / 1e6)
     assert done["usage"]["executor"]["calls"] == 1
     # The executor was offered the one tool of its step.
     [offered] = server.requests[1].body["tools"]

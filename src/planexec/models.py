@@ -383,12 +383,22 @@ def model_name(model: BaseChatModel) -> str:
     return type(model).__name__
 
 
+def price_name(model: str) -> str:
+    """The name `Context.prices` knows `model` by: a model string without its provider.
+
+    Only a known provider is taken off, so a name with a colon of its own
+    ("qwen2.5:7b", from a model instance) stays whole.
+    """
+    provider, sep, name = model.partition(":")
+    return name if sep and provider in PROVIDERS else model
+
+
 def usage_of(message: BaseMessage, model: str, prices: dict[str, tuple[float, float]]) -> Usage:
     """One call's tokens and cost, from the reply's usage metadata."""
     meta = getattr(message, "usage_metadata", None) or {}
     inputs = int(meta.get("input_tokens", 0) or 0)
     outputs = int(meta.get("output_tokens", 0) or 0)
-    name = model.split(":", 1)[1] if model.startswith("openai:") else model
+    name = price_name(model)
     price_in, price_out = prices.get(name, (0.0, 0.0))
     cost = (inputs * price_in + outputs * price_out) / 1_000_000
     return {
