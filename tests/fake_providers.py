@@ -60,7 +60,9 @@ def _provider_of(path: str) -> str:
 class FakeProviders:
     """The server; see the module docstring."""
 
-    def __init__(self, replies: Iterable[Reply] = ()) -> None:
+    def __init__(self, replies: Iterable[Reply] = (), *, keep_alive: bool = False) -> None:
+        self.keep_alive = keep_alive
+        """Keep each connection open after its reply, as real servers do (clients pool it)."""
         self._replies = list(replies)
         self._lock = threading.Lock()
         self.requests: list[Request] = []
@@ -80,7 +82,8 @@ class FakeProviders:
                 self.send_response(200 if kind != "error" else 500)
                 self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(data)))
-                self.send_header("connection", "close")
+                if not owner.keep_alive:
+                    self.send_header("connection", "close")
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -7,6 +7,7 @@ would, so each method's request is checked against that provider's schema rules.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -439,3 +440,33 @@ async def test_a_run_with_anthropic_planning_ollama_executing_gemini_replanning(
     # The executor was offered the one tool of its step.
     [offered] = server.requests[1].body["tools"]
     assert offered["function"]["name"] == "calculator"
+
+
+def test_anthropic_and_ollama_models_serve_one_event_loop_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Their async clients keep pooled connections of the loop that opened them; each loop
+    gets a copy with its own, so successive `asyncio.run()` calls all work."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "x")
+    steps = [
+        {"id": "s1", "description": "Add", "tool": "calculator", "args": None, "depends_on": []}
+    ]
+    with FakeProviders(keep_alive=True) as fake:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        monkeypatch.setenv("OLLAMA_HOST", fake.url)
+        graph = build_graph(tools=[calculator])
+        context = Context(
+            review="never",
+            planner_model="anthropic:claude-sonnet-4-5",
+            executor_model="ollama:qwen2.5:7b",
+        )
+        for run in range(3):
+            fake.add(
+                plan_reply(steps),
+                tool_call_reply("calculator", {"expression": f"{run}+1"}),
+                replan_reply("finish", answer=str(run + 1)),
+            )
+            done = asyncio.run(graph.ainvoke({"goal": "add"}, context=context))
+            assert done["status"] == "completed", done.get("reason")
+            assert done["answer"] == str(run + 1)
+    assert len(fake.requests) == 9

@@ -19,11 +19,12 @@ is not possible or not the provider's way (Ollama, Gemini), and a plain forced t
 call otherwise. `planexec.wire` gives the schemas their strict form.
 
 An async HTTP client's pooled connections belong to the event loop that opened them,
-and `ChatOpenAI` shares one client per process by default: a second `asyncio.run()`
-would reuse connections of a closed loop ("Event loop is closed"). So each event loop
-calls a `ChatOpenAI` (made here or passed in, unless it was given its own
-`http_async_client`) through a copy with a client of that loop's own, closed when
-the loop shuts its async generators down, as `asyncio.run()` does on the way out.
+and `ChatOpenAI` shares one client per process by default (so does `ChatAnthropic`;
+`ChatOllama` keeps one per instance): a second `asyncio.run()` would reuse connections
+of a closed loop ("Event loop is closed"). So each event loop calls such a model (made
+here or passed in; a `ChatOpenAI` given its own `http_async_client` is left alone)
+through a copy with a client of that loop's own, closed when the loop shuts its async
+generators down, as `asyncio.run()` does on the way out.
 """
 
 from __future__ import annotations
@@ -320,8 +321,9 @@ _LOOP_COPIES_LOCK = threading.Lock()
 def for_running_loop(model: BaseChatModel) -> BaseChatModel:
     """`model`, or its copy for the running event loop when its async client is shared.
 
-    Only a `ChatOpenAI` whose async client is the process-wide default is copied; any
-    other model is returned as it is.
+    Copied: a `ChatOpenAI` whose async client is the process-wide default, and every
+    `ChatAnthropic` and `ChatOllama` (whose async clients belong to the first loop that
+    used them); any other model is returned as it is.
     """
     if not _shares_async_client(model):
         return model
@@ -343,22 +345,49 @@ def for_running_loop(model: BaseChatModel) -> BaseChatModel:
 
 
 def _shares_async_client(model: BaseChatModel) -> bool:
+    return _loop_bound(model) is not None
+
+
+def _loop_bound(model: BaseChatModel) -> str | None:
+    """Which kind of async client `model` holds that a second event loop cannot reuse."""
     openai_models = sys.modules.get("langchain_openai.chat_models.base")
-    if openai_models is None:  # not imported, so `model` cannot be one
-        return False
-    return (
-        isinstance(model, openai_models.BaseChatOpenAI)
+    if (
+        openai_models is not None
+        and isinstance(model, openai_models.BaseChatOpenAI)
         and model.http_async_client is None
         and model.root_async_client is not None
-    )
+    ):
+        return "openai"
+    # ChatAnthropic takes its async HTTP client from a process-wide cache, and ChatOllama
+    # makes one per instance: both keep connections of the loop that opened them.
+    anthropic_models = sys.modules.get("langchain_anthropic.chat_models")
+    if anthropic_models is not None and isinstance(model, anthropic_models.ChatAnthropic):
+        return "anthropic"
+    ollama_models = sys.modules.get("langchain_ollama.chat_models")
+    if ollama_models is not None and isinstance(model, ollama_models.ChatOllama):
+        return "ollama"
+    return None
 
 
 def _with_own_client(model: BaseChatModel, clients: list[Any]) -> BaseChatModel:
+    kind = _loop_bound(model)
+    own = model.model_copy()
+    if kind == "anthropic":
+        import anthropic
+
+        # The copy's own client, with its own HTTP client (none is passed to it).
+        client = anthropic.AsyncAnthropic(**model._client_params)  # type: ignore[attr-defined]
+        own.__dict__["_async_client"] = client
+        clients.append(client)
+        return own
+    if kind == "ollama":
+        own._set_clients()  # type: ignore[attr-defined]
+        clients.append(own._async_client)  # type: ignore[attr-defined]
+        return own
     import openai
 
     http = openai.DefaultAsyncHttpxClient()
     clients.append(http)
-    own = model.model_copy()
     root = model.root_async_client.copy(http_client=http)  # type: ignore[attr-defined]
     own.root_async_client = root  # type: ignore[attr-defined]
     own.async_client = root.chat.completions  # type: ignore[attr-defined]
@@ -370,8 +399,10 @@ async def _close_at_shutdown(clients: list[Any]) -> AsyncIterator[None]:
         yield
     finally:
         for client in clients:
+            # httpx clients close with `aclose`; Anthropic's and Ollama's with `close`.
+            close = getattr(client, "aclose", None) or client.close
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await close()
 
 
 def model_name(model: BaseChatModel) -> str:
