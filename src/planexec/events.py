@@ -32,6 +32,7 @@ from pydantic import TypeAdapter
 from typing_extensions import TypedDict, Unpack
 
 from planexec.plan import PlanDiff
+from planexec.state import PlanSource, Status, StepStatus
 
 if TYPE_CHECKING:
     from planexec.state import PlanRevision
@@ -54,7 +55,7 @@ class PlanReadyFields(TypedDict):
     """The fields of `plan_ready`."""
 
     revision: int
-    source: Literal["planner", "replanner", "human", "library"]
+    source: PlanSource
     steps: int
     reason: str | None
 
@@ -111,7 +112,7 @@ class StepFinishedFields(TypedDict):
     """The fields of `step_finished`."""
 
     step: str
-    status: Literal["done", "failed", "skipped"]
+    status: StepStatus
     duration_s: float | None
     attempts: int | None
     error: str | None
@@ -150,7 +151,7 @@ class BudgetWarning(_Event, BudgetWarningFields):
 class RunFinishedFields(TypedDict):
     """The fields of `run_finished`."""
 
-    status: Literal["completed", "failed", "cancelled", "budget_exhausted"]
+    status: Status
     reason: str | None
     answer: str | None
 
