@@ -206,7 +206,14 @@ class TmuxTerminal(_Waits):
         )  # fmt: skip
         dead, status, signal_number = [*state.split(), "", "", ""][:3]
         if dead == "1" and not (status or signal_number):
-            return True  # just died: tmux fills in how a moment later
+            # Just died: tmux fills in how once it reaps the process. On a busy machine
+            # tmux 3.3 was seen to leave it a zombie for a long while, so read the exit
+            # status the kernel keeps for a zombie (the last field of /proc/PID/stat).
+            code = _zombie_status(self._tmux("display-message", "-p", "-t", "t", "#{pane_pid}"))
+            if code is None:
+                return True
+            self.exit_code = code
+            return False
         if dead == "1":
             # Killed by a signal, the code is reported as a shell would: 128 + its number.
             self.exit_code = int(status) if status else 128 + int(signal_number or 0)
@@ -221,6 +228,20 @@ class TmuxTerminal(_Waits):
         """Kill the tmux server (and the command, if it still runs)."""
         self._tmux("kill-server", check=False)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _zombie_status(pid_text: str) -> int | None:
+    """A zombie process's exit code, as a shell reports it (128 + signal if killed)."""
+    try:
+        fields = Path(f"/proc/{int(pid_text)}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if fields[0] != "Z":
+        return None
+    status = int(fields[-1])  # as waitpid reports it
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
 
 
 _KEYS = {"Enter": b"\r", "Tab": b"\t", "C-c": b"\x03", "C-d": b"\x04", "Escape": b"\x1b"}

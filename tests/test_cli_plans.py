@@ -172,7 +172,7 @@ def test_text_from_the_library_is_printed_inert(
         assert "\x07" not in out
         assert "\u202e" not in out
         assert "\\x1b[2J" in out
-        assert "\\u202e" in out
+        assert "<U+202E>" in out
         assert "[bold]loud[/bold]" in out
 
 

@@ -312,7 +312,7 @@ async def test_review_approve_streams_steps_and_keeps_the_history(
     updates, events = await resume_streaming(client, thread_id, {"type": "approve"})
     assert_step_progress(events, ["s1", "s2", "s3"])
     step_updates = {node: u[node] for u in updates for node in u if node.startswith("step-")}
-    assert {k: v["output"] for k, v in step_updates.items()} == {
+    assert {k: v["result"]["output"] for k, v in step_updates.items()} == {
         "step-s1": 48,
         "step-s2": 53,
         "step-s3": "The result is 53.",

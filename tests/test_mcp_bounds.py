@@ -147,11 +147,11 @@ async def test_what_a_server_writes_reaches_the_terminal_inert(
     assert err.splitlines() == [
         "[slow] \\x1b]52;c;ZWNobyBvd25lZA==\\x07copied",
         "[slow] \\x1b[2J\\x1b[Hcleared",
-        "[slow] \\u202etxt.exe",
-        "[slow] zero\\u200bwidth\\x1b[8m hidden",
+        "[slow] <U+202E>txt.exe",
+        "[slow] zero<U+200B>width\\x1b[8m hidden",
     ]
     assert message.isprintable()
-    assert "zero\\u200bwidth\\x1b[8m hidden (the last line of its stderr" in message
+    assert "zero<U+200B>width\\x1b[8m hidden (the last line of its stderr" in message
 
 
 async def test_a_torrent_on_stderr_neither_blocks_the_server_nor_floods_the_message(
