@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import concurrency
+from bench import concurrency, linear
 from bench import library as plan_library
 from bench.report import as_json, markdown
 from bench.suite import Options, known_names, run_suite
@@ -37,7 +37,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
         default=[],
         metavar="NAME",
         help="run only this workload or group (latency, overhead, scale, concurrency, "
-        "library); "
+        "library, linear); "
         "repeatable, or comma-separated",
     )
     parser.add_argument(
@@ -49,7 +49,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     )
     args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
-    names = [*known_names(), "concurrency", "library"]
+    names = [*known_names(), "concurrency", "library", "linear"]
     unknown = sorted(set(only) - set(names))
     if unknown:
         parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LANGSMITH_TRACING"] = "false"
     os.environ["LANGCHAIN_TRACING_V2"] = "false"
     load = os.getloadavg()[0]
-    workloads = [name for name in options.only if name not in ("concurrency", "library")]
+    workloads = [name for name in options.only if name not in ("concurrency", "library", "linear")]
     with_suite = not options.only or bool(workloads)
     with_concurrency = not options.only or "concurrency" in options.only
     with_library = not options.only or "library" in options.only
+    with_linear = not options.only or "linear" in options.only
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
     suite_options = Options(quick=options.quick, only=workloads)
     rows = asyncio.run(run_suite(suite_options, progress=progress)) if with_suite else []
@@ -79,12 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     many = asyncio.run(concurrency.measure_all(runs)) if with_concurrency else []
     repeats = 3 if options.quick else plan_library.REPEATS
     reused = asyncio.run(plan_library.measure_all(repeats)) if with_library else []
+    algorithms: list[linear.AlgorithmRow] = []
+    linear_runs: list[linear.RunRow] = []
+    if with_linear:
+        algorithms = linear.measure_algorithms((250, 500, 1000) if options.quick else linear.SIZES)
+        sizes = (200, 500) if options.quick else linear.RUN_SIZES
+        linear_runs = asyncio.run(linear.measure_runs(sizes))
     loads = (load, os.getloadavg()[0])
     report = markdown(rows, options, argv, loads)
     if many:
         report += "\n" + concurrency.markdown(many, runs, concurrency.LATENCY_S)
     if reused:
         report += "\n" + plan_library.markdown(reused, repeats, plan_library.LATENCY_S)
+    if algorithms:
+        report += "\n" + linear.markdown(algorithms, linear_runs)
     print(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [asdict(row) for row in reused],
             "targets": plan_library.targets(reused) if reused else {},
         }
+        if algorithms:
+            data["linear"] = linear.as_json(algorithms, linear_runs)
         (out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out / 'results.md'} and {out / 'results.json'}", file=sys.stderr)
     return 0

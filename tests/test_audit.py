@@ -258,32 +258,25 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
         s for s in history if s.next == ("review",) and s.values["revisions"][-1]["revision"] == 1
     )
     plan = {"steps": [step("s1", args={"expression": "5*5"})]}
-    # One moment for both records (two calls could tick the clock between them, and put
-    # the revision first); at a tie the decision comes before the revision it made.
-    at = timestamp()
     revision = {
         "revision": 2,
         "source": "human",
         "reason": "forked",
         "plan": plan,
         "diff": diff_plans(target.values["plan"], plan),
-        "at": at,
+        "at": timestamp(),
     }
-    # A plan written through update_state runs only with a person's decision on it.
-    edit = {
-        "revision": 1,
-        "decision": "edit",
-        "message": "forked",
-        "plan_hash": plan_hash(target.values["plan"]),
-        "edited_hash": plan_hash(plan),
-        "at": at,
-    }
+    # A plan written through update_state runs only once a person approves it: a review
+    # record written alongside it would not be genuine (tests/test_forged_approvals.py).
     fork = await graph.aupdate_state(
-        target.config,
-        {"plan": plan, "revisions": [revision], "reviews": [edit]},
-        as_node="planner",
+        target.config, {"plan": plan, "revisions": [revision]}, as_node="planner"
     )
-    out = await graph.ainvoke(None, fork, context=Context(replan_policy="never"))
+    ctx = Context(replan_policy="never")
+    paused = await graph.ainvoke(None, fork, context=ctx)
+    review = paused["__interrupt__"][0].value
+    assert (review["revision"], review["plan"]) == (2, plan)
+    decision = {"type": "approve", "plan_hash": review["plan_hash"]}
+    out = await graph.ainvoke(Command(resume=decision), config(), context=ctx)
     assert (out["status"], out["answer"]) == ("completed", "25")
 
     records = await audit_trail(graph, "t1")
@@ -295,8 +288,8 @@ async def test_a_fork_keeps_the_original_branch_and_marks_it(
     assert [summary(r) for r in current] == [
         ("run_started",),
         ("plan_revision", 1, "planner"),
-        ("review_decision", 1, "edit"),
         ("plan_revision", 2, "human"),
+        ("review_decision", 2, "approve"),
         ("step_started", "s1"),
         ("step_finished", "s1", "done"),
         ("run_finished", "completed"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_openai import FakeOpenAI
 from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models
 from planexec.cli import EPILOG, main
 from planexec.scripted import plan_reply, replan_reply
@@ -153,6 +154,52 @@ def test_demo_rejecting_the_report_step_ends_sensibly(
     assert not (ws / "report.md").exists()
     values = json.loads(cli(capsys, "show", "d", "--checkpoint", str(ck), "--json")[1])
     assert [r["decision"] for r in values["reviews"]] == ["reject", "reject", "approve"]
+
+
+def test_a_demo_choice_past_its_script_pauses_and_resumes_with_a_real_model(
+    capsys: pytest.CaptureFixture[str],
+    answers: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ck, ws = tmp_path / "ck.sqlite", tmp_path / "ws"
+    # The script covers ten rejections; the eleventh needs a model to write a plan.
+    for n in range(11):
+        answers += ["r", f"try again {n}"]
+    code, out, _ = cli(
+        capsys, "demo", "--checkpoint", str(ck), "--workspace", str(ws), "--thread", "d"
+    )
+    assert code == 0, out
+    assert "the demo's scripted replies do not cover this choice" in out
+    assert "paused for a real model; resume with: planexec resume d" in out
+    assert "ScriptExhausted" not in out
+    shown = json.loads(cli(capsys, "show", "d", "--checkpoint", str(ck), "--json")[1])
+    assert (shown["status"], shown["paused"]) == ("awaiting_model", "needs_model"), shown
+    assert [r["decision"] for r in shown["reviews"]] == ["reject"] * 11
+
+    # Without a model to ask: one line, nothing changes.
+    code, _, err = cli(capsys, "resume", "d", "--checkpoint", str(ck), "--approve")
+    assert code == 2
+    assert "OPENAI_API_KEY" in err
+    assert len(err.strip().splitlines()) == 1
+    plan = [{"id": "t1", "description": "Add", "tool": "calculator",
+             "args": {"expression": "1 + 1"}, "depends_on": []}]  # fmt: skip
+    replies = [
+        {"match": "You are the planner", "tool_calls": [{"name": "Plan", "arguments":
+            {"steps": plan, "answer": None}}]},
+        {"match": "You are the replanner", "tool_calls": [{"name": "Replan", "arguments": {
+            "action": "finish", "answer": "two", "steps": None, "reason": "done"}}]},
+    ]  # fmt: skip
+    with FakeOpenAI(replies) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        code, out, err = cli(capsys, "resume", "d", "--checkpoint", str(ck), "--approve")
+        assert code == 0, out + err
+        server.assert_done()
+    assert "status: completed" in out
+    done = json.loads(cli(capsys, "show", "d", "--checkpoint", str(ck), "--json")[1])
+    assert (done["status"], done["answer"]) == ("completed", "two")
+    assert [r["source"] for r in done["revisions"]][-1] == "planner"
 
 
 def test_a_refused_demo_leaves_no_temporary_folder(

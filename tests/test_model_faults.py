@@ -310,3 +310,43 @@ async def test_a_planner_that_keeps_replying_garbage_fails_after_max_plan_attemp
     assert "the planner did not produce a valid plan in 3 attempt(s)" in out["reason"]
     assert "could not be read" in out["reason"]
     assert multiplied == []
+
+
+# --- every call counts, whether or not its reply could be used ---------------------------
+
+
+@pytest.mark.parametrize("role", ["planner", "replanner"])
+async def test_unreadable_replies_count_in_usage_and_against_the_call_budget(
+    role: str, monkeypatch: pytest.MonkeyPatch, multiplied: list[tuple[int, int]]
+) -> None:
+    with FakeOpenAI(responder=planning([role, role])) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        out = await run(multiplied, context(max_model_calls=3))
+        requests = len(server.requests)
+    # Two unreadable replies and one good one use the three calls allowed.
+    assert requests == 3
+    assert out["status"] == "budget_exhausted"
+    assert "3 calls used of 3 allowed" in out["reason"]
+    assert sum(u["calls"] for u in out["usage"].values()) == requests
+    assert out["usage"][role]["calls"] == (2 if role == "replanner" else 3)
+
+
+@pytest.mark.parametrize("role", ["planner", "replanner"])
+async def test_a_call_that_failed_after_its_retries_counts_once(
+    role: str, monkeypatch: pytest.MonkeyPatch, multiplied: list[tuple[int, int]]
+) -> None:
+    marker = PLANNER if role == "planner" else REPLANNER
+    good = planning([])
+
+    def respond(body: dict[str, Any]) -> dict[str, Any]:
+        return SERVER_ERROR if marker in prompt_of(body) else good(body)
+
+    with FakeOpenAI(responder=respond) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        ctx = context()
+        out = await run(multiplied, ctx)
+        failed = len(server.requests_containing(marker))
+    assert failed == 1 + ctx.model_max_retries
+    assert out["status"] == "failed"
+    assert out["usage"][role]["calls"] == 1
+    assert out["usage"][role]["input_tokens"] == 0

@@ -38,7 +38,6 @@ from planexec.models import (
     PROVIDERS,
     chat_model,
     default_model_factory,
-    price_name,
     structured_method,
     structured_reply,
 )
@@ -471,19 +470,3 @@ def test_anthropic_and_ollama_models_serve_one_event_loop_after_another(
             assert done["status"] == "completed", done.get("reason")
             assert done["answer"] == str(run + 1)
     assert len(fake.requests) == 9
-
-
-@pytest.mark.parametrize(
-    ("model", "name"),
-    [
-        ("openai:gpt-4.1", "gpt-4.1"),
-        ("anthropic:claude-sonnet-4-5", "claude-sonnet-4-5"),
-        ("ollama:qwen2.5:7b", "qwen2.5:7b"),
-        ("openai:qwen2.5:7b", "qwen2.5:7b"),
-        ("qwen2.5:7b", "qwen2.5:7b"),  # a model instance's own name keeps its colon
-        ("big:70b", "big:70b"),
-        ("claude-sonnet-4-5", "claude-sonnet-4-5"),
-    ],
-)
-def test_prices_are_looked_up_by_the_name_without_a_known_provider(model: str, name: str) -> None:
-    assert price_name(model) == name

@@ -58,6 +58,8 @@ class Budget:
     started: float = field(default_factory=time.monotonic)
     writer: StreamWriter | None = None
     """Where `budget_warning` events go."""
+    recorded_calls: int = 0
+    """The model calls the state already records; any beyond were made by this node."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _one_call: asyncio.Lock = field(default_factory=asyncio.Lock)
     _quiet: set[str] = field(default_factory=set)
@@ -76,6 +78,7 @@ class Budget:
             active_s=float(state.get("active_s") or 0.0),
             writer=writer,
         )
+        budget.recorded_calls = budget.calls
         budget._quiet = {
             name for name, used, limit in budget._levels() if used >= limit * WARNING_FRACTION
         }
@@ -106,6 +109,10 @@ class Budget:
                     limit=limit,
                     fraction=fraction,
                 )
+
+    def calls_made(self) -> int:
+        """Model calls this node has reserved: made, or being made, whatever came of them."""
+        return self.calls - self.recorded_calls
 
     def elapsed(self) -> float:
         """Seconds this node has been working."""

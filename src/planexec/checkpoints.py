@@ -4,10 +4,13 @@
     async with open_checkpointer("postgresql://planexec@db.internal/planexec") as saver: ...
     graph = build_graph(checkpointer=saver)
 
-A path gives an `AsyncSqliteSaver`. A `postgresql://` (or `postgres://`) URL gives an
-`AsyncPostgresSaver` on a connection pool whose connections use autocommit (without
-it the saver writes nothing that lasts), with the saver's tables created or migrated
-(`setup()`) and the lease table of `planexec.lease` created too. Passwords are best
+A path gives an `AsyncSqliteSaver` on a connection in write-ahead-logging mode with a
+30-second busy timeout (`planexec.database`), so that processes sharing the file wait
+for each other rather than fail with "database is locked". A `postgresql://` (or
+`postgres://`) URL gives an `AsyncPostgresSaver` on a connection pool whose connections
+use autocommit (without it the saver writes nothing that lasts), with the saver's
+tables created or migrated (`setup()`) and the lease table of `planexec.lease` created
+too. Passwords are best
 kept out of the URL: libpq reads `PGPASSWORD` and `~/.pgpass`.
 """
 
@@ -19,13 +22,13 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import aiosqlite
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from planexec.database import connect_sqlite, is_postgres
 from planexec.serde import checkpoint_serde
 
 __all__ = [
@@ -37,8 +40,6 @@ __all__ = [
 ]
 
 AsyncCheckpointer = AsyncSqliteSaver | AsyncPostgresSaver
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 POSTGRES_CONNECTION_KWARGS: dict[str, Any] = {
     "autocommit": True,
@@ -52,11 +53,6 @@ PgBouncer-style poolers), and rows as dicts (what the saver reads)."""
 _SETUP_LOCK = 0x706C616E65786563
 """Advisory lock key held while the tables are created, so that processes starting
 together on a new database do not race to create the same table."""
-
-
-def is_postgres(location: str | os.PathLike[str]) -> bool:
-    """Whether `location` is a PostgreSQL URL rather than a SQLite file path."""
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
 
 def redact(location: str | os.PathLike[str]) -> str:
@@ -104,7 +100,7 @@ async def open_checkpointer(
     """
     serde = checkpoint_serde(encryption_key)
     if not is_postgres(location):
-        async with aiosqlite.connect(os.fspath(location)) as conn:
+        async with connect_sqlite(location) as conn:
             yield AsyncSqliteSaver(conn, serde=serde)
         return
     url = str(location)

@@ -122,8 +122,14 @@ class Context:
     """The longest a plan step's `args` may be, as JSON text; a longer plan is invalid."""
 
     max_goal_chars: int = Field(default=20_000, ge=1)
-    """The longest goal accepted, in characters; a longer one is refused before any
-    model is called."""
+    """The longest goal accepted, in characters, spaces included; a longer one is refused
+    before any model is called."""
+
+    max_text_chars: int = Field(default=4_000, ge=100)
+    """The longest a plan step's description or a reviewer's message may be, in
+    characters: a plan with a longer description is invalid, a decision with a longer
+    message is refused (the run asks again), and a longer reason from the replanner is
+    cut to this length."""
 
     max_output_chars: int = Field(default=50_000, ge=100)
     """The longest a step's output (as JSON text) or error is kept in the state and shown

@@ -26,6 +26,14 @@ class StepTimeoutError(TransientError, TimeoutError):
     """One attempt of a step took longer than its timeout."""
 
 
+class StepAbandonedError(PlanexecError):
+    """A step's attempt ran out of time while its plain `def` tool was still running.
+
+    Python cannot stop a thread, so the call runs on. The step is not retried, not
+    recorded and not asked about while its effect may still happen: the run ends.
+    """
+
+
 class ExecutorReplyError(TransientError):
     """The executor model's reply cannot be used for the step (asked again on retry)."""
 

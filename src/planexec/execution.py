@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,14 @@ from planexec.context import Context
 from planexec.errors import (
     ExecutorReplyError,
     ModelCallError,
+    ModelConfigError,
     PlanexecError,
+    StepAbandonedError,
     StepTimeoutError,
     TransientError,
 )
 from planexec.injection import injected_params, state_view
+from planexec.lease import check_lease
 from planexec.plan import StepDict, as_text, check_args, resolve_args
 from planexec.prompts import fill
 from planexec.prompts.sections import DATA_NOTICE, dependency_results
@@ -60,6 +64,7 @@ from planexec.state import (
     timestamp,
 )
 from planexec.subagents import SubAgent, SubAgentRequest, run_subagent
+from planexec.threads import call_in_thread, runs_in_a_thread, still_running
 from planexec.tracing import tool_call_config
 from planexec.uncertain import Journal, StepSettled, call_once, is_idempotent
 
@@ -128,8 +133,8 @@ class StepEnv:
 
     @property
     def goal(self) -> str:
-        """The run's goal."""
-        return self.state.get("goal", "")
+        """The run's goal, as the planner saw it (without surrounding spaces)."""
+        return str(self.state.get("goal") or "").strip()
 
 
 @dataclass
@@ -205,16 +210,22 @@ async def run_step(
             async with asyncio.timeout(timeout) as deadline:
                 output = await _attempt(step, outputs, env, record, approved_args)
         except TimeoutError as exc:
-            if deadline.expired():
-                raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
-            raise
+            if not deadline.expired():
+                raise
+            if still_running(idempotency_key(env.thread_id, env.revision, step["id"])):
+                raise StepAbandonedError(
+                    f"timed out after {timeout:g}s while its tool {step['tool']} was still "
+                    "running: a plain function cannot be stopped, so the step is not retried "
+                    "or recorded while its call may still have its effect"
+                ) from exc
+            raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
         except StepSettled as settled:
             return record.result(
                 step,
                 env.revision,
                 status=settled.status,
                 output=bounded_output(jsonable(settled.output), limit),
-                error=settled.error,
+                error=None if settled.error is None else bounded_text(settled.error, limit),
                 resolution=settled.resolution,
             )
     return record.result(step, env.revision, status="done", output=bounded_output(output, limit))
@@ -323,6 +334,11 @@ async def _run_subagent(
         results={dep: outputs[dep] for dep in step["depends_on"]},
     )
     traced = tool_call_config(agent.name, step=step["id"], revision=env.revision)
+
+    def gated(name: str, metadata: Mapping[str, Any] | None) -> bool:
+        marked = bool((metadata or {}).get("requires_approval"))
+        return marked or env.resources.needs_approval(name, env.context)
+
     return await run_subagent(
         agent,
         request,
@@ -331,6 +347,8 @@ async def _run_subagent(
         prices=env.context.prices,
         counted=record.counted,
         spent=spent,
+        gated=gated,
+        revision=env.revision,
     )
 
 
@@ -390,8 +408,8 @@ async def _ask(
             revision=env.revision,
             step=step,
         )
-    except BudgetExhaustedError:
-        raise
+    except (BudgetExhaustedError, ModelConfigError):
+        raise  # refused before any call was made
     except BaseException:
         # A call that failed or was cancelled was still made: the call budget counts it.
         record.add_usage({"calls": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
@@ -426,6 +444,7 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
     idempotency key, stable across retries and resumes. A tool that takes the id is
     called with a full tool call (LangChain refuses anything else), so its output is
     the resulting `ToolMessage`'s content.
+    A tool with no coroutine runs in a daemon thread (`planexec.threads`).
     """
     key = idempotency_key(env.thread_id, env.revision, step["id"])
     traced = tool_call_config(tool.name, step=step["id"], revision=env.revision)
@@ -450,10 +469,14 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
                 execution_info=env.runtime.execution_info,
                 server_info=env.runtime.server_info,
             )
+    check_lease(env.thread_id, f"calling {tool.name} for step {step['id']}")
+    payload: dict[str, Any] = call_args
     if wants_id:
-        call = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
-        return await tool.ainvoke(call, traced)
-    return await tool.ainvoke(call_args, traced)
+        payload = {"type": "tool_call", "name": tool.name, "args": call_args, "id": key}
+    if runs_in_a_thread(tool):
+        # Not the loop's default executor: its threads keep the process from exiting.
+        return await call_in_thread(key, lambda: tool.invoke(payload, traced))
+    return await tool.ainvoke(payload, traced)
 
 
 def jsonable(value: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, cast
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -33,6 +34,7 @@ from planexec.context import Context
 from planexec.events import emit
 from planexec.injection import check_injections
 from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
+from planexec.lease import fence_writes
 from planexec.library import check_namespace
 from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes._library import record_end
@@ -193,6 +195,7 @@ def build_graph(
     model_factory: ModelFactory | None = None,
     library_namespace: Sequence[str] | None = None,
     prompts: Prompts | Mapping[str, str | None] | None = None,
+    approval_key: str | bytes | None = None,
 ) -> PlanexecGraph:
     """Compile the planner-executor graph.
 
@@ -208,7 +211,9 @@ def build_graph(
             naming the tool and the parameter.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
-            `durability="sync"` (each checkpoint saved before the next superstep).
+            `durability="sync"` (each checkpoint saved before the next superstep), and
+            its writes of a thread whose lease this process holds check the lease
+            first (`planexec.lease.fence_writes`).
         store: A LangGraph store, handed to tools through their runtime. It also keeps
             the plan library (`planexec.library`): completed runs save their plans
             there, and later runs reuse them as `Context.reuse_plans` says.
@@ -226,6 +231,10 @@ def build_graph(
             uses an unknown placeholder or drops a data section is a `PromptError`
             (`planexec.prompts.custom` says what each may hold). A run's `Context`
             prompt fields win over these.
+        approval_key: A secret that seals review decisions and step approvals, so that
+            records not made by this graph's nodes (through `update_state`, say) are
+            refused. None: a key kept in the checkpoint database (SQLite, PostgreSQL),
+            else one made for this process (`planexec.seals`).
 
     Example:
         ```python
@@ -252,6 +261,7 @@ def build_graph(
             check_namespace(library_namespace) if library_namespace is not None else None
         ),
         prompts=Prompts.of(prompts),
+        approval_key=approval_key,
     )
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
@@ -276,6 +286,9 @@ def build_graph(
     builder.add_conditional_edges("executor", route_after_executor)
     builder.add_edge("approval", "executor")
     builder.add_conditional_edges("replanner", route_after_replanner)
+    if isinstance(checkpointer, BaseCheckpointSaver):
+        # Before compiling: the copy LangGraph makes of the saver then checks leases too.
+        fence_writes(checkpointer)
     compiled: PlanexecGraph = builder.compile(  # type: ignore[assignment]
         checkpointer=checkpointer, store=store, name="planexec"
     )

@@ -22,10 +22,17 @@ by a client on the same host when the holder is a process (`default_owner()`) th
 longer exists there (a `kill -9`, say). Times are the database's clock, so clients on
 different machines agree on them.
 
-If renewing fails for longer than `ttl` (the database was unreachable, or the process
-stalled and another client took the lease over), the block is cancelled and
-`LeaseLostError` raised: the run stops instead of writing into a history that
-another client now owns.
+If renewing fails until the lease could lapse (the database was unreachable, or
+another client took the lease over), the block is cancelled and `LeaseLostError`
+raised: the run stops instead of writing into a history that another client now owns.
+
+A holder that stalls (stopped by a signal, or stuck in CPU-bound work) cannot renew,
+and cannot notice either until it runs again. So the lease also fences the run by its
+age on this process's clock, with no database round trip: once the last renewal is
+older than `ttl` less a margin (`counted_for`), the executor refuses to start a step or call a
+tool (`check_lease`), and a saver given as `target` refuses to write a checkpoint of
+the thread, each raising `LeaseLostError`. The one gap left is a stall between that
+check and the effect itself (inside a tool, say), which no check can close.
 """
 
 from __future__ import annotations
@@ -41,18 +48,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import uuid4
 
 import aiosqlite
 import psycopg
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg import AsyncConnection
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from planexec.checkpoints import is_postgres
+from planexec.database import Database, DatabaseTarget, Row, create_table, database
 from planexec.errors import LeaseLostError, ThreadBusyError
 
 __all__ = [
@@ -60,8 +63,11 @@ __all__ = [
     "LEASE_TABLE",
     "Lease",
     "LeaseTarget",
+    "check_lease",
+    "counted_for",
     "default_owner",
     "ensure_lease_table",
+    "fence_writes",
     "thread_lease",
 ]
 
@@ -69,21 +75,11 @@ LEASE_TABLE = "planexec_leases"
 DEFAULT_TTL_S = 30.0
 """Seconds a lease lasts without renewal: how long a dead holder blocks its thread."""
 
-LeaseTarget = (
-    str
-    | os.PathLike[str]
-    | AsyncSqliteSaver
-    | AsyncPostgresSaver
-    | aiosqlite.Connection
-    | AsyncConnection[Any]
-    | AsyncConnectionPool[Any]
-)
+LeaseTarget = DatabaseTarget
 """Where the lease table lives: a SQLite path or PostgreSQL URL (a connection is opened
 for the lease), a saver (its connection is shared), or a connection or pool."""
 
 _log = logging.getLogger(__name__)
-
-Row = tuple[Any, ...]
 
 
 @dataclass
@@ -100,6 +96,109 @@ class Lease:
     """Pushed forward by every renewal."""
     lost: bool = field(default=False)
     """Whether renewing failed, so another client may hold the thread now."""
+    renewed_at: float = field(default_factory=time.monotonic)
+    """When (this process's monotonic clock) the last acquisition or renewal was sent."""
+    good_for: float = DEFAULT_TTL_S - DEFAULT_TTL_S / 6
+    """Seconds after `renewed_at` that this client counts on the lease (`counted_for`)."""
+
+    def check(self, before: str) -> None:
+        """Raise `LeaseLostError` unless the lease is surely still this client's.
+
+        Judged by its age on this process's clock, with no database round trip, so that
+        a client that stalled (stopped, or stuck in CPU-bound work) past the lease's
+        expiry learns it before it does `before`, not after.
+        """
+        age = time.monotonic() - self.renewed_at
+        if not self.lost and age < self.good_for:
+            return
+        self.lost = True
+        raise LeaseLostError(
+            f"the lease of thread {self.thread_id} was last renewed {age:.1f}s ago, longer "
+            f"than it can be counted on ({self.good_for:g}s): another client may be "
+            f"running the thread, so this one stopped before {before}"
+        )
+
+
+def counted_for(ttl: float, interval: float) -> float:
+    """How long after sending a renewal a holder counts on its lease: `ttl` less a margin.
+
+    The database keeps the lease `ttl` seconds from the renewal's statement, which
+    comes after it was sent. The margin, half the smaller of the heartbeat and of the
+    time left after it (5 s with the defaults), is for the clocks' rates and the time
+    between a check and what it allows; it stays short of a heartbeat, so that a lease
+    renewed on time is always counted on.
+    """
+    return ttl - min(interval, ttl - interval) / 2
+
+
+_held: dict[str, list[Lease]] = {}
+"""The leases this process holds, by thread: what `check_lease` and the fence consult."""
+
+
+def check_lease(thread_id: str, before: str) -> None:
+    """Raise `LeaseLostError` if this process holds `thread_id`'s lease and may have lost it.
+
+    The executor calls it before each step and each tool call, and a saver given to
+    `thread_lease` before each write of the thread's checkpoints. A thread whose lease
+    this process does not hold is not checked.
+    """
+    for lease in list(_held.get(thread_id, ())):
+        lease.check(before)
+
+
+_FENCED: dict[type[Any], type[Any]] = {}
+
+
+def fence_writes(saver: BaseCheckpointSaver[Any]) -> None:
+    """Make `saver` check its thread's lease (`check_lease`) before every checkpoint write.
+
+    `build_graph` does it to the saver it is given, and `thread_lease` to a saver given as
+    its target. A write for a thread whose lease this process does not hold is not
+    checked. The saver's class becomes a subclass of its own whose writes check first,
+    so that the copies LangGraph makes of it (a shallow copy, at compile) check too.
+    """
+    cls = type(saver)
+    if getattr(cls, "_planexec_fenced", False):
+        return
+    fenced = _FENCED.get(cls)
+    if fenced is None:
+        fenced = _FENCED[cls] = _fenced_class(cls)
+    saver.__class__ = fenced
+
+
+def _thread_of(config: Any) -> str:
+    return str(((config or {}).get("configurable") or {}).get("thread_id") or "")
+
+
+def _fenced_class(cls: type[Any]) -> type[Any]:
+    def aput(self: Any, config: Any, *args: Any, **kwargs: Any) -> Any:
+        check_lease(_thread_of(config), "writing a checkpoint")
+        return super(fenced, self).aput(config, *args, **kwargs)
+
+    def aput_writes(self: Any, config: Any, writes: Any, task_id: str, task_path: str = "") -> Any:
+        check_lease(_thread_of(config), "writing a checkpoint")
+        return super(fenced, self).aput_writes(config, writes, task_id, task_path)
+
+    def put(self: Any, config: Any, *args: Any, **kwargs: Any) -> Any:
+        check_lease(_thread_of(config), "writing a checkpoint")
+        return super(fenced, self).put(config, *args, **kwargs)
+
+    def put_writes(self: Any, config: Any, writes: Any, task_id: str, task_path: str = "") -> Any:
+        check_lease(_thread_of(config), "writing a checkpoint")
+        return super(fenced, self).put_writes(config, writes, task_id, task_path)
+
+    namespace = {
+        "_planexec_fenced": True,
+        "aput": aput,
+        "aput_writes": aput_writes,
+        "put": put,
+        "put_writes": put_writes,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    }
+    fenced: type[Any] = type(cls.__name__, (cls,), namespace)
+    return fenced
 
 
 def default_owner() -> str:
@@ -156,91 +255,26 @@ _SQLITE = _sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
 _POSTGRES = _sql("%s", "extract(epoch from clock_timestamp())::float8")
 
 
-class _Store(Protocol):
-    sql: _Sql
+class _Store:
+    """The lease table's statements, run in the checkpoint database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sql = _SQLITE if db.dialect == "sqlite" else _POSTGRES
 
     async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         """Execute one statement in its own transaction; its first row, if any."""
-        ...
+        return await self.db.run(statement, params)
 
     async def create(self) -> None:
         """Create the lease table if it does not exist."""
-        ...
-
-
-class _SqliteStore:
-    sql = _SQLITE
-
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None) -> None:
-        self.conn = conn
-        self.lock = lock
-
-    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self.lock or contextlib.nullcontext():
-            async with self.conn.execute(statement, tuple(params)) as cursor:
-                rows = list(await cursor.fetchall())  # runs a RETURNING statement to its end
-            await self.conn.commit()
-        return tuple(rows[0]) if rows else None
-
-    async def create(self) -> None:
-        await self.run(self.sql.create)
-
-
-class _PostgresStore:
-    sql = _POSTGRES
-
-    def __init__(
-        self,
-        conn: AsyncConnection[Any] | AsyncConnectionPool[Any],
-        lock: asyncio.Lock | None,
-    ) -> None:
-        self.conn = conn
-        self.lock = lock
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
-        if isinstance(self.conn, AsyncConnectionPool):
-            async with self.conn.connection() as conn:
-                yield conn
-        else:
-            yield self.conn
-
-    async def run(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
-        async with (
-            self.lock or contextlib.nullcontext(),
-            self._connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            await cursor.execute(statement, tuple(params))
-            row = await cursor.fetchone() if cursor.description else None
-        return tuple(row) if row is not None else None
-
-    async def create(self) -> None:
-        # Two clients creating it at the same moment: one of them fails, harmlessly.
-        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-            await self.run(self.sql.create)
+        await create_table(self.db, self.sql.create)
 
 
 @asynccontextmanager
 async def _store(target: LeaseTarget) -> AsyncIterator[_Store]:
-    if isinstance(target, AsyncSqliteSaver):
-        yield _SqliteStore(target.conn, target.lock)
-    elif isinstance(target, AsyncPostgresSaver):
-        shared = target.lock if isinstance(target.conn, AsyncConnection) else None
-        yield _PostgresStore(target.conn, shared)
-    elif isinstance(target, aiosqlite.Connection):
-        yield _SqliteStore(target, None)
-    elif isinstance(target, AsyncConnection | AsyncConnectionPool):
-        yield _PostgresStore(target, None)
-    elif isinstance(target, str) and is_postgres(target):
-        async with await AsyncConnection.connect(target, autocommit=True) as conn:
-            yield _PostgresStore(conn, None)
-    elif isinstance(target, str | os.PathLike):
-        async with aiosqlite.connect(os.fspath(target), timeout=30.0) as conn:
-            yield _SqliteStore(conn, None)
-    else:
-        raise TypeError(f"no lease table can live in a {type(target).__name__}")
+    async with database(target) as db:
+        yield _Store(db)
 
 
 async def ensure_lease_table(target: LeaseTarget) -> None:
@@ -266,7 +300,8 @@ async def thread_lease(
 
     Args:
         target: The checkpoint database: the saver the graph uses (sharing its
-            connection), its connection or pool, or its location.
+            connection, and fencing its writes of the thread), its connection or pool,
+            or its location.
         thread_id: The thread to run.
         owner: How other clients are told who holds it; `default_owner()` if None.
         ttl: Seconds the lease lasts unless renewed.
@@ -283,12 +318,16 @@ async def thread_lease(
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - an async context manager runs in a task
         raise RuntimeError("thread_lease needs a running asyncio task")
+    if isinstance(target, BaseCheckpointSaver):
+        fence_writes(target)
     async with _store(target) as store:
         await store.create()
         lease = await _acquire(store, thread_id, owner or default_owner(), ttl)
+        lease.good_for = counted_for(ttl, interval)
         keeper = asyncio.create_task(
             _keep(store, lease, ttl, interval, task), name=f"lease-{thread_id}"
         )
+        _held.setdefault(thread_id, []).append(lease)
         try:
             yield lease
         except asyncio.CancelledError as exc:
@@ -299,6 +338,11 @@ async def thread_lease(
                 ) from exc
             raise
         finally:
+            held = _held.get(thread_id, [])
+            if lease in held:
+                held.remove(lease)
+            if not held:
+                _held.pop(thread_id, None)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -309,15 +353,19 @@ async def thread_lease(
 async def _acquire(store: _Store, thread_id: str, owner: str, ttl: float) -> Lease:
     token = uuid4().hex
     for _ in range(3):
+        sent = time.monotonic()
         taken = await store.run(store.sql.acquire, (thread_id, owner, token, ttl))
         if taken is not None:
-            return Lease(thread_id, owner, token, _when(taken[0]), _when(taken[1]))
+            return Lease(thread_id, owner, token, _when(taken[0]), _when(taken[1]), renewed_at=sent)
         holder = await store.run(store.sql.holder, (thread_id,))
         if holder is not None and _dead_here(str(holder[0])):
+            sent = time.monotonic()
             stolen = await store.run(store.sql.steal, (owner, token, ttl, thread_id, holder[3]))
             if stolen is not None:
                 _log.info("took over the lease of thread %s from %s", thread_id, holder[0])
-                return Lease(thread_id, owner, token, _when(stolen[0]), _when(stolen[1]))
+                return Lease(
+                    thread_id, owner, token, _when(stolen[0]), _when(stolen[1]), renewed_at=sent
+                )
             continue
         if holder is not None:
             raise ThreadBusyError(thread_id, str(holder[0]), _when(holder[1]), _when(holder[2]))
@@ -350,23 +398,23 @@ async def _keep(
     store: _Store, lease: Lease, ttl: float, interval: float, holder: asyncio.Task[Any]
 ) -> None:
     """Renew `lease` every `interval` seconds; cancel `holder` if it cannot be renewed."""
-    renewed_at = time.monotonic()
     while True:
         await asyncio.sleep(interval)
+        sent = time.monotonic()
         try:
             row = await store.run(store.sql.renew, (ttl, lease.thread_id, lease.token))
         except Exception as exc:
             # Whatever the failure, the lease must not lapse while the run goes on:
             # retry until it could have lapsed, then stop the run.
             _log.warning("could not renew the lease of thread %s: %s", lease.thread_id, exc)
-            if time.monotonic() - renewed_at < ttl - interval:
+            if time.monotonic() - lease.renewed_at < lease.good_for:
                 continue
             row = None
         if row is None:
             lease.lost = True
             holder.cancel()
             return
-        renewed_at = time.monotonic()
+        lease.renewed_at = sent
         lease.expires_at = _when(row[0])
 
 

@@ -52,6 +52,8 @@ from pydantic import BaseModel, ValidationError
 
 from planexec.context import Context, StructuredMethod
 from planexec.errors import ModelConfigError
+from planexec.plan import MAX_ARGS_DEPTH, nesting_problem
+from planexec.prices import charged
 from planexec.state import Role, Usage
 from planexec.wire import parse_reply, strict_schema
 
@@ -414,23 +416,12 @@ def model_name(model: BaseChatModel) -> str:
     return type(model).__name__
 
 
-def price_name(model: str) -> str:
-    """The name `Context.prices` knows `model` by: a model string without its provider.
-
-    Only a known provider is taken off, so a name with a colon of its own
-    ("qwen2.5:7b", from a model instance) stays whole.
-    """
-    provider, sep, name = model.partition(":")
-    return name if sep and provider in PROVIDERS else model
-
-
 def usage_of(message: BaseMessage, model: str, prices: dict[str, tuple[float, float]]) -> Usage:
-    """One call's tokens and cost, from the reply's usage metadata."""
+    """One call's tokens and cost, from the reply's usage metadata (`planexec.prices`)."""
     meta = getattr(message, "usage_metadata", None) or {}
     inputs = int(meta.get("input_tokens", 0) or 0)
     outputs = int(meta.get("output_tokens", 0) or 0)
-    name = price_name(model)
-    price_in, price_out = prices.get(name, (0.0, 0.0))
+    price_in, price_out = charged(model, prices)
     cost = (inputs * price_in + outputs * price_out) / 1_000_000
     return {
         "calls": 1,
@@ -453,7 +444,10 @@ class StructuredReply(Generic[ModelT]):
     def text(self) -> str:
         """What the model sent, as text: its call's arguments, or its words."""
         if self.raw.tool_calls:
-            return json.dumps(self.raw.tool_calls[0]["args"], ensure_ascii=False)
+            args = self.raw.tool_calls[0]["args"]
+            if nesting_problem(args, MAX_ARGS_DEPTH + 3) is not None:
+                return "(arguments nested too deeply to show)"
+            return json.dumps(args, ensure_ascii=False, default=str)
         if self.raw.invalid_tool_calls:
             return str(self.raw.invalid_tool_calls[0].get("args") or "")
         return self.raw.text

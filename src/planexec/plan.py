@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
 from planexec.arguments import json_schema_problems
@@ -24,6 +24,21 @@ REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 """`{{<id>}}` inside an argument string: replaced by that step's result before the call."""
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+MAX_ARGS_DEPTH = 32
+"""The deepest a step's `args` may nest objects and lists inside one another.
+
+JSON nested deeper than this is refused before anything else reads it: Python's own
+JSON and comparison code recurses once per level, and checkpoints refuse 256 levels.
+"""
+
+_SIZE_SLACK = 10
+"""How far past a size limit a measurement goes, as a multiple of the limit, before it
+stops and reports only that the limit was exceeded."""
+
+_MAX_INT_BITS = 14_000
+"""Integers longer than this (about 4,200 digits) have no JSON text: Python refuses to
+write more than 4,300 digits."""
 
 
 class StepDict(TypedDict):
@@ -71,6 +86,16 @@ class Step(BaseModel):
         description="Ids of the steps that must finish before this one starts.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shallow_args(cls, data: Any) -> Any:
+        """Refuse args nested too deeply before any code that recurses reads them."""
+        if isinstance(data, Mapping):
+            problem = nesting_problem(data.get("args"), MAX_ARGS_DEPTH)
+            if problem is not None:
+                raise ValueError(f"args {problem}")
+        return data
+
     def to_dict(self) -> StepDict:
         """This step as JSON."""
         return {
@@ -112,12 +137,53 @@ class PlanError:
         return f"step {self.step}: {self.message}" if self.step else self.message
 
 
-def parse_plan(data: object) -> tuple[Plan | None, list[PlanError]]:
-    """Turn JSON-like data into a `Plan`, or say why it is not one."""
+def parse_plan(
+    data: object, *, max_steps: int | None = None
+) -> tuple[Plan | None, list[PlanError]]:
+    """Turn JSON-like data into a `Plan`, or say why it is not one. Never raises.
+
+    Data nested deeper than a plan's steps' `args` may be (`MAX_ARGS_DEPTH`) is refused
+    before it is read, and so is a plan of more than `max_steps` steps in all, if given.
+    """
+    steps = data.get("steps") if isinstance(data, Mapping) else None
+    if max_steps is not None and isinstance(steps, list) and len(steps) > max_steps:
+        return None, [
+            PlanError(None, f"the plan has {len(steps)} steps; the most allowed is {max_steps}")
+        ]
+    too_deep = _nesting_errors(data)
+    if too_deep:
+        return None, too_deep
     try:
         return Plan.model_validate(data), []
     except ValidationError as exc:
-        return None, [_from_pydantic(error, data) for error in exc.errors()]
+        return None, _capped([_from_pydantic(error, data) for error in exc.errors()])
+
+
+def _nesting_errors(data: object) -> list[PlanError]:
+    """The parts of a plan's data nested deeper than they may be, checked before parsing.
+
+    Only `args` may nest (up to `MAX_ARGS_DEPTH`); anything else deeper than a plan's
+    JSON ever is would only be read by code that recurses.
+    """
+    if not isinstance(data, Mapping) or not isinstance(data.get("steps"), list):
+        problem = nesting_problem(data, MAX_ARGS_DEPTH + 3)
+        return [] if problem is None else [PlanError(None, f"the plan's data {problem}")]
+    errors: list[PlanError] = []
+    for key, value in data.items():
+        if key != "steps":
+            problem = nesting_problem(value, MAX_ARGS_DEPTH)
+            if problem is not None:
+                errors.append(PlanError(None, f"{_clip(str(key))} {problem}"))
+    for index, item in enumerate(data["steps"]):
+        fields = item.items() if isinstance(item, Mapping) else [("the step", item)]
+        for key, value in fields:
+            limit = MAX_ARGS_DEPTH if key == "args" else 1
+            problem = nesting_problem(value, limit)
+            if problem is not None:
+                errors.append(PlanError(_step_id_at(data, index), f"{_clip(str(key))} {problem}"))
+        if len(errors) > MAX_ERRORS:
+            break
+    return _capped(errors, complete=False)
 
 
 def _from_pydantic(error: Any, data: object) -> PlanError:
@@ -126,7 +192,7 @@ def _from_pydantic(error: Any, data: object) -> PlanError:
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         step = _step_id_at(data, loc[1])
         loc = loc[2:]
-    where = ".".join(str(part) for part in loc)
+    where = ".".join(_clip(str(part)) for part in loc)
     return PlanError(step, f"{where}: {error['msg']}" if where else str(error["msg"]))
 
 
@@ -135,20 +201,66 @@ def _step_id_at(data: object, index: int) -> str:
     if isinstance(steps, list) and index < len(steps):
         item = steps[index]
         if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
-            return str(item["id"])
+            return _clip(str(item["id"]))
     return f"#{index + 1}"
 
 
+MAX_ERRORS = 20
+"""The most errors one validation reports; the rest are counted in one last error."""
+
+_CLIP = 64
+
+
+def _clip(text: str) -> str:
+    """`text` for an error message: names longer than an id may be are cut."""
+    return text if len(text) <= _CLIP else text[:_CLIP] + "..."
+
+
+def _capped(errors: list[PlanError], *, complete: bool = True) -> list[PlanError]:
+    """At most `MAX_ERRORS` errors, then one that says how many more (or that it stopped)."""
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    more = len(errors) - MAX_ERRORS
+    last = (
+        f"and {more} more error(s)"
+        if complete
+        else "and more: the rest of the plan was not checked; fix these first"
+    )
+    return [*errors[:MAX_ERRORS], PlanError(None, last)]
+
+
+def nesting_problem(value: object, max_depth: int) -> str | None:
+    """Why `value` nests lists and objects more than `max_depth` levels deep, or None.
+
+    Iterative, and it stops at the first level too deep, so any input is safe to check.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterator[object]
+        if isinstance(item, Mapping):
+            children = iter(item.values())
+        elif isinstance(item, list | tuple):
+            children = iter(item)
+        else:
+            continue
+        if depth >= max_depth:
+            return f"nest deeper than {max_depth} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def references(value: object) -> Iterator[str]:
-    """Every step id referenced as `{{id}}` anywhere inside `value`."""
-    if isinstance(value, str):
-        yield from REFERENCE.findall(value)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from references(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from references(item)
+    """Every step id referenced as `{{id}}` anywhere inside `value`, in reading order."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield from REFERENCE.findall(item)
+        elif isinstance(item, Mapping):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed(item))
 
 
 def validate_plan(
@@ -159,41 +271,36 @@ def validate_plan(
     done: Mapping[str, StepDict] | None = None,
     retired: Collection[str] = (),
     max_args_chars: int | None = None,
+    max_text_chars: int | None = None,
 ) -> list[PlanError]:
     """Every reason `plan` cannot run, or an empty list.
+
+    Takes time in proportion to the plan's steps and dependencies (and their arguments),
+    never raises, and reports at most `MAX_ERRORS` errors. A size limit exceeded (steps,
+    a step's `args` or description) is the only error reported: the rest is not read.
 
     Args:
         plan: The plan to check.
         tools: The tools that steps may name.
         max_steps: The most steps the plan may have still to run.
-        max_args_chars: The longest a step's `args` may be, as JSON text.
         done: Steps that have finished, as they ran: each must be in the plan, unchanged.
         retired: Ids of earlier steps that failed or were skipped; new steps may not reuse them.
+        max_args_chars: The longest a step's `args` may be, as JSON text.
+        max_text_chars: The longest a step's description may be, in characters.
     """
     done = done or {}
-    errors: list[PlanError] = []
-    ids = [step.id for step in plan.steps]
-    known = set(ids)
-    if not plan.steps:
-        errors.append(PlanError(None, "the plan has no steps"))
-    seen: set[str] = set()
-    for step_id in ids:
-        if step_id in seen:
-            errors.append(PlanError(step_id, "the id is used by more than one step"))
-        seen.add(step_id)
     to_run = [step for step in plan.steps if step.id not in done]
     if len(to_run) > max_steps:
-        errors.append(
+        return [
             PlanError(
                 None, f"the plan has {len(to_run)} steps to run; the most allowed is {max_steps}"
             )
-        )
-    for step_id, ran in done.items():
-        current = next((s for s in plan.steps if s.id == step_id), None)
-        if current is None:
-            errors.append(PlanError(step_id, "the step has finished; it cannot be removed"))
-        elif current.to_dict() != ran:
-            errors.append(PlanError(step_id, "the step has finished; it cannot be changed"))
+        ]
+    for step in to_run:
+        too_big = _size_error(step, max_args_chars, max_text_chars)
+        if too_big is not None:
+            return [too_big]
+    first, errors = _check_ids(plan, done)
     for step in to_run:
         if step.id in retired:
             errors.append(
@@ -203,32 +310,77 @@ def validate_plan(
                     "give the new step a new id",
                 )
             )
-        errors.extend(_check_step(step, known, tools))
-        size = args_size(step.args)
-        if max_args_chars is not None and size > max_args_chars:
-            errors.append(
-                PlanError(
-                    step.id,
-                    f"args are {size} characters of JSON; the most allowed is {max_args_chars}",
-                )
-            )
+        errors.extend(_check_step(step, first, tools))
+        if len(errors) > MAX_ERRORS:
+            return _capped(errors, complete=False)
     errors.extend(_check_cycles(plan.steps))
-    return errors
+    return _capped(errors)
 
 
-def _check_step(step: Step, known: set[str], tools: Mapping[str, BaseTool]) -> list[PlanError]:
+def _check_ids(plan: Plan, done: Mapping[str, StepDict]) -> tuple[dict[str, Step], list[PlanError]]:
+    """Each id's first step, and what is wrong with the ids and the finished steps."""
+    errors: list[PlanError] = []
+    if not plan.steps:
+        errors.append(PlanError(None, "the plan has no steps"))
+    first: dict[str, Step] = {}
+    for step in plan.steps:
+        if step.id in first:
+            errors.append(PlanError(step.id, "the id is used by more than one step"))
+        else:
+            first[step.id] = step
+    for step_id, ran in done.items():
+        current = first.get(step_id)
+        if current is None:
+            errors.append(PlanError(step_id, "the step has finished; it cannot be removed"))
+        elif current.to_dict() != ran:
+            errors.append(PlanError(step_id, "the step has finished; it cannot be changed"))
+    return first, errors
+
+
+def _size_error(
+    step: Step, max_args_chars: int | None, max_text_chars: int | None
+) -> PlanError | None:
+    if max_text_chars is not None and len(step.description) > max_text_chars:
+        return PlanError(
+            step.id,
+            f"the description is {len(step.description)} characters long; "
+            f"the most allowed is {max_text_chars}",
+        )
+    if max_args_chars is None:
+        return None
+    size = args_size(step.args, max_args_chars)
+    if size <= max_args_chars:
+        return None
+    stop = _SIZE_SLACK * max_args_chars
+    measured = f"{size}" if size <= stop else f"over {stop}"
+    return PlanError(
+        step.id, f"args are {measured} characters of JSON; the most allowed is {max_args_chars}"
+    )
+
+
+def _check_step(
+    step: Step, known: Mapping[str, Step], tools: Mapping[str, BaseTool]
+) -> list[PlanError]:
     errors: list[PlanError] = []
     for dep in step.depends_on:
         if dep == step.id:
             errors.append(PlanError(step.id, "the step depends on itself"))
         elif dep not in known:
-            errors.append(PlanError(step.id, f"depends on '{dep}', which is not in the plan"))
+            errors.append(
+                PlanError(step.id, f"depends on '{_clip(dep)}', which is not in the plan")
+            )
+        if len(errors) > MAX_ERRORS:
+            return errors
     if len(set(step.depends_on)) != len(step.depends_on):
         errors.append(PlanError(step.id, "depends_on lists a step more than once"))
+    listed = set(step.depends_on)
     for ref in dict.fromkeys(references(step.args)):
-        if ref not in step.depends_on:
+        if ref not in listed:
             errors.append(
-                PlanError(step.id, f"args use {{{{{ref}}}}} but depends_on does not list '{ref}'")
+                PlanError(
+                    step.id,
+                    f"args use {{{{{_clip(ref)}}}}} but depends_on does not list '{_clip(ref)}'",
+                )
             )
     if step.tool is None:
         if step.args is not None:
@@ -237,7 +389,9 @@ def _check_step(step: Step, known: set[str], tools: Mapping[str, BaseTool]) -> l
     tool = tools.get(step.tool)
     if tool is None:
         available = ", ".join(sorted(tools)) or "none"
-        errors.append(PlanError(step.id, f"unknown tool '{step.tool}' (available: {available})"))
+        errors.append(
+            PlanError(step.id, f"unknown tool '{_clip(step.tool)}' (available: {available})")
+        )
     elif step.args is not None:
         errors.extend(PlanError(step.id, msg) for msg in check_args(tool, step.args))
     return errors
@@ -297,47 +451,103 @@ def _arg_message(tool: str, error: Any) -> str:
 
 
 def _check_cycles(steps: Sequence[Step]) -> list[PlanError]:
+    """One error per dependency that closes a cycle, found by an iterative depth-first walk."""
     deps = {step.id: [d for d in step.depends_on if d != step.id] for step in steps}
     state: dict[str, int] = {}  # 1: on the current path, 2: finished
     errors: list[PlanError] = []
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for dep in deps.get(node, []):
-            if dep not in deps:
-                continue
-            if state.get(dep) == 1:
-                cycle = [*path[path.index(dep) :], dep] if dep in path else [node, dep]
-                errors.append(PlanError(node, "dependency cycle: " + " -> ".join(cycle)))
-            elif dep not in state:
-                visit(dep, [*path, dep])
-        state[node] = 2
-
     for step in steps:
-        if step.id not in state:
-            visit(step.id, [step.id])
+        if step.id in state:
+            continue
+        path = [step.id]
+        position = {step.id: 0}
+        state[step.id] = 1
+        pending = [iter(deps[step.id])]
+        while pending:
+            node = path[-1]
+            for dep in pending[-1]:
+                if dep not in deps:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = [*path[position[dep] :][:_CYCLE_SHOWN], dep]
+                    if len(path) - position[dep] > _CYCLE_SHOWN:
+                        cycle.insert(-1, "...")
+                    errors.append(PlanError(node, "dependency cycle: " + " -> ".join(cycle)))
+                elif dep not in state:
+                    state[dep] = 1
+                    position[dep] = len(path)
+                    path.append(dep)
+                    pending.append(iter(deps[dep]))
+                    break
+            else:
+                state[node] = 2
+                del position[node]
+                path.pop()
+                pending.pop()
     return errors
+
+
+_CYCLE_SHOWN = 12
+"""The most step ids a cycle error names."""
 
 
 def topological_order(steps: Sequence[StepDict]) -> list[StepDict]:
     """The steps ordered so that each comes after its dependencies; ties keep plan order.
 
-    The plan must be acyclic (as `validate_plan` ensures); dependencies on steps not in
-    `steps` are ignored.
+    Steps come in rounds: first those with no dependencies, then those whose dependencies
+    are all in earlier rounds, and so on; within a round, in plan order. Dependencies
+    on steps not in `steps` are ignored. Takes time in proportion to the steps and their
+    dependencies.
+
+    Raises:
+        ValueError: The steps have a dependency cycle (`validate_plan` refuses those).
     """
-    ids = {step["id"] for step in steps}
+    first: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        first.setdefault(step["id"], index)
+    # waiting[i]: the steps that wait for the id of step i (its first step of that id).
+    waiting: list[list[int]] = [[] for _ in steps]
+    missing = [0] * len(steps)
+    for index, step in enumerate(steps):
+        for dep in set(step["depends_on"]):
+            if dep in first:
+                waiting[first[dep]].append(index)
+                missing[index] += 1
+    # Kahn's algorithm with a first-in first-out queue: steps leave it round by round,
+    # and a step's round is one more than that of the dependency that freed it last.
+    rounds = [0] * len(steps)
+    queue = [index for index, count in enumerate(missing) if count == 0]
     placed: set[str] = set()
-    ordered: list[StepDict] = []
-    remaining = list(steps)
-    while remaining:
-        ready = [s for s in remaining if all(d in placed or d not in ids for d in s["depends_on"])]
-        if not ready:
-            raise ValueError("the plan has a dependency cycle")
-        for step in ready:
-            placed.add(step["id"])
-            ordered.append(step)
-        remaining = [s for s in remaining if s["id"] not in placed]
-    return ordered
+    head = 0
+    while head < len(queue):
+        index = queue[head]
+        head += 1
+        step_id = steps[index]["id"]
+        if step_id in placed:
+            continue
+        placed.add(step_id)
+        following = rounds[index] + 1
+        for waiter in waiting[first[step_id]]:
+            missing[waiter] -= 1
+            if missing[waiter] == 0:
+                rounds[waiter] = following
+                queue.append(waiter)
+    if len(queue) < len(steps):
+        raise ValueError("the plan has a dependency cycle")
+    return _by_round(steps, rounds)
+
+
+def _by_round(steps: Sequence[StepDict], rounds: list[int]) -> list[StepDict]:
+    """`steps` sorted by round, plan order kept within a round (a counting sort)."""
+    starts = [0] * (max(rounds, default=0) + 2)
+    for level in rounds:
+        starts[level + 1] += 1
+    for level in range(1, len(starts)):
+        starts[level] += starts[level - 1]
+    ordered: list[StepDict | None] = [None] * len(steps)
+    for index, level in enumerate(rounds):
+        ordered[starts[level]] = steps[index]
+        starts[level] += 1
+    return [step for step in ordered if step is not None]
 
 
 def resolve_args(
@@ -417,9 +627,56 @@ def step_hash(step: StepDict) -> str:
     return digest(step)
 
 
-def args_size(args: object) -> int:
-    """The length of a step's arguments as JSON text: what `max_args_chars` bounds."""
-    return len(json.dumps(args, ensure_ascii=False, default=str))
+def args_size(args: object, limit: int | None = None) -> int:
+    """The length of a step's arguments as JSON text: what `max_args_chars` bounds.
+
+    Counted without building the text, and never raising. With `limit`, counting stops
+    once it passes ten times the limit, returning a number past that.
+    """
+    stop = None if limit is None else _SIZE_SLACK * limit
+    total = 0
+    stack: list[object] = [args]
+    while stack and (stop is None or total <= stop):
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            # Braces, and ": " after each key and ", " between items, as json.dumps writes.
+            total += 4 * len(item) if item else 2
+            for key, value in item.items():
+                stack.append(value)
+                stack.append(key if isinstance(key, str) else _key_text(key))
+        elif isinstance(item, list | tuple):
+            total += 2 * len(item) if item else 2
+            stack.extend(item)
+        elif isinstance(item, str) and stop is not None and len(item) + 2 > stop - total:
+            total += len(item) + 2  # escapes only add to it: past the stop either way
+        else:
+            total += _scalar_chars(item)
+    return total
+
+
+def _key_text(key: object) -> str:
+    """A non-string object key as json.dumps writes it (as a string)."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        digits = _scalar_chars(key)
+        return str(key) if key.bit_length() <= _MAX_INT_BITS else "9" * digits
+    if key is None or isinstance(key, bool | float):
+        return json.dumps(key)
+    return str(key)
+
+
+def _scalar_chars(item: object) -> int:
+    """The JSON length of `item`, a value that is neither a list nor an object."""
+    if item is None or item is True:
+        return 4
+    if item is False:
+        return 5
+    if isinstance(item, int):
+        if item.bit_length() > _MAX_INT_BITS:
+            return int(item.bit_length() * 0.30103) + 1
+        return len(str(item))
+    if isinstance(item, float):
+        return len(json.dumps(item))
+    return len(json.dumps(item if isinstance(item, str) else str(item), ensure_ascii=False))
 
 
 def digest(value: object) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
+from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from planexec.budget import Budget
@@ -22,8 +24,10 @@ from planexec.models import (
     usage_of,
 )
 from planexec.plan import args_schema
+from planexec.prices import require_prices
 from planexec.prompts.custom import Prompts
-from planexec.state import Role, Usage
+from planexec.seals import Sealer, sealer
+from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
 
@@ -40,6 +44,12 @@ class Resources:
     """The plan library's store namespace, overriding `Context.library_namespace`."""
     prompts: Prompts = field(default_factory=Prompts)
     """The graph's own prompts (`build_graph(prompts=...)`); a run's Context may override."""
+    approval_key: str | bytes | None = field(default=None, repr=False)
+    """The key that seals approvals (`planexec.seals`); None: the checkpoint database's."""
+
+    async def sealer(self, runtime: Runtime[Any]) -> Sealer:
+        """The sealer of approval records for the thread a node runs in."""
+        return await sealer(runtime, self.approval_key)
 
     def describe_tools(self) -> str:
         """The tools as the planner and replanner see them: one JSON object per line."""
@@ -55,6 +65,14 @@ class Resources:
                 )
             )
         return "\n".join(lines)
+
+    def require_prices(self, context: Context) -> None:
+        """Refuse the run if a role's model has no price under a cost budget.
+
+        Raises:
+            ModelConfigError: naming the models without a price, and `Context.prices`.
+        """
+        require_prices([self.models.spec(role, context) for role in ROLES], context)
 
     def needs_approval(self, tool: str | None, context: Context) -> bool:
         """Whether every call of `tool` waits for a person's approval."""
@@ -76,8 +94,10 @@ class Resources:
         """Ask `role`'s model for a `schema` object, counting the call against the budget.
 
         The call is cancelled if the time budget runs out while it is made. `revision`
-        (the plan revision the call works from) goes into the call's trace.
+        (the plan revision the call works from) goes into the call's trace. A model with
+        no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
             spec = self.models.spec(role, context)
@@ -86,6 +106,8 @@ class Resources:
                 reply = await structured_reply(
                     model, schema, messages, traced, method=structured_method(model, context)
                 )
+            except GraphBubbleUp:
+                raise  # a model that pauses the run (an `interrupt()`) is not a failure
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             usage = usage_of(reply.raw, spec, context.prices)
@@ -105,8 +127,10 @@ class Resources:
     ) -> tuple[AIMessage, Usage]:
         """Ask `role`'s model, with `tool` as the only tool it may call, if given.
 
-        `revision` and `step` (the step the call is for) go into the call's trace.
+        `revision` and `step` (the step the call is for) go into the call's trace. A model
+        with no price under a cost budget is refused before the call (`ModelConfigError`).
         """
+        require_prices([self.models.spec(role, context)], context)
         async with budget.model_call():
             model = self.models.get(role, context)
             runnable = model.bind_tools([tool], tool_choice=tool.name) if tool else model
@@ -114,6 +138,8 @@ class Resources:
             traced = model_call_config(role, spec, revision=revision, step=step)
             try:
                 reply = await runnable.ainvoke(list(messages), traced)
+            except GraphBubbleUp:
+                raise
             except Exception as exc:
                 raise ModelCallError(role, exc) from exc
             if not isinstance(reply, AIMessage):

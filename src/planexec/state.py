@@ -9,7 +9,7 @@ what it adds, and nothing written before is lost.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -117,6 +117,8 @@ class ReviewRecord(TypedDict):
     at: str
     edited_hash: NotRequired[str]
     """For an edit, the digest of the plan the reviewer wrote (the next revision's)."""
+    seal: NotRequired[str]
+    """Proof that the review node made this record (`planexec.seals`)."""
 
 
 class StepApproval(TypedDict):
@@ -130,6 +132,8 @@ class StepApproval(TypedDict):
     step_hash: str
     """Digest of the step decided on; the decision stands while the step is unchanged."""
     at: str
+    seal: NotRequired[str]
+    """Proof that the approval node made this record (`planexec.seals`)."""
 
 
 def merge_results(
@@ -253,26 +257,30 @@ def next_revision(state: State, plan: PlanDict, source: PlanSource, reason: str)
     }
 
 
-def is_approved(state: State) -> bool:
+def is_approved(state: State, genuine: Callable[[ReviewRecord], bool]) -> bool:
     """Whether a person approved the current plan revision, as it is, or wrote it.
 
     An approval counts for the revision it names and only while that revision's plan
     has the digest the person approved; an edit approves the plan the person wrote.
+    Only records that `genuine` accepts count (`planexec.seals.Sealer.review`).
     """
     revision = current_revision(state)
     if revision is None:
         return False
     digest = plan_hash(revision["plan"])
     for review in state.get("reviews") or []:
-        if review["decision"] == "approve" and review["revision"] == revision["revision"]:
-            if review["plan_hash"] == digest:
-                return True
-        elif (
+        approves = (
+            review["decision"] == "approve"
+            and review["revision"] == revision["revision"]
+            and review["plan_hash"] == digest
+        )
+        wrote = (
             review["decision"] == "edit"
             and revision["source"] == "human"
             and review["revision"] == revision["revision"] - 1
             and review.get("edited_hash") == digest
-        ):
+        )
+        if (approves or wrote) and genuine(review):
             return True
     return False
 

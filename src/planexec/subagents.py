@@ -25,6 +25,13 @@ A step that names it runs the graph inside the step's task, as a subgraph:
   sub-agent finished is not run again. Compile it without a checkpointer of its own.
   `subagent_states` reads those checkpoints; the parent's `get_state(subgraphs=True)`
   does not show them, because LangGraph only looks into subgraphs that are nodes.
+- A tool that requires approval (its metadata says `{"requires_approval": True}`, it is
+  named in `Context.approval_tools`, or the run's own tool of that name requires it)
+  is gated inside the sub-agent too: each call its model makes pauses the run with a
+  `step_approval` interrupt naming the step and the sub-agent (`"subagent"`), allowing
+  "approve" (the call runs) or "reject" (it does not, and the step fails). planexec
+  sees the calls made as LangChain tool runs, which is how agents built on LangGraph
+  and LangChain call their tools.
 - An `interrupt()` inside it (its own step approval, a question for a person) pauses
   the whole run with that interrupt's value, after the steps already running have
   finished; resuming the run with `Command(resume=...)` (by interrupt id when several
@@ -64,11 +71,15 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.pregel import Pregel
-from langgraph.types import StateSnapshot
+from langgraph.types import StateSnapshot, interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
 from planexec.budget import Budget
+from planexec.errors import PlanexecError
+from planexec.lease import check_lease
 from planexec.models import usage_of
+from planexec.plan import digest
+from planexec.prices import require_prices
 from planexec.prompts import render
 from planexec.prompts import subagent as prompts
 from planexec.prompts.sections import dependency_results
@@ -244,10 +255,17 @@ def _not_a_refusal(record: logging.LogRecord) -> bool:
     """Whether a LangChain callback-error log is about something other than our refusal."""
     args = record.args if isinstance(record.args, tuple) else ()
     return not (
-        len(args) == 3
-        and args[0] == "_SubAgentMeter"
-        and str(args[2]).startswith("BudgetExhaustedError(")
+        len(args) == 3 and args[0] == "_SubAgentMeter" and str(args[2]).startswith(_ON_PURPOSE)
     )
+
+
+_ON_PURPOSE = (
+    "BudgetExhaustedError(",
+    "ModelConfigError(",
+    "GraphInterrupt(",
+    "CallRejected(",
+    "LeaseLostError(",
+)
 
 
 # LangChain logs a warning for every exception a callback raises, even one raised on
@@ -271,7 +289,11 @@ class _SubAgentMeter(BaseCallbackHandler):
         prices: Mapping[str, tuple[float, float]],
         counted: set[str],
         spent: Spent,
+        gate: _Gate | None = None,
     ) -> None:
+        self.gate = gate
+        self.thread_id = ""
+        """The run's thread: its lease, if this process holds it, is checked before each call."""
         self.budget = budget
         self.prices = dict(prices)
         self.counted = counted
@@ -304,9 +326,29 @@ class _SubAgentMeter(BaseCallbackHandler):
         self._start(run_id, metadata)
 
     def _start(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
+        model = str((metadata or {}).get("ls_model_name") or "")
+        # Under a cost budget a model with no price is refused: its spending cannot count.
+        require_prices([model or "(a model with no name)"], self.budget.context)
         self.budget.reserve_model_call()
         with self._lock:
-            self._models[run_id] = str((metadata or {}).get("ls_model_name") or "")
+            self._models[run_id] = model
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Check the run's lease, and wait for a person's decision if the tool requires it."""
+        name = str((serialized or {}).get("name") or kwargs.get("name") or "")
+        check_lease(self.thread_id, f"the sub-agent calls {name}")
+        if self.gate is not None:
+            args = dict(inputs) if isinstance(inputs, dict) else {"input": input_str}
+            self.gate.check(name, metadata, args)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Add the call's tokens and cost."""
@@ -330,6 +372,85 @@ class _SubAgentMeter(BaseCallbackHandler):
             self.spent({"calls": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}, model)
 
 
+class CallRejected(PlanexecError):
+    """A person rejected a call the sub-agent made of a tool that requires approval."""
+
+
+Gated = Callable[[str, Mapping[str, Any] | None], bool]
+"""Whether a tool, by name and metadata, waits for a person's approval before each call."""
+
+_GATE_DECISIONS = ("approve", "reject")
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """Pauses before each call, inside the sub-agent, of a tool that requires approval.
+
+    The meter calls it inline, in the task of the sub-agent's node that calls the tool,
+    so its `interrupt` pauses that node like one raised by the tool itself: resuming
+    runs the node again, the interrupt returns the person's answer, and the tool runs
+    (approve) or the sub-agent's step fails (reject).
+    """
+
+    gated: Gated
+    agent: str
+    step_id: str
+    revision: int
+
+    def check(self, name: str, metadata: Mapping[str, Any] | None, args: dict[str, Any]) -> None:
+        """Return once a person approved the call, if the tool requires approval."""
+        if not self.gated(name, metadata):
+            return
+        request = self._request(name, args)
+        errors: list[str] = []
+        while True:
+            answer = interrupt({**request, **({"errors": errors} if errors else {})})
+            decision, errors = _gate_decision(answer, request["request_hash"])
+            if decision is not None:
+                break
+        if decision["type"] == "reject":
+            note = decision.get("message")
+            raise CallRejected(
+                f"a person rejected the sub-agent's call of {name}" + (f": {note}" if note else "")
+            )
+
+    def _request(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        action = {
+            "name": name,
+            "args": args,
+            "description": f"Step {self.step_id}: the sub-agent {self.agent} calls {name}",
+        }
+        return {
+            "type": "step_approval",
+            "action_requests": [action],
+            "review_configs": [{"action_name": name, "allowed_decisions": list(_GATE_DECISIONS)}],
+            "steps": [self.step_id],
+            "revision": self.revision,
+            "subagent": self.agent,
+            "request_hash": digest({"step": self.step_id, "action": action}),
+        }
+
+
+def _gate_decision(value: object, shown: str) -> tuple[dict[str, Any] | None, list[str]]:
+    decisions = value.get("decisions") if isinstance(value, dict) else None
+    if not isinstance(decisions, list) or len(decisions) != 1:
+        return None, ['answer with {"decisions": [{"type": "approve"}]} or a rejection']
+    answered = value.get("request_hash") if isinstance(value, dict) else None
+    if answered not in (None, shown):
+        return None, [f"the decisions are for request {answered}, not {shown}"]
+    [decision] = decisions
+    kind = decision.get("type") if isinstance(decision, dict) else None
+    if kind not in _GATE_DECISIONS:
+        return None, [
+            "a call inside a sub-agent can only be approved or rejected, not "
+            f"{kind!r:.40}: its arguments are the sub-agent's"
+        ]
+    message = decision.get("message")
+    if message is not None and not isinstance(message, str):
+        return None, ['"message" must be text']
+    return dict(decision), []
+
+
 async def run_subagent(
     agent: SubAgent,
     request: SubAgentRequest,
@@ -339,6 +460,8 @@ async def run_subagent(
     prices: Mapping[str, tuple[float, float]],
     counted: set[str],
     spent: Spent,
+    gated: Gated | None = None,
+    revision: int = 0,
 ) -> Any:
     """Run `agent` for one step and return its result (as `read_output` reads it).
 
@@ -347,13 +470,19 @@ async def run_subagent(
     streamed with the parent, resumed with it. Each model call inside it is reserved
     from `budget` before it is made and reported to `spent`; `counted` holds the ids of
     the AI messages already counted for this step, so that calls made before an
-    interrupt or a crash are counted once, from the sub-agent's saved state.
+    interrupt or a crash are counted once, from the sub-agent's saved state. Each call
+    of a tool that `gated` says requires approval first pauses for a person's decision,
+    as a `step_approval` interrupt of step `request.step_id` in plan `revision`.
     """
     for usage, model in await _earlier_calls(agent, config, counted, prices):
         budget.spend(usage, reserved=False)
         spent(usage, model)
     budget.check_model_call()
-    meter = _SubAgentMeter(budget, prices, counted, spent)
+    # One handler for both jobs: LangChain leaves the other handlers' events unawaited
+    # when one inline handler raises (a refused call) or is cancelled.
+    gate = None if gated is None else _Gate(gated, agent.name, request.step_id, revision)
+    meter = _SubAgentMeter(budget, prices, counted, spent, gate)
+    meter.thread_id = str((config.get("configurable") or {}).get("thread_id") or "")
     run_config = merge_configs(config, {"callbacks": [meter], "tags": [SUBAGENT_TAG]})
     sent = agent.make_input(request)
     state = await agent.graph.ainvoke(sent, run_config, **agent._invoke_kwargs())

@@ -44,6 +44,7 @@ the whole run and the mark with it.
 from __future__ import annotations
 
 import asyncio
+import reprlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 UNCERTAIN_DECISIONS = ("rerun", "done", "skip")
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
 
 SAVE_WAIT_S = 30.0
 """How long a step waits for a journal entry to be saved before it gives up (without calling)."""
@@ -186,16 +190,18 @@ def parse_uncertain_decision(value: object, key: str) -> tuple[dict[str, Any] | 
     """A decision on an uncertain step from a resume value, or the reasons it is not one."""
     if not isinstance(value, dict):
         return None, [
-            f'a decision must be an object such as {{"type": "rerun"}}, not {value!r:.200}'
+            f'a decision must be an object such as {{"type": "rerun"}}, not {_SHOWN.repr(value)}'
         ]
     kind = value.get("type")
     if kind not in UNCERTAIN_DECISIONS:
         return None, [
-            f"unknown decision type {kind!r}: use one of {', '.join(UNCERTAIN_DECISIONS)}"
+            f"unknown decision type {_SHOWN.repr(kind)}: use one of "
+            f"{', '.join(UNCERTAIN_DECISIONS)}"
         ]
     if value.get("key") not in (None, key):
         return None, [
-            f"the decision is for the call {value['key']}, but the uncertain call is {key}"
+            f"the decision is for the call {_SHOWN.repr(value['key'])}, but the uncertain call "
+            f"is {key}"
         ]
     if kind == "done" and "output" not in value:
         return None, ['a "done" decision needs the call\'s "output"']

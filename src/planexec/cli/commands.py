@@ -19,7 +19,7 @@ from uuid import uuid4
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
-from langgraph.types import Interrupt, StateSnapshot
+from langgraph.types import Command, Interrupt, StateSnapshot
 from rich.console import Console
 
 from planexec.checkpoints import AsyncCheckpointer, redact
@@ -50,7 +50,7 @@ from planexec.cli.session import (
 from planexec.cli.show import show_thread, where_it_stands
 from planexec.cli.threads import resolve_thread, thread_status
 from planexec.context import Context
-from planexec.demo import Scenario, copy_workspace, load_scenario
+from planexec.demo import NEEDS_MODEL, Scenario, copy_workspace, load_scenario
 from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.inert import inert
@@ -78,6 +78,7 @@ PAUSES = {
     "plan_review": ("review", "--approve | --reject MSG | --edit FILE"),
     "step_approval": ("step approval", "--approve | --reject MSG | --edit FILE"),
     "uncertain_step": ("a decision on an uncertain step", "--rerun | --mark-done OUTPUT | --skip"),
+    NEEDS_MODEL: ("a real model", "with OPENAI_API_KEY or OPENAI_BASE_URL set"),
 }
 """What each interrupt waits for, and the `resume` options that answer it."""
 
@@ -233,8 +234,12 @@ async def _resume(
             )
         out.console.print(f"thread {inert(thread.id)} has already finished")
         return _finish(values, None, out, thread)
-    start = _current_question(snapshot.interrupts[0]) if snapshot.interrupts else None
-    if scripted is not None and start is None:
+    start: Any = _current_question(snapshot.interrupts[0]) if snapshot.interrupts else None
+    if isinstance(start, Interrupt) and _waits_for_a_model(start):
+        # A demo choice past its script: the real models the environment names go on.
+        demo = False
+        start = Command(resume={start.id: {"type": "continue"}})
+    elif scripted is not None and start is None:
         raise UserError(f"thread {thread.id} is not paused for a decision")
     out.console.print(f"[bold]resuming thread[/] {inert(thread.id)}")
     mcp = None if demo else mcp_servers.for_resume(args, metadata)
@@ -250,6 +255,10 @@ async def _resume(
                     tools=tools, checkpointer=saver, store=store, model_factory=factory
                 )
         return await _execute(graph, config, context, start, reviewer, out, thread, seed=values)
+
+
+def _waits_for_a_model(pending: Interrupt) -> bool:
+    return isinstance(pending.value, dict) and pending.value.get("type") == NEEDS_MODEL
 
 
 def _current_question(pending: Interrupt) -> Interrupt:

@@ -51,7 +51,7 @@ from planexec.evals.runner import Evaluation, RunError
 from planexec.evals.scoring import TaskScore
 from planexec.evals.suite import SuiteError, load_suite
 from planexec.inert import inert
-from planexec.models import ModelFactory, price_name
+from planexec.models import ModelFactory
 
 BUDGET_FLAGS = {
     "max_model_calls": "--max-model-calls",
@@ -214,7 +214,7 @@ def _prices(items: list[str]) -> dict[str, tuple[float, float]]:
             price_in, price_out = (float(p) for p in parts)
         except ValueError as exc:
             raise UserError(f"--price {item!r} is not MODEL=IN,OUT (USD per million)") from exc
-        model = price_name(name.strip())
+        model = name.strip().removeprefix("openai:")
         if not model:
             raise UserError(f"--price {item!r} names no model")
         prices[model] = (price_in, price_out)

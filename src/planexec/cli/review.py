@@ -25,6 +25,7 @@ from rich.console import Console
 
 from planexec.cli.render import show_approval, show_arguments, show_review, show_step
 from planexec.cli.session import UserError
+from planexec.demo import NEEDS_MODEL
 from planexec.inert import inert, visible
 
 ScriptedKind = Literal["approve", "reject", "edit", "cancel", "rerun", "done", "skip"]
@@ -98,6 +99,10 @@ class Reviewer:
             show_approval(self.console, request)
         elif kind == "uncertain_step":
             show_uncertain(self.console, request)
+        elif kind == NEEDS_MODEL:
+            # Nothing to decide: the run waits for a real model (`resume` brings one).
+            self.console.print(f"[yellow]{inert(request.get('message', ''))}[/]")
+            return None
         else:
             raise UserError(f"the run is paused at an interrupt planexec does not know: {kind!r}")
         answered_by_script, self._answered_by_script = self._answered_by_script, False

@@ -23,6 +23,7 @@ from planexec.pictures import plan_tree
 _PAUSED = {
     "awaiting_approval": "paused for step approval",
     "uncertain_step": "paused for a decision on an uncertain step",
+    "awaiting_model": "paused where the demo's script ends: resume it with a real model",
 }
 
 

@@ -37,6 +37,7 @@ from planexec.cli.session import (
     positive_int,
     reading_checkpoint,
 )
+from planexec.demo import NEEDS_MODEL
 from planexec.errors import PlanexecError
 from planexec.graph import build_graph
 from planexec.inert import inert, is_visible, visible
@@ -52,6 +53,7 @@ LABELS = {
     "paused_for_review": "paused for review",
     "awaiting_approval": "awaiting approval",
     "uncertain_step": "uncertain step",
+    "awaiting_model": "waits for a real model",
     "interrupted": "interrupted",
     "not_started": "not started",
     "unreadable": "unreadable",
@@ -111,8 +113,8 @@ class ThreadSummary:
     thread_id: str
     status: str
     """A run's status (completed, failed, cancelled, budget_exhausted), or
-    paused_for_review, awaiting_approval, uncertain_step, interrupted, not_started,
-    or unreadable (see `problem`)."""
+    paused_for_review, awaiting_approval, uncertain_step, awaiting_model, interrupted,
+    not_started, or unreadable (see `problem`)."""
     goal: str
     updated_at: str | None
     """When the latest checkpoint was written (ISO 8601, UTC)."""
@@ -150,6 +152,8 @@ def _paused_status(request: Any) -> str:
     kind = request.get("type") if isinstance(request, dict) else None
     if kind == "uncertain_step":
         return "uncertain_step"
+    if kind == NEEDS_MODEL:
+        return "awaiting_model"
     return "awaiting_approval" if kind == "step_approval" else "paused_for_review"
 
 

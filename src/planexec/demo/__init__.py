@@ -20,6 +20,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from langgraph.types import interrupt
+
 from planexec.scripted import ScriptedChatModel, ScriptExhaustedError, expand_replies
 from planexec.state import ROLES
 
@@ -43,8 +45,16 @@ class Scenario:
         }
 
 
+NEEDS_MODEL = "needs_model"
+"""The interrupt a demo run pauses at when a choice goes past its scripted replies."""
+
+
 class _DemoModel(ScriptedChatModel):
-    """A scripted model that says, in a line, when a choice goes past its script."""
+    """A scripted model that pauses the run when a choice goes past its script.
+
+    The run stops at a `needs_model` interrupt, saved; `planexec resume` continues it
+    with the real models the environment names (`OPENAI_API_KEY`, `OPENAI_BASE_URL`).
+    """
 
     def __init__(self, replies: list[dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(replies, **kwargs)
@@ -53,10 +63,15 @@ class _DemoModel(ScriptedChatModel):
         try:
             return super()._take(prompt)
         except ScriptExhaustedError:
-            raise ScriptExhaustedError(
-                "the demo's scripted replies do not cover this choice (a real model would "
-                "answer it); run planexec demo again and approve, reject, or edit s7"
-            ) from None
+            interrupt(
+                {
+                    "type": NEEDS_MODEL,
+                    "role": self.name_.removeprefix("scripted-"),
+                    "message": "the demo's scripted replies do not cover this choice: a real "
+                    "model has to answer it",
+                }
+            )
+            raise  # not reached: interrupt() pauses the run
 
 
 def _bundled() -> Traversable:

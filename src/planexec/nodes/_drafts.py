@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from planexec.budget import Budget
 from planexec.context import Context
 from planexec.errors import ModelCallError
+from planexec.execution import bounded_text
 from planexec.plan import PlanError
 from planexec.prompts import render
 from planexec.prompts.sections import INVALID_REPLY
-from planexec.state import Role, State
+from planexec.state import Role, State, Usage
 
 
 def invalid_reply(
@@ -19,8 +21,14 @@ def invalid_reply(
     reply: str,
     errors: list[str] | list[PlanError],
 ) -> dict[str, Any]:
-    """The update for an invalid reply: ask again with the errors, or fail when out of tries."""
-    messages = [str(error) for error in errors]
+    """The update for an invalid reply: ask again with the errors, or fail when out of tries.
+
+    The reply and the errors are kept (and shown to the model) cut to
+    `Context.max_output_chars`, like a step's output.
+    """
+    limit = context.max_output_chars
+    messages = [bounded_text(str(error), limit) for error in errors]
+    reply = bounded_text(reply, limit)
     tries = attempts + 1
     if tries >= context.max_plan_attempts:
         return {
@@ -39,6 +47,19 @@ def invalid_reply(
 def unreadable(exc: ModelCallError) -> str:
     """The error shown for a reply whose body could not be read."""
     return f"the reply could not be read ({type(exc.cause).__name__}: {exc.cause}); reply again"
+
+
+def unanswered_calls(role: Role, budget: Budget) -> dict[str, Any]:
+    """The usage update for the calls a node made that gave it no reply to use.
+
+    A call that failed, was cancelled or whose body could not be read was still made:
+    the budgets and the run's usage count it (with no tokens, since none are known).
+    """
+    made = budget.calls_made()
+    if made <= 0:
+        return {}
+    usage: Usage = {"calls": made, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    return {"usage": {role: usage}}
 
 
 def valid_reply() -> dict[str, Any]:

@@ -21,8 +21,10 @@ approves that exact call; the executor then runs it without asking the model.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from langgraph.func import task
 from langgraph.runtime import Runtime
@@ -30,14 +32,16 @@ from langgraph.types import interrupt
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
-from planexec.errors import ExecutorReplyError, ModelCallError
+from planexec.errors import ExecutorReplyError, ModelCallError, StepTimeoutError
 from planexec.execution import StepEnv, StepRecord, propose_args, step_retry_policy
 from planexec.nodes.executor import unauthorised
 from planexec.plan import (
+    MAX_ARGS_DEPTH,
     StepDict,
     args_size,
     check_args,
     digest,
+    nesting_problem,
     references,
     resolve_args,
     step_hash,
@@ -86,6 +90,10 @@ class Proposal(TypedDict):
     error: str | None
     usage: Usage | None
     refused_calls: list[ToolCallRecord]
+    duration_s: NotRequired[float]
+    """Seconds spent proposing, retries included: working time for the time budget."""
+    exhausted: NotRequired[bool]
+    """Whether a budget ran out while proposing (`error` says which)."""
 
 
 def approval_request(
@@ -133,11 +141,13 @@ def parse_decisions(
     *,
     shown: str | None = None,
     max_args_chars: int | None = None,
+    max_text_chars: int | None = None,
 ) -> tuple[list[dict[str, Any]] | None, list[str]]:
     """The decisions for `steps` from a resume value, or the reasons they are not usable.
 
     `shown` is the `request_hash` of the interrupt; an answer that names another one was
-    made on other steps or calls, and is refused.
+    made on other steps or calls, and is refused. So is an edit whose args are larger
+    than `max_args_chars`, or a message longer than `max_text_chars`. Never raises.
     """
     decisions = value.get("decisions") if isinstance(value, dict) else None
     if not isinstance(decisions, list):
@@ -155,8 +165,16 @@ def parse_decisions(
     errors: list[str] = []
     for step, decision in zip(steps, decisions, strict=True):
         kind = decision.get("type") if isinstance(decision, dict) else None
+        message = decision.get("message") if isinstance(decision, dict) else None
         if kind not in ALLOWED:
             errors.append(f"step {step['id']}: decision type must be one of {', '.join(ALLOWED)}")
+        elif message is not None and not isinstance(message, str):
+            errors.append(f"step {step['id']}: the message must be text")
+        elif max_text_chars is not None and message is not None and len(message) > max_text_chars:
+            errors.append(
+                f"step {step['id']}: the message is {len(message)} characters long; the most "
+                f"allowed is {max_text_chars} (Context.max_text_chars)"
+            )
         elif kind == "edit":
             errors.extend(
                 f"step {step['id']}: {e}"
@@ -171,7 +189,10 @@ def _edit_errors(
     action = decision.get("edited_action")
     if not isinstance(action, dict) or not isinstance(action.get("args"), dict):
         return ['an edit needs "edited_action": {"name": <tool>, "args": {...}}']
-    size = args_size(action["args"])
+    deep = nesting_problem(action["args"], MAX_ARGS_DEPTH)
+    if deep is not None:
+        return [f"the edited args {deep}"]
+    size = args_size(action["args"], max_args_chars)
     if max_args_chars is not None and size > max_args_chars:
         return [
             f"the edited args are {size} characters of JSON; the most allowed is {max_args_chars}"
@@ -193,32 +214,46 @@ async def approval(
 ) -> dict[str, Any]:
     """Interrupt for decisions on the steps that wait for approval and record them."""
     context = resolve_context(runtime.context)
-    if unauthorised(state, context) is not None:
+    seal = await resources.sealer(runtime)
+    if unauthorised(state, context, seal) is not None:
         # Nothing is proposed or asked for a plan that may not run; the executor says why.
         return {"awaiting_approval": []}
     budget = Budget.of(state, context, runtime.stream_writer)
     env = StepEnv.of(state, runtime, resources, context, budget)
     ready = _ready(state)
+    began = time.monotonic()
     proposals = await _proposals(ready, state, env)
-    failed: dict[str, StepResult] = {}
-    for step in ready:
-        proposal = proposals.get(step["id"])
-        if proposal is not None and proposal["args"] is None:
-            failed[step["id"]] = _unproposed(step, proposal, env.revision)
-    steps = [s for s in ready if s["id"] not in failed]
-    calls = {s["id"]: _call_args(s, state, proposals, resources) for s in steps}
-    update: dict[str, Any] = {"awaiting_approval": [], "results": dict(failed)}
+    # Proposals made before an earlier pause of this node come back from their tasks at
+    # once: their time is counted from the proposals, this run's own time around them.
+    proposing = sum(p.get("duration_s", 0.0) for p in proposals.values())
+    active_s = budget.elapsed() - (time.monotonic() - began) + proposing
+    update: dict[str, Any] = {"awaiting_approval": [], "results": {}, "active_s": active_s}
     usage = total_usage(p["usage"] for p in proposals.values())
     if usage is not None:
         update["usage"] = {"executor": usage}
+    stopped = next((p for p in proposals.values() if p.get("exhausted")), None)
+    if stopped is not None:
+        reason = f"{stopped['error']}; every finished step's result is kept"
+        return {**update, "status": "budget_exhausted", "reason": reason}
+    for step in ready:
+        proposal = proposals.get(step["id"])
+        if proposal is not None and proposal["args"] is None:
+            update["results"][step["id"]] = _unproposed(step, proposal, env.revision)
+    steps = [s for s in ready if s["id"] not in update["results"]]
     if not steps:
         return update
+    calls = {s["id"]: _call_args(s, state, proposals, resources) for s in steps}
     errors: list[str] = []
     shown = request_hash(steps, calls)
     while True:
         answer = interrupt(approval_request(state, errors, steps, calls))
         decisions, errors = parse_decisions(
-            answer, steps, resources, shown=shown, max_args_chars=context.max_args_chars
+            answer,
+            steps,
+            resources,
+            shown=shown,
+            max_args_chars=context.max_args_chars,
+            max_text_chars=context.max_text_chars,
         )
         if decisions is not None:
             break
@@ -231,7 +266,7 @@ async def approval(
         else:
             args = calls[step["id"]]
         message = decision.get("message")
-        approvals[step["id"]] = {
+        approval: StepApproval = {
             "decision": kind,
             "args": args,
             "message": message,
@@ -239,6 +274,7 @@ async def approval(
             "step_hash": step_hash(step),
             "at": timestamp(),
         }
+        approvals[step["id"]] = seal.seal("step", approval)
         if kind == "reject":
             update["results"][step["id"]] = {
                 "status": "skipped",
@@ -257,31 +293,52 @@ async def _proposals(steps: list[StepDict], state: State, env: StepEnv) -> dict[
 
     Each proposal is a LangGraph task, so its result is saved: when the person's answer
     resumes this node, the proposals come back from the checkpoint, not from the model.
+    Each attempt has the step's timeout, and all of it the time budget's deadline.
     """
     retry = step_retry_policy(env.context)
     records: dict[str, StepRecord] = {}
 
-    async def propose(step_id: str) -> Proposal:
+    async def attempt(step_id: str) -> dict[str, Any]:
         step = next(s for s in steps if s["id"] == step_id)
         record = records.setdefault(step_id, StepRecord())
-        args = await propose_args(step, _outputs(step, state), env, record)
-        return {"args": args, "error": None, "usage": record.usage, "refused_calls": record.refused}
+        timeout = env.context.timeout_for(step["tool"])
+        async with env.budget.deadline():
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    return await propose_args(step, _outputs(step, state), env, record)
+            except TimeoutError as exc:
+                if deadline.expired():
+                    raise StepTimeoutError(f"timed out after {timeout:g}s") from exc
+                raise
+
+    async def propose(step_id: str) -> Proposal:
+        # Failures are part of the saved result too, so a resumed node asks no model again.
+        began = time.monotonic()
+        as_task: Any = task(name=f"propose-attempt-{step_id}", retry_policy=retry)
+        args: dict[str, Any] | None = None
+        error: str | None = None
+        exhausted = False
+        try:
+            args = await as_task(attempt)(step_id)
+        except BudgetExhaustedError as exc:
+            error, exhausted = str(exc), True
+        except (ExecutorReplyError, ModelCallError, StepTimeoutError) as exc:
+            error = str(exc)
+        record = records.get(step_id, StepRecord())
+        return {
+            "args": args,
+            "error": error,
+            "usage": record.usage,
+            "refused_calls": record.refused,
+            "duration_s": round(time.monotonic() - began, 4),
+            "exhausted": exhausted,
+        }
 
     proposals: dict[str, Proposal] = {}
     for step in steps:
-        if step["args"] is not None:
-            continue
-        as_task: Any = task(name=f"propose-{step['id']}", retry_policy=retry)
-        try:
+        if step["args"] is None:
+            as_task: Any = task(name=f"propose-{step['id']}")
             proposals[step["id"]] = await as_task(propose)(step["id"])
-        except (ExecutorReplyError, ModelCallError, BudgetExhaustedError) as exc:
-            record = records.get(step["id"], StepRecord())
-            proposals[step["id"]] = {
-                "args": None,
-                "error": str(exc),
-                "usage": record.usage,
-                "refused_calls": record.refused,
-            }
     return proposals
 
 

@@ -26,10 +26,20 @@ from langgraph.types import RetryPolicy
 
 from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
+from planexec.errors import LeaseLostError, StepAbandonedError
 from planexec.events import emit
-from planexec.execution import StepEnv, StepRecord, bounded_text, run_step, step_retry_policy
+from planexec.execution import (
+    StepEnv,
+    StepRecord,
+    bounded_text,
+    idempotency_key,
+    run_step,
+    step_retry_policy,
+)
+from planexec.lease import check_lease
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
+from planexec.seals import Sealer
 from planexec.state import (
     State,
     StepApproval,
@@ -40,6 +50,7 @@ from planexec.state import (
     total_usage,
 )
 from planexec.subagents import SubAgent
+from planexec.threads import still_running
 
 _STEP, _RESULT = "planexec_step", "result"
 """The keys of a step task's saved value: a pending write until the executor node ends."""
@@ -68,22 +79,38 @@ class _Unreached(Exception):
     """A step was not run because a budget ran out before it or a dependency ran."""
 
 
-def unauthorised(state: State, context: Context) -> str | None:
+def unauthorised(state: State, context: Context, seal: Sealer) -> str | None:
     """Why the current plan may not run, or None when it may."""
     revision = current_revision(state)
     if revision is None or state.get("plan") is None:
         return "there is no plan to run"
     if state["plan"] != revision["plan"]:
         return "the plan in state is not the plan of its recorded revision; refusing to run it"
-    if context.review == "always" and not is_approved(state):
-        return f"plan revision {revision['revision']} has not been approved; refusing to run it"
+    if context.review == "always" and not is_approved(state, seal.review):
+        number = revision["revision"]
+        if is_approved(state, lambda record: True):
+            return (
+                f"plan revision {number}'s approval was not made by this graph's review (it "
+                "was written some other way, or sealed with another approval key); refusing "
+                "to run it"
+            )
+        return f"plan revision {number} has not been approved; refusing to run it"
     return None
 
 
-def approval_of(step: StepDict, approvals: Mapping[str, StepApproval]) -> StepApproval | None:
-    """A person's standing decision on `step`, if it was made on the step as it is now."""
+def approval_of(
+    step: StepDict, approvals: Mapping[str, StepApproval], seal: Sealer
+) -> StepApproval | None:
+    """A person's standing decision on `step`, if it was made on the step as it is now.
+
+    Only an approval the approval node made counts (`planexec.seals`).
+    """
     approval = approvals.get(step["id"])
-    if approval is not None and approval.get("step_hash") == step_hash(step):
+    if (
+        approval is not None
+        and approval.get("step_hash") == step_hash(step)
+        and seal.step(approval)
+    ):
         return approval
     return None
 
@@ -94,6 +121,7 @@ def held_steps(
     state: State,
     context: Context,
     resources: Resources,
+    seal: Sealer,
 ) -> set[str]:
     """Pending steps that wait for a person's approval, with the steps that depend on them."""
     approvals = state.get("approvals") or {}
@@ -105,7 +133,8 @@ def held_steps(
         elif any(status in ("failed", "skipped") for status in deps):
             continue
         elif (
-            resources.needs_approval(step["tool"], context) and approval_of(step, approvals) is None
+            resources.needs_approval(step["tool"], context)
+            and approval_of(step, approvals, seal) is None
         ):
             held.add(step["id"])
     return held
@@ -115,9 +144,12 @@ async def executor(
     state: State, runtime: Runtime[Context], *, resources: Resources
 ) -> dict[str, Any]:
     """Run every pending step that may run now, and record each one's result."""
+    if state.get("status"):
+        return {}  # the run ended before it got here: a budget ran out during approval
     context = resolve_context(runtime.context)
     budget = Budget.of(state, context, runtime.stream_writer)
-    refusal = unauthorised(state, context)
+    seal = await resources.sealer(runtime)
+    refusal = unauthorised(state, context, seal)
     if refusal is not None:
         return {"status": "failed", "reason": refusal, "active_s": budget.elapsed()}
     revision = current_revision(state)
@@ -127,12 +159,12 @@ async def executor(
     results: dict[str, StepResult] = dict(state.get("results") or {})
     steps = topological_order(plan["steps"])
     pending = [s for s in steps if s["id"] not in results]
-    held = held_steps(pending, results, state, context, resources)
+    held = held_steps(pending, results, state, context, resources, seal)
     runnable = [s for s in pending if s["id"] not in held]
     if context.replan_policy == "after_each_step":
         runnable = [s for s in runnable if all(d in results for d in s["depends_on"])][:1]
     env = StepEnv.of(state, runtime, resources, context, budget)
-    work = _Pass(runnable, results, env)
+    work = _Pass(runnable, results, env, seal)
     finished = await work.run()
     exhausted = work.exhausted[0] if work.exhausted else None
     update: dict[str, Any] = {"results": finished, "active_s": budget.elapsed()}
@@ -150,9 +182,15 @@ async def executor(
         update["awaiting_approval"] = []
     if update["awaiting_approval"]:
         emit(runtime.stream_writer, "approval_requested", steps=update["awaiting_approval"])
+    unsettled = "; ".join(f"step {i} {why}" for i, why in work.unsettled.items())
     if exhausted is not None:
         update["status"] = "budget_exhausted"
         update["reason"] = f"{exhausted}; every finished step's result is kept"
+        if unsettled:
+            update["reason"] += f"; {unsettled}, and may still have its effect"
+    elif unsettled:
+        update["status"] = "failed"
+        update["reason"] = f"{unsettled}; every finished step's result is kept"
     return update
 
 
@@ -160,8 +198,13 @@ class _Pass:
     """One executor pass: a task per runnable step, each waiting for its dependencies."""
 
     def __init__(
-        self, runnable: list[StepDict], results: Mapping[str, StepResult], env: StepEnv
+        self,
+        runnable: list[StepDict],
+        results: Mapping[str, StepResult],
+        env: StepEnv,
+        seal: Sealer,
     ) -> None:
+        self.seal = seal
         self.steps = {step["id"]: step for step in runnable}
         self.results = results
         self.env = env
@@ -173,7 +216,10 @@ class _Pass:
         self.exhausted: list[BudgetExhaustedError] = []
         self.stopped: list[Usage] = []
         """Model use by steps a budget stopped: they have no result, but their calls count."""
+        self.unsettled: dict[str, str] = {}
+        """Steps left without a result while their plain `def` tool's call still runs."""
         self.bubbled: list[GraphBubbleUp] = []
+        self.lost: list[LeaseLostError] = []
 
     async def run(self) -> dict[str, StepResult]:
         """Run the pass; the results of the steps that ran or were skipped, in plan order."""
@@ -199,6 +245,8 @@ class _Pass:
             step_id, result = await next_done
             if result is not None:
                 finished[step_id] = result
+        if self.lost:
+            raise self.lost[0]  # the run stops: nothing of this pass may be written
         if self.bubbled and not self.exhausted:
             # The node pauses (or hands LangGraph its command); the steps that finished
             # keep their results in their tasks' saved writes.
@@ -221,6 +269,15 @@ class _Pass:
             self.bubbled.append(exc)
         except BudgetExhaustedError as exc:
             self.exhausted.append(exc)
+            used = self.records[step_id].usage
+            if used:
+                self.stopped.append(used)
+            if still_running(idempotency_key(self.env.thread_id, self.env.revision, step_id)):
+                self.unsettled[step_id] = "its call was still running when the run stopped"
+        except LeaseLostError as exc:
+            self.lost.append(exc)
+        except StepAbandonedError as exc:
+            self.unsettled[step_id] = str(exc)
             used = self.records[step_id].usage
             if used:
                 self.stopped.append(used)
@@ -255,6 +312,7 @@ class _Pass:
                 return record.result(step, self.env.revision, status="skipped", error=error)
             outputs[dep] = result["output"]
         async with self.gate:
+            check_lease(self.env.thread_id, f"starting step {step_id}")
             if record.attempts == 0:
                 self.env.budget.reserve_step()
                 emit(
@@ -264,7 +322,7 @@ class _Pass:
                     tool=step["tool"],
                     revision=self.env.revision,
                 )
-            approval = approval_of(step, self.approvals)
+            approval = approval_of(step, self.approvals, self.seal)
             approved_args = approval["args"] if approval else None
             return await run_step(step, outputs, self.env, record, approved_args)
 

@@ -12,7 +12,14 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit, emit_plan_ready
-from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
+from planexec.execution import bounded_text
+from planexec.nodes._drafts import (
+    invalid_reply,
+    invalid_reply_section,
+    unanswered_calls,
+    unreadable,
+    valid_reply,
+)
 from planexec.nodes._library import examples_section, replayed_revision
 from planexec.plan import Plan, PlanDict, PlanError, validate_plan
 from planexec.prompts import fill, render
@@ -45,13 +52,13 @@ def goal_of(state: State, max_chars: int | None = None) -> str:
         raise InvalidGoalError(
             'the goal is empty: start the run with {"goal": "<what to achieve>"}'
         )
-    goal = goal.strip()
+    # Measured as sent, padding included: what is checked is what the models could see.
     if max_chars is not None and len(goal) > max_chars:
         raise InvalidGoalError(
             f"the goal is {len(goal)} characters long; the most allowed is {max_chars} "
             "(Context.max_goal_chars): put long material in a file for the tools to read"
         )
-    return goal
+    return goal.strip()
 
 
 def planner_messages(
@@ -102,6 +109,9 @@ async def planner(
     `max_plan_attempts` replies; then the run fails with the reasons.
     """
     context = resolve_context(runtime.context)
+    messages = planner_messages(state, context, resources)
+    # Before the first call: a model the run could not count the spending of is refused.
+    resources.require_prices(context)
     budget = Budget.of(state, context, runtime.stream_writer)
     goal = goal_of(state, context.max_goal_chars)
     replayed = await replayed_revision(state, goal, runtime, resources)
@@ -119,19 +129,16 @@ async def planner(
             "reason": str(exc),
             "active_s": budget.elapsed(),
             "answer": None,
+            **unanswered_calls("planner", budget),
         }
     except ModelCallError as exc:
+        made = {"active_s": budget.elapsed(), "answer": None, **unanswered_calls("planner", budget)}
         if exc.unreadable:
             # Asked again like an invalid plan, up to max_plan_attempts replies.
             attempts = state.get("draft_attempts", 0)
             update = invalid_reply("planner", context, attempts, "", [unreadable(exc)])
-            return {**update, "active_s": budget.elapsed(), "answer": None, "results": {}}
-        return {
-            "status": "failed",
-            "reason": str(exc),
-            "active_s": budget.elapsed(),
-            "answer": None,
-        }
+            return {**update, **made, "results": {}}
+        return {"status": "failed", "reason": str(exc), **made}
     # The output always has these keys, however the run ends.
     spent = {
         "usage": {"planner": usage},
@@ -144,7 +151,7 @@ async def planner(
             "planner", context, state.get("draft_attempts", 0), reply.text, reply.errors
         )
         return {**update, **spent}
-    answer = (reply.parsed.answer or "").strip()
+    answer = bounded_text((reply.parsed.answer or "").strip(), context.max_output_chars)
     if not reply.parsed.steps and answer:
         if context.direct_answers:
             return {**spent, **valid_reply(), **_direct_answer(state, answer, runtime)}
@@ -157,6 +164,7 @@ async def planner(
             resources.tools,
             max_steps=context.max_plan_steps,
             max_args_chars=context.max_args_chars,
+            max_text_chars=context.max_text_chars,
         )
     if errors:
         update = invalid_reply(

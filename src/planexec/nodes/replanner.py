@@ -17,7 +17,14 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import ModelCallError
 from planexec.events import emit
-from planexec.nodes._drafts import invalid_reply, invalid_reply_section, unreadable, valid_reply
+from planexec.execution import bounded_text
+from planexec.nodes._drafts import (
+    invalid_reply,
+    invalid_reply_section,
+    unanswered_calls,
+    unreadable,
+    valid_reply,
+)
 from planexec.nodes.planner import goal_of
 from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, validate_plan
 from planexec.prompts import fill, render
@@ -127,10 +134,14 @@ async def replanner(
             revision=revision_number(state),
         )
     except (BudgetExhaustedError, ModelCallError) as exc:
-        return {**_call_failed(exc, state, context), "active_s": budget.elapsed()}
+        return {
+            **_call_failed(exc, state, context),
+            "active_s": budget.elapsed(),
+            **unanswered_calls("replanner", budget),
+        }
     spent = {"usage": {"replanner": usage}, "active_s": budget.elapsed()}
     attempts = state.get("draft_attempts", 0)
-    decision = reply.parsed
+    decision = _bounded(reply.parsed, context)
     if decision is None:
         return {**invalid_reply("replanner", context, attempts, reply.text, reply.errors), **spent}
     problems = _decision_errors(decision, state, failed)
@@ -163,6 +174,7 @@ async def replanner(
         done=done,
         retired=retired_ids(state),
         max_args_chars=context.max_args_chars,
+        max_text_chars=context.max_text_chars,
     )
     if errors:
         return {**invalid_reply("replanner", context, attempts, reply.text, errors), **spent}
@@ -170,6 +182,17 @@ async def replanner(
     if context.review == "always":
         emit(runtime.stream_writer, "review_requested", revision=update["revisions"][0]["revision"])
     return {**update, **valid_reply(), **spent}
+
+
+def _bounded(decision: Replan | None, context: Context) -> Replan | None:
+    """The decision with its answer and reason cut to the context's limits."""
+    if decision is None:
+        return None
+    answer = decision.answer
+    if answer is not None:
+        answer = bounded_text(answer, context.max_output_chars)
+    reason = bounded_text(decision.reason, context.max_text_chars)
+    return decision.model_copy(update={"answer": answer, "reason": reason})
 
 
 def _revised_plan(done: dict[str, StepDict], proposed: list[StepDict]) -> Plan:

@@ -7,6 +7,8 @@ added; nothing is recorded until a decision is valid.
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from langgraph.runtime import Runtime
@@ -15,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planexec.context import Context, resolve_context
 from planexec.events import emit, emit_plan_ready
-from planexec.plan import PlanDict, parse_plan, plan_hash, validate_plan
+from planexec.plan import MAX_ERRORS, PlanDict, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
+from planexec.seals import Sealer
 from planexec.state import (
     PlanRevision,
     ReviewRecord,
@@ -74,23 +77,44 @@ class _Envelope(BaseModel):
     decision: Decision
 
 
-def parse_decision(value: object) -> tuple[Approve | Edit | Reject | Cancel | None, list[str]]:
-    """A review decision from a resume value, or the reasons it is not one."""
+def parse_decision(
+    value: object, *, max_text_chars: int | None = None
+) -> tuple[Approve | Edit | Reject | Cancel | None, list[str]]:
+    """A review decision from a resume value, or the reasons it is not one. Never raises.
+
+    A message longer than `max_text_chars` makes the decision unusable.
+    """
     if not isinstance(value, dict):
         return None, [
-            f'a decision must be an object such as {{"type": "approve"}}, not {value!r:.200}'
+            f'a decision must be an object such as {{"type": "approve"}}, not {shown(value)}'
         ]
     if value.get("type") not in DECISIONS:
         return None, [
-            f"unknown decision type {value.get('type')!r}: use one of {', '.join(DECISIONS)}"
+            f"unknown decision type {shown(value.get('type'))}: use one of {', '.join(DECISIONS)}"
         ]
     try:
-        return _Envelope.model_validate({"decision": value}).decision, []
+        decision = _Envelope.model_validate({"decision": value}).decision
     except ValidationError as exc:
         return None, [
             f"{value['type']} decision: {'.'.join(str(p) for p in e['loc'][2:])}: {e['msg']}"
-            for e in exc.errors()
+            for e in exc.errors()[:MAX_ERRORS]
         ]
+    message = getattr(decision, "message", None)
+    if max_text_chars is not None and message is not None and len(message) > max_text_chars:
+        return None, [
+            f"{decision.type} decision: the message is {len(message)} characters long; the "
+            f"most allowed is {max_text_chars} (Context.max_text_chars)"
+        ]
+    return decision, []
+
+
+def shown(value: object) -> str:
+    """`value` as a short Python literal for an error message, however large or deep."""
+    return _SHOWN.repr(value)
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
 
 
 def review_request(state: State, errors: list[str]) -> dict[str, Any]:
@@ -118,9 +142,12 @@ def review_request(state: State, errors: list[str]) -> dict[str, Any]:
     return request
 
 
-def needs_review(state: State, context: Context) -> bool:
-    """Whether the current plan waits for a person: review is on and it is not yet approved."""
-    return context.review == "always" and not is_approved(state)
+def needs_review(state: State, context: Context, genuine: Callable[[ReviewRecord], bool]) -> bool:
+    """Whether the current plan waits for a person: review is on and it is not yet approved.
+
+    Only approvals that `genuine` accepts count (`planexec.seals`).
+    """
+    return context.review == "always" and not is_approved(state, genuine)
 
 
 async def review(
@@ -157,12 +184,15 @@ async def _review(
     plan = state.get("plan")
     if revision is None or plan is None:
         raise ValueError("there is no plan to review")
-    if not needs_review(state, context):
+    seal = await resources.sealer(runtime)
+    if not needs_review(state, context, seal.review):
         return Command(goto="executor")
     shown = plan_hash(plan)
     errors: list[str] = []
     while True:
-        decision, errors = parse_decision(interrupt(review_request(state, errors)))
+        decision, errors = parse_decision(
+            interrupt(review_request(state, errors)), max_text_chars=context.max_text_chars
+        )
         if decision is not None and decision.plan_hash not in (None, shown):
             errors = [
                 f"the decision is for plan {decision.plan_hash}, but the plan under review "
@@ -173,7 +203,7 @@ async def _review(
             edited, errors = _edited_plan(decision, state, context, resources)
             if edited is None:
                 continue
-            return _apply_edit(state, revision, edited, decision, shown)
+            return _apply_edit(state, revision, edited, decision, shown, seal)
         if decision is not None:
             break
     record: ReviewRecord = {
@@ -183,6 +213,7 @@ async def _review(
         "plan_hash": shown,
         "at": timestamp(),
     }
+    record = seal.seal("review", record)
     if isinstance(decision, Approve):
         return Command(goto="executor", update={"reviews": [record]})
     if isinstance(decision, Reject):
@@ -198,15 +229,17 @@ async def _review(
 def _edited_plan(
     decision: Edit, state: State, context: Context, resources: Resources
 ) -> tuple[PlanDict | None, list[str]]:
-    parsed, problems = parse_plan(decision.plan)
+    done = done_steps(state)
+    parsed, problems = parse_plan(decision.plan, max_steps=context.max_plan_steps + len(done))
     if parsed is not None:
         problems = validate_plan(
             parsed,
             resources.tools,
             max_steps=context.max_plan_steps,
-            done=done_steps(state),
+            done=done,
             retired=retired_ids(state),
             max_args_chars=context.max_args_chars,
+            max_text_chars=context.max_text_chars,
         )
     if problems or parsed is None:
         return None, [f"edited plan: {problem}" for problem in problems]
@@ -214,7 +247,12 @@ def _edited_plan(
 
 
 def _apply_edit(
-    state: State, revision: PlanRevision, edited: PlanDict, decision: Edit, shown: str
+    state: State,
+    revision: PlanRevision,
+    edited: PlanDict,
+    decision: Edit,
+    shown: str,
+    seal: Sealer,
 ) -> Command[Literal["planner", "replanner", "executor", "__end__"]]:
     record: ReviewRecord = {
         "revision": revision["revision"],
@@ -224,8 +262,9 @@ def _apply_edit(
         "at": timestamp(),
     }
     if record["decision"] == "approve":
-        return Command(goto="executor", update={"reviews": [record]})
+        return Command(goto="executor", update={"reviews": [seal.seal("review", record)]})
     record["edited_hash"] = plan_hash(edited)
+    record = seal.seal("review", record)
     new_revision = next_revision(
         state, edited, "human", decision.message or "edited by the reviewer"
     )
