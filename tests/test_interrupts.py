@@ -148,3 +148,27 @@ async def test_an_uncertain_step_fits_its_request_and_a_decision_resumes_it() ->
     done = await h.run(Command(resume=decision), ctx)
     assert done["results"]["s1"]["output"] == "receipt-1"
     assert len(calls) == 1
+
+
+def test_the_nodes_events_cli_and_evals_use_this_vocabulary() -> None:
+    """One home: what each of them accepts or names is the module's, not a copy."""
+    from planexec.cli.commands import PAUSES
+    from planexec.cli.review import UNCERTAIN_KINDS, ScriptedKind
+    from planexec.evals.reviewer import ReviewDecision as ScriptedReview
+    from planexec.events import ReviewDecidedFields
+    from planexec.interrupts import InterruptType
+    from planexec.nodes import approval, review
+    from planexec.state import ReviewRecord, StepApproval
+
+    assert review.DECISIONS == REVIEW_DECISIONS
+    assert list(APPROVAL_DECISIONS) == approval.ALLOWED
+    assert UNCERTAIN_KINDS == UNCERTAIN_DECISIONS
+    # The command line can say how to answer every kind of pause.
+    assert set(typing.get_args(InterruptType)) <= set(PAUSES)
+    kinds = {kind for part in typing.get_args(ScriptedKind) for kind in typing.get_args(part)}
+    assert kinds == set(REVIEW_DECISIONS) | set(UNCERTAIN_DECISIONS)
+    hints = typing.get_type_hints
+    assert typing.get_args(hints(ReviewDecidedFields)["decision"]) == REVIEW_DECISIONS
+    assert typing.get_args(hints(ReviewRecord)["decision"]) == REVIEW_DECISIONS
+    assert typing.get_args(hints(StepApproval)["decision"]) == APPROVAL_DECISIONS
+    assert typing.get_args(ScriptedReview.model_fields["type"].annotation) == REVIEW_DECISIONS

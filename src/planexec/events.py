@@ -31,6 +31,7 @@ from langgraph.types import StreamWriter
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict, Unpack
 
+from planexec.interrupts import ReviewDecisionType
 from planexec.plan import PlanDiff
 from planexec.state import PlanSource, Status, StepStatus
 
@@ -78,7 +79,7 @@ class ReviewDecidedFields(TypedDict):
     """The fields of `review_decided`."""
 
     revision: int
-    decision: Literal["approve", "edit", "reject", "cancel"]
+    decision: ReviewDecisionType
     message: str | None
 
 

@@ -20,12 +20,12 @@ command line.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, get_args
+from typing import Annotated, Any, Literal, NotRequired, get_args
 
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
 from planexec.plan import PlanDict, PlanDiff
-from planexec.state import LibrarySource, PlanSource
 
 InterruptType = Literal["plan_review", "step_approval", "uncertain_step"]
 """The `type` of each interrupt planexec raises."""
@@ -44,6 +44,26 @@ UNCERTAIN_DECISIONS: tuple[UncertainDecisionType, ...] = get_args(UncertainDecis
 
 
 # --- what the run asks ----------------------------------------------------------------
+
+PlanSource = Literal["planner", "replanner", "human", "library"]
+"""Who wrote a plan revision: "library" is a saved plan replayed (`planexec.library`)."""
+
+
+class LibrarySource(TypedDict):
+    """The saved plan that a replayed revision came from (`planexec.library`)."""
+
+    entry: str
+    """The saved plan's id."""
+    uses: int
+    """How many runs had run it before."""
+    success_rate: float | None
+    """The share of those runs that completed with it unchanged; None before any use."""
+    last_edit: str | None
+    """When a reviewer last edited it before it was saved, if ever."""
+    template: str | None
+    """The template whose `{{param:name}}` slots the goal filled, for a template."""
+    params: dict[str, str]
+    """The values the goal gave those slots."""
 
 
 class PlanReviewRequest(TypedDict):
@@ -121,40 +141,43 @@ InterruptRequest = PlanReviewRequest | StepApprovalRequest | UncertainStepReques
 # --- what the person answers ------------------------------------------------------------
 
 
-class ApproveReview(TypedDict):
+class _ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    plan_hash: str | None = Field(
+        default=None, description="Digest of the plan decided on, from the interrupt."
+    )
+
+
+class Approve(_ReviewDecision):
     """Run the plan as shown."""
 
     type: Literal["approve"]
-    plan_hash: NotRequired[str]
 
 
-class EditReview(TypedDict):
+class Edit(_ReviewDecision):
     """Run this plan instead (validated first)."""
 
     type: Literal["edit"]
-    plan: PlanDict
-    message: NotRequired[str | None]
-    plan_hash: NotRequired[str]
+    plan: dict[str, Any]
+    message: str | None = None
 
 
-class RejectReview(TypedDict):
+class Reject(_ReviewDecision):
     """Write a new plan that addresses the feedback."""
 
     type: Literal["reject"]
-    message: str
-    plan_hash: NotRequired[str]
+    message: str = Field(min_length=1)
 
 
-class CancelReview(TypedDict):
+class Cancel(_ReviewDecision):
     """End the run, status "cancelled"."""
 
     type: Literal["cancel"]
-    message: NotRequired[str | None]
-    plan_hash: NotRequired[str]
+    message: str | None = None
 
 
-ReviewDecision = ApproveReview | EditReview | RejectReview | CancelReview
-"""A resume value for `plan_review`."""
+ReviewDecision = Annotated[Approve | Edit | Reject | Cancel, Field(discriminator="type")]
+"""A resume value for `plan_review` (the review node parses it with these models)."""
 
 
 class EditedAction(TypedDict):
