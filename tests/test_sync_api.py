@@ -46,8 +46,9 @@ STEPS = [
     step("s3", tool=None, depends_on=["s2"], description="Say the result in a sentence"),
 ]
 APPROVE = Command(resume={"type": "approve"})
-VOLATILE = {"at", "started_at", "duration_s", "active_s"}
-"""Fields that differ between two otherwise identical runs: clock readings."""
+VOLATILE = {"at", "started_at", "duration_s", "active_s", "seal"}
+"""Fields that differ between two otherwise identical runs: clock readings, and the
+seals of approvals (each database keeps its own key)."""
 
 
 def models(steps: list[dict[str, Any]] = STEPS) -> dict[str, ScriptedChatModel]:

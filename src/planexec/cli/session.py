@@ -263,11 +263,14 @@ async def open_saver(
                     _read_only_sqlite(location, key)
                 )
             else:
+                if isinstance(location, Path):
+                    # Before opening: opening switches the file to WAL mode, a write.
+                    await asyncio.to_thread(_probe, location)
                 saver = await stack.enter_async_context(
                     open_checkpointer(location, encryption_key=key)
                 )
                 if isinstance(location, Path):
-                    await _check_sqlite(saver, location)
+                    await saver.setup()
         except psycopg.OperationalError as exc:
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             raise UserError(f"cannot open the checkpoint database {where}: {lines[-1]}") from exc
@@ -292,12 +295,6 @@ def sqlite_problem(exc: sqlite3.DatabaseError, where: str, *, writing: bool) -> 
             "and demo need to write it (threads, show and audit only read)"
         )
     return UserError(f"cannot use the checkpoint database {where}: {message}")
-
-
-async def _check_sqlite(saver: AsyncCheckpointer, path: Path) -> None:
-    """Refuse a file that is not a whole checkpoint database, before anything is written."""
-    await asyncio.to_thread(_probe, path)
-    await saver.setup()
 
 
 def _probe(path: Path) -> str:
