@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import pytest
 from langchain.agents.middleware import human_in_the_loop as hitl
 from langchain_core.tools import InjectedToolCallId, tool
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 from pydantic import TypeAdapter
 
 from helpers import Harness, interrupt_of, step
@@ -154,9 +154,10 @@ def test_the_nodes_events_cli_and_evals_use_this_vocabulary() -> None:
     """One home: what each of them accepts or names is the module's, not a copy."""
     from planexec.cli.commands import PAUSES
     from planexec.cli.review import UNCERTAIN_KINDS, ScriptedKind
+    from planexec.cli.threads import LABELS, thread_status
     from planexec.evals.reviewer import ReviewDecision as ScriptedReview
     from planexec.events import ReviewDecidedFields
-    from planexec.interrupts import InterruptType
+    from planexec.interrupts import PAUSED_STATUS, InterruptType
     from planexec.nodes import approval, review
     from planexec.state import ReviewRecord, StepApproval
 
@@ -165,6 +166,11 @@ def test_the_nodes_events_cli_and_evals_use_this_vocabulary() -> None:
     assert UNCERTAIN_KINDS == UNCERTAIN_DECISIONS
     # The command line can say how to answer every kind of pause.
     assert set(typing.get_args(InterruptType)) <= set(PAUSES)
+    # A thread paused at each kind is listed with that kind's status, under a label.
+    assert set(PAUSED_STATUS) == set(typing.get_args(InterruptType))
+    for kind, status in PAUSED_STATUS.items():
+        assert thread_status({}, [Interrupt(value={"type": kind})], ("review",)) == status
+        assert status in LABELS
     kinds = {kind for part in typing.get_args(ScriptedKind) for kind in typing.get_args(part)}
     assert kinds == set(REVIEW_DECISIONS) | set(UNCERTAIN_DECISIONS)
     hints = typing.get_type_hints

@@ -9,13 +9,15 @@ A run pauses with one of three interrupts; each is answered with `Command(resume
 - `uncertain_step`, when a tool that must not run twice may have run: answered with an
   `UncertainDecision` (rerun, done, skip).
 
+While it waits, a thread's status is `PAUSED_STATUS[type]`.
+
 `step_approval` has the shape of LangChain's human-in-the-loop middleware (`HITLRequest`:
 `action_requests`, `review_configs`; answered as an `HITLResponse`), so front ends made
 for it answer planexec's too; `tests/test_interrupts.py` holds the two shapes together.
 
 The nodes, events, command line and evals take their names from here. Adding a kind
-of decision is one model here, one branch in the node that takes it, and one key in the
-command line.
+of decision is one model here (with its paused status), one branch in the node that takes
+it, and one key in the command line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ REVIEW_DECISIONS: tuple[ReviewDecisionType, ...] = get_args(ReviewDecisionType)
 ApprovalDecisionType = Literal["approve", "edit", "reject"]
 """A person's decisions on a step waiting for approval (LangChain's, without "respond")."""
 APPROVAL_DECISIONS: tuple[ApprovalDecisionType, ...] = get_args(ApprovalDecisionType)
+
+PausedStatus = Literal["paused_for_review", "awaiting_approval", "uncertain_step"]
+"""A thread's status while it waits on one of these interrupts (`planexec threads`)."""
+
+PAUSED_STATUS: dict[InterruptType, PausedStatus] = {
+    "plan_review": "paused_for_review",
+    "step_approval": "awaiting_approval",
+    "uncertain_step": "uncertain_step",
+}
+"""The status a thread paused at each kind of interrupt is listed with."""
 
 UncertainDecisionType = Literal["rerun", "done", "skip"]
 """A person's decisions on a step whose tool may or may not have run."""
