@@ -9,6 +9,7 @@ from planexec.context import Context
 from planexec.errors import InvalidGoalError, ModelConfigError, PlanexecError, TransientError
 from planexec.graph import build_graph, recursion_limit, run_config
 from planexec.plan import Plan, PlanError, Replan, Step, validate_plan
+from planexec.prompts.custom import PromptError, Prompts
 from planexec.scripted import ScriptedChatModel
 from planexec.state import InputState, OutputState, State, StepResult
 
@@ -21,6 +22,8 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanexecError",
+    "PromptError",
+    "Prompts",
     "Replan",
     "ScriptedChatModel",
     "State",
