@@ -425,7 +425,7 @@ def test_home_follows_planexec_home_then_xdg() -> None:
     ("argv", "message"),
     [
         (["run", " "], "the goal is empty"),
-        (["run", "g", "--planner-model", "gpt-4.1"], "is not of the form 'openai:<model name>'"),
+        (["run", "g", "--planner-model", "gpt-4.1"], "not of the form '<provider>:<model name>'"),
         (["run", "g", "--planner-model", "acme:big"], "unknown model provider 'acme'"),
         (["run", "g"], "no credentials for model 'openai:gpt-4.1': set OPENAI_API_KEY"),
         (["run", "g", "--max-replans", "-1"], "invalid setting max_replans"),

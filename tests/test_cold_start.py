@@ -7,11 +7,13 @@ times these imports save are measured in `bench/cold.py`, never here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,28 @@ def test_a_tab_on_a_bad_file_offers_nothing_and_prints_no_traceback(
         timeout=60,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_the_openai_models_of_one_event_loop_share_one_http_client() -> None:
+    """A new graph in a running loop makes no new HTTP client (each costs a TLS context)."""
+    from langchain_openai import ChatOpenAI
+
+    from planexec.models import for_running_loop
+
+    def http_of(model: Any) -> Any:
+        return model.root_async_client._client
+
+    async def copies() -> tuple[Any, Any, Any]:
+        planner = ChatOpenAI(model="gpt-4.1", api_key="k", base_url="http://127.0.0.1:9/v1")
+        executor = ChatOpenAI(model="gpt-4.1-mini", api_key="k", base_url="http://127.0.0.1:9/v1")
+        mine, yours = for_running_loop(planner), for_running_loop(executor)
+        assert mine is not planner
+        assert yours is not executor
+        assert http_of(mine) is http_of(yours)
+        assert http_of(mine) is not http_of(planner)
+        return http_of(mine), mine, yours
+
+    first, *_ = asyncio.run(copies())
+    second, *_ = asyncio.run(copies())
+    assert first is not second  # each loop has its own, closed with its loop
+    assert first.is_closed

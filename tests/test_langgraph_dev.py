@@ -234,6 +234,11 @@ async def test_studio_shows_the_graph_and_every_context_field_with_its_descripti
         assert shown[name]["description"] == info.description, name
     assert shown["review"]["default"] == "always"
     assert shown["review"]["enum"] == ["always", "never"]
+    # The prompts a team tunes per assistant: text fields, planexec's own when empty.
+    for prompt in ("planner_prompt", "executor_prompt", "executor_tool_prompt", "replanner_prompt"):
+        assert {"type": "string"} in shown[prompt]["anyOf"]
+        assert shown[prompt]["default"] is None
+    assert "$max_steps" in shown["planner_prompt"]["description"]
 
     goal = schemas["input_schema"]["properties"]["goal"]
     assert goal["type"] == "string"

@@ -627,7 +627,7 @@ async def test_openai_embeddings_through_a_local_server_find_plans_by_meaning() 
     [
         ("text-embedding-3-small", {}, "not of the form"),
         ("openai:text-embedding-3-small", {}, "needs OPENAI_API_KEY"),
-        ("cohere:embed-english-v3.0", {}, "pip install langchain"),
+        ("cohere:embed-english-v3.0", {}, "pip install langchain-cohere"),
     ],
 )
 def test_an_embeddings_model_that_cannot_be_made_is_a_clear_error(

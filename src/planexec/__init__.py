@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from planexec.errors import InvalidGoalError, ModelConfigError, PlanexecError, TransientError
     from planexec.graph import build_graph, recursion_limit, run_config
     from planexec.plan import Plan, PlanError, Replan, Step, validate_plan
+    from planexec.prompts.custom import PromptError, Prompts
     from planexec.scripted import ScriptedChatModel
     from planexec.state import InputState, OutputState, State, StepResult
 
@@ -27,6 +28,8 @@ _HOMES = {
     "Plan": "planexec.plan",
     "PlanError": "planexec.plan",
     "PlanexecError": "planexec.errors",
+    "PromptError": "planexec.prompts.custom",
+    "Prompts": "planexec.prompts.custom",
     "Replan": "planexec.plan",
     "ScriptedChatModel": "planexec.scripted",
     "State": "planexec.state",
@@ -64,6 +67,8 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanexecError",
+    "PromptError",
+    "Prompts",
     "Replan",
     "ScriptedChatModel",
     "State",

@@ -8,15 +8,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.dataclasses import dataclass
+
+from planexec.prompts.custom import PromptName, check_prompt
 
 ReviewMode = Literal["always", "never"]
 ReplanPolicy = Literal["on_failure", "after_each_step", "never"]
 ReuseMode = Literal["off", "suggest", "replay"]
+StructuredMethod = Literal["strict_tool", "tool", "json_schema"]
+"""How a model is asked for structured output (`planexec.models.structured_method`):
+
+- "strict_tool": a forced tool call whose schema the provider enforces (`strict`), the
+  schema in its strict form (`planexec.wire`);
+- "tool": a forced tool call with the schema as it is (free-form `args` objects);
+- "json_schema": the reply's content constrained to the schema in its strict form.
+"""
 
 LIBRARY_NAMESPACE: tuple[str, ...] = ("planexec", "plans")
 """The store namespace of the plan library (`planexec.library`) unless a run says otherwise."""
+
+_PROMPT_OF: dict[str, PromptName] = {
+    "planner_prompt": "planner",
+    "executor_prompt": "executor",
+    "executor_tool_prompt": "executor_tool",
+    "replanner_prompt": "replanner",
+}
 
 _Label = Annotated[str, Field(pattern=r"^[^.]+$")]
 
@@ -50,10 +74,12 @@ class Context:
     """
 
     planner_model: str = Field(default="openai:gpt-4.1")
-    """Model that writes the plan, as "openai:<model name>"."""
+    """Model that writes the plan, as "<provider>:<model name>": any provider LangChain's
+    init_chat_model knows once its package is installed ("anthropic:claude-sonnet-4-5",
+    "ollama:qwen2.5:7b", "google_genai:gemini-2.5-flash"...)."""
 
     executor_model: str = Field(default="openai:gpt-4.1-mini")
-    """Model that carries out steps that need reasoning, as "openai:<model name>"."""
+    """Model that carries out steps that need reasoning, as "<provider>:<model name>"."""
 
     replanner_model: str | None = Field(default=None)
     """Model that revises the plan and writes the final answer; the planner's when unset."""
@@ -184,6 +210,30 @@ class Context:
     Retry-After), server errors, timeouts and lost connections. One model call sends at
     most `1 + model_max_retries` requests; a call that still fails is not retried again."""
 
+    structured_output: Literal["auto", "strict_tool", "tool", "json_schema"] = Field(default="auto")
+    """How the planner and replanner models are asked for their plans: "auto" suits the
+    provider (a strict tool call for OpenAI and Anthropic, a JSON schema for Ollama and
+    Gemini, a forced tool call otherwise); "strict_tool", "tool" (a forced tool call
+    with no strict schema, for servers or older models that refuse strict ones) or
+    "json_schema" (the reply's text constrained to the schema) choose one."""
+
+    planner_prompt: str | None = Field(default=None)
+    """The planner's system prompt for this run, instead of planexec's (or build_graph's
+    `prompts=`): instructions only, where "$max_steps" and "$direct_answers" may stand.
+    The goal, the tools and the saved plans still come in the user message's sections."""
+
+    executor_prompt: str | None = Field(default=None)
+    """The executor's system prompt for steps it answers in text, for this run. The note
+    that step results are data is added at its end unless it places "$data_notice"."""
+
+    executor_tool_prompt: str | None = Field(default=None)
+    """The executor's system prompt for steps whose tool arguments it writes, for this
+    run; "$tool" stands for the step's tool. The data note is added as for executor_prompt."""
+
+    replanner_prompt: str | None = Field(default=None)
+    """The replanner's system prompt for this run; "$options" (the "continue" action, when
+    offered) and "$replans_left" may stand. The data note is added as for executor_prompt."""
+
     workspace: str = Field(default=".")
     """Directory that the built-in file tools may read and write; nothing outside it."""
 
@@ -192,6 +242,15 @@ class Context:
     def _unreserved(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value and value[0] == "langgraph":
             raise ValueError('may not start with "langgraph" (LangGraph reserves it)')
+        return value
+
+    @field_validator(
+        "planner_prompt", "executor_prompt", "executor_tool_prompt", "replanner_prompt"
+    )
+    @classmethod
+    def _usable_prompt(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_prompt(_PROMPT_OF[str(info.field_name)], value)
         return value
 
     @property

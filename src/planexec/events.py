@@ -25,11 +25,15 @@ removes or reshapes a field raises the version.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from langgraph.types import StreamWriter
 from pydantic import TypeAdapter
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, Unpack
+
+from planexec.interrupts import ReviewDecisionType
+from planexec.plan import PlanDiff
+from planexec.state import PlanSource, Status, StepStatus
 
 if TYPE_CHECKING:
     from planexec.state import PlanRevision
@@ -44,64 +48,96 @@ class _Event(TypedDict):
     event: str
 
 
-class PlanReady(_Event):
-    """The planner, an edit or a replayed saved plan made a revision (the replanner's: `replan`)."""
+# Each event's fields are their own TypedDict, so that `emit(writer, "<event>", **fields)`
+# is checked by mypy against them (the overloads below); the event adds the header.
+
+
+class PlanReadyFields(TypedDict):
+    """The fields of `plan_ready`."""
 
     revision: int
-    source: Literal["planner", "replanner", "human", "library"]
+    source: PlanSource
     steps: int
     reason: str | None
 
 
-class ReviewRequested(_Event):
+class PlanReady(_Event, PlanReadyFields):
+    """The planner, an edit or a replayed saved plan made a revision (the replanner's: `replan`)."""
+
+
+class ReviewRequestedFields(TypedDict):
+    """The fields of `review_requested`."""
+
+    revision: int
+
+
+class ReviewRequested(_Event, ReviewRequestedFields):
     """The run is about to pause for a person to review plan `revision`."""
 
-    revision: int
 
-
-class ReviewDecided(_Event):
-    """A person decided on plan `revision`."""
+class ReviewDecidedFields(TypedDict):
+    """The fields of `review_decided`."""
 
     revision: int
-    decision: Literal["approve", "edit", "reject", "cancel"]
+    decision: ReviewDecisionType
     message: str | None
 
 
-class ApprovalRequested(_Event):
-    """These steps wait for a person's approval before they call their tools."""
+class ReviewDecided(_Event, ReviewDecidedFields):
+    """A person decided on plan `revision`."""
+
+
+class ApprovalRequestedFields(TypedDict):
+    """The fields of `approval_requested`."""
 
     steps: list[str]
 
 
-class StepStarted(_Event):
-    """A step began its first attempt."""
+class ApprovalRequested(_Event, ApprovalRequestedFields):
+    """These steps wait for a person's approval before they call their tools."""
+
+
+class StepStartedFields(TypedDict):
+    """The fields of `step_started`."""
 
     step: str
     tool: str | None
     revision: int
 
 
-class StepFinished(_Event):
-    """A step is done, failed or skipped."""
+class StepStarted(_Event, StepStartedFields):
+    """A step began its first attempt."""
+
+
+class StepFinishedFields(TypedDict):
+    """The fields of `step_finished`."""
 
     step: str
-    status: Literal["done", "failed", "skipped"]
+    status: StepStatus
     duration_s: float | None
     attempts: int | None
     error: str | None
     tokens: int
 
 
-class Replanned(_Event):
-    """The replanner revised the plan."""
+class StepFinished(_Event, StepFinishedFields):
+    """A step is done, failed or skipped."""
+
+
+class ReplannedFields(TypedDict):
+    """The fields of `replan`."""
 
     revision: int
     reason: str | None
-    diff: dict[str, list[str]]
+    diff: PlanDiff
 
 
-class BudgetWarning(_Event):
-    """A budget passed `WARNING_FRACTION` of its limit."""
+class Replanned(_Event, ReplannedFields):
+    """The replanner revised the plan."""
+
+
+class BudgetWarningFields(TypedDict):
+    """The fields of `budget_warning`."""
 
     budget: str
     used: float
@@ -109,15 +145,36 @@ class BudgetWarning(_Event):
     fraction: float
 
 
-class RunFinished(_Event):
-    """The run ended."""
+class BudgetWarning(_Event, BudgetWarningFields):
+    """A budget passed `WARNING_FRACTION` of its limit."""
 
-    status: Literal["completed", "failed", "cancelled", "budget_exhausted"]
+
+class RunFinishedFields(TypedDict):
+    """The fields of `run_finished`."""
+
+    status: Status
     reason: str | None
     answer: str | None
 
 
-_TYPES: dict[str, type] = {
+class RunFinished(_Event, RunFinishedFields):
+    """The run ended."""
+
+
+EventName = Literal[
+    "plan_ready",
+    "review_requested",
+    "review_decided",
+    "approval_requested",
+    "step_started",
+    "step_finished",
+    "replan",
+    "budget_warning",
+    "run_finished",
+]
+"""The name of each planexec progress event."""
+
+_TYPES: dict[EventName, type] = {
     "plan_ready": PlanReady,
     "review_requested": ReviewRequested,
     "review_decided": ReviewDecided,
@@ -135,8 +192,75 @@ EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
 """JSON Schema of each event, by event name."""
 
 
-def emit(writer: StreamWriter | None, event: str, **fields: Any) -> None:
-    """Write one progress event to the graph's custom stream, if anyone listens."""
+@overload
+def emit(
+    writer: StreamWriter | None, event: Literal["plan_ready"], **fields: Unpack[PlanReadyFields]
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None,
+    event: Literal["review_requested"],
+    **fields: Unpack[ReviewRequestedFields],
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None,
+    event: Literal["review_decided"],
+    **fields: Unpack[ReviewDecidedFields],
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None,
+    event: Literal["approval_requested"],
+    **fields: Unpack[ApprovalRequestedFields],
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None, event: Literal["step_started"], **fields: Unpack[StepStartedFields]
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None,
+    event: Literal["step_finished"],
+    **fields: Unpack[StepFinishedFields],
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None, event: Literal["replan"], **fields: Unpack[ReplannedFields]
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None,
+    event: Literal["budget_warning"],
+    **fields: Unpack[BudgetWarningFields],
+) -> None: ...
+
+
+@overload
+def emit(
+    writer: StreamWriter | None, event: Literal["run_finished"], **fields: Unpack[RunFinishedFields]
+) -> None: ...
+
+
+def emit(writer: StreamWriter | None, event: EventName, **fields: Any) -> None:
+    """Write one progress event to the graph's custom stream, if anyone listens.
+
+    Each event's fields are typed (`<Event>Fields`): mypy checks every call.
+    """
     if event not in _TYPES:
         raise ValueError(f"unknown planexec event {event!r}")
     if writer is not None:

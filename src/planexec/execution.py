@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables.config import merge_configs
-from langchain_core.tools import BaseTool, InjectedToolCallId
+from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 from langgraph.prebuilt import ToolRuntime
 from langgraph.runtime import Runtime
@@ -49,11 +48,11 @@ from planexec.errors import (
     StepTimeoutError,
     TransientError,
 )
+from planexec.injection import injected_params, state_view
 from planexec.lease import check_lease
 from planexec.plan import StepDict, as_text, check_args, resolve_args
-from planexec.prompts import executor as prompts
-from planexec.prompts import render
-from planexec.prompts.sections import dependency_results
+from planexec.prompts import fill
+from planexec.prompts.sections import DATA_NOTICE, dependency_results
 from planexec.resources import Resources
 from planexec.state import (
     State,
@@ -420,13 +419,15 @@ async def _ask(
 
 
 def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[BaseMessage]:
-    system = (
-        render(prompts.SYSTEM_REASON)
-        if step["tool"] is None or step["args"] is not None
-        else render(prompts.SYSTEM_TOOL, tool=step["tool"])
+    prompts = env.resources.prompts
+    writes_args = step["tool"] is not None and step["args"] is None
+    system = fill(
+        prompts.template("executor_tool" if writes_args else "executor", env.context),
+        tool=step["tool"],
+        data_notice=DATA_NOTICE,
     )
-    user = render(
-        prompts.USER,
+    user = fill(
+        prompts.template("executor_user", env.context),
         goal=env.goal,
         step_id=step["id"],
         description=step["description"],
@@ -436,21 +437,27 @@ def _messages(step: StepDict, outputs: dict[str, Any], env: StepEnv) -> list[Bas
 
 
 async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: StepDict) -> Any:
-    """Call `tool` with `args`, injecting a `ToolRuntime` or tool call id where it asks.
+    """Call `tool` with `args`, filling the parameters it asks planexec to inject.
 
-    A tool with no coroutine runs in a daemon thread (`planexec.threads`). The tool call
-    id is the step's idempotency key, stable across retries and resumes.
-    A tool that takes the id is called with a full tool call (LangChain refuses anything
-    else), so its output is the resulting `ToolMessage`'s content.
+    `planexec.injection` says which: the run's state (`InjectedState`), the graph's
+    store (`InjectedStore`), a `ToolRuntime`, or the tool call id, which is the step's
+    idempotency key, stable across retries and resumes. A tool that takes the id is
+    called with a full tool call (LangChain refuses anything else), so its output is
+    the resulting `ToolMessage`'s content.
+    A tool with no coroutine runs in a daemon thread (`planexec.threads`).
     """
     key = idempotency_key(env.thread_id, env.revision, step["id"])
     traced = tool_call_config(tool.name, step=step["id"], revision=env.revision)
     call_args = dict(args)
     wants_id = False
-    for name, kind in _injected_params(tool).items():
-        if kind == "tool_call_id":
+    for name, injection in injected_params(tool).items():
+        if injection.kind == "tool_call_id":
             wants_id = True
-        else:
+        elif injection.kind == "state":
+            call_args[name] = state_view(env.state, injection.field)
+        elif injection.kind == "store":
+            call_args[name] = env.runtime.store
+        elif injection.kind == "runtime":
             call_args[name] = ToolRuntime(
                 state=env.state,
                 context=env.context,
@@ -470,26 +477,6 @@ async def invoke_tool(tool: BaseTool, args: dict[str, Any], env: StepEnv, step: 
         # Not the loop's default executor: its threads keep the process from exiting.
         return await call_in_thread(key, lambda: tool.invoke(payload, traced))
     return await tool.ainvoke(payload, traced)
-
-
-def _injected_params(tool: BaseTool) -> dict[str, str]:
-    func = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
-    if func is None:
-        return {}
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except (NameError, TypeError):
-        return {}
-    injected: dict[str, str] = {}
-    for name, hint in hints.items():
-        if hint is ToolRuntime or typing.get_origin(hint) is ToolRuntime:
-            injected[name] = "runtime"
-        elif typing.get_origin(hint) is typing.Annotated and any(
-            meta is InjectedToolCallId or isinstance(meta, InjectedToolCallId)
-            for meta in typing.get_args(hint)[1:]
-        ):
-            injected[name] = "tool_call_id"
-    return injected
 
 
 def jsonable(value: Any) -> Any:

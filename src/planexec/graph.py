@@ -15,7 +15,7 @@ plan revision is already approved.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
@@ -32,6 +32,7 @@ from langgraph.types import Checkpointer, Command, StateSnapshot, StateUpdate
 from planexec import runtime
 from planexec.context import Context
 from planexec.events import emit
+from planexec.injection import check_injections
 from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
 from planexec.lease import fence_writes
 from planexec.library import check_namespace
@@ -42,6 +43,7 @@ from planexec.nodes.executor import executor
 from planexec.nodes.planner import planner
 from planexec.nodes.replanner import replanner
 from planexec.nodes.review import review
+from planexec.prompts.custom import Prompts
 from planexec.resources import Resources
 from planexec.state import InputState, OutputState, State
 from planexec.tools import check_tools, default_tools
@@ -192,6 +194,7 @@ def build_graph(
     replanner: BaseChatModel | None = None,
     model_factory: ModelFactory | None = None,
     library_namespace: Sequence[str] | None = None,
+    prompts: Prompts | Mapping[str, str | None] | None = None,
     approval_key: str | bytes | None = None,
 ) -> PlanexecGraph:
     """Compile the planner-executor graph.
@@ -202,7 +205,10 @@ def build_graph(
             are sub-agents: compiled graphs registered with `planexec.subagents.subagent`.
             Names must be unique and fit what model APIs accept (1 to 64 ASCII letters,
             digits, `_` or `-`), and a JSON-schema tool's schema must be valid JSON Schema;
-            otherwise `ValueError`.
+            otherwise `ValueError`. Parameters that LangGraph's `ToolNode` injects are
+            filled (`planexec.injection`); a tool with one planexec cannot fill (any other
+            `InjectedToolArg`, or `InjectedStore` without a `store`) is a `ValueError`
+            naming the tool and the parameter.
         checkpointer: Any LangGraph saver. Review needs one: without it the run cannot
             be resumed after the plan-review interrupt. With one, runs default to
             `durability="sync"` (each checkpoint saved before the next superstep), and
@@ -219,6 +225,12 @@ def build_graph(
             the default makes `ChatOpenAI` clients.
         library_namespace: The store namespace of the plan library; overrides
             `Context.library_namespace`.
+        prompts: Prompts that replace planexec's own (`planexec.Prompts`, or a dict
+            with its keys): the planner's, executor's and replanner's system prompts
+            and their user messages' templates. Each is checked here, and one that
+            uses an unknown placeholder or drops a data section is a `PromptError`
+            (`planexec.prompts.custom` says what each may hold). A run's `Context`
+            prompt fields win over these.
         approval_key: A secret that seals review decisions and step approvals, so that
             records not made by this graph's nodes (through `update_state`, say) are
             refused. None: a key kept in the checkpoint database (SQLite, PostgreSQL),
@@ -236,6 +248,7 @@ def build_graph(
     """
     chosen = list(tools) if tools is not None else default_tools()
     check_tools(chosen)
+    check_injections(chosen, has_store=store is not None)
     resources = Resources(
         tools={t.name: t for t in chosen},
         models=Models(
@@ -247,6 +260,7 @@ def build_graph(
         library_namespace=(
             check_namespace(library_namespace) if library_namespace is not None else None
         ),
+        prompts=Prompts.of(prompts),
         approval_key=approval_key,
     )
     builder = StateGraph(

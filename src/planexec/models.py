@@ -1,16 +1,30 @@
 """Chat models: the one place that turns a model string into a chat model.
 
-Model strings look like `"openai:<model name>"`. The `openai` provider is
-`langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url` arguments win, and
-otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as it always does,
-so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM Studio...).
+A model string is `"<provider>:<model name>"`, for any provider that LangChain's
+`init_chat_model` knows once its package is installed (`anthropic:claude-sonnet-4-5`,
+`ollama:qwen2.5:7b`, `google_genai:gemini-2.5-flash`, `bedrock_converse:...`). A
+provider whose package is missing is a one-line `ModelConfigError` naming the package,
+raised when the model is made, before any model is called.
+
+The `openai` provider is `langchain_openai.ChatOpenAI`; explicit `api_key` / `base_url`
+arguments win, and otherwise the client reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` as
+it always does, so any OpenAI-compatible server works (vLLM, Ollama, llama.cpp, LM
+Studio...). Other providers read their own environment (`ANTHROPIC_API_KEY`,
+`GOOGLE_API_KEY`, the AWS credential chain...).
+
+Structured output (the planner's `Plan`, the replanner's `Replan`) is asked for in the
+way that suits the provider (`structured_method`): a strict tool call where the
+provider has one (OpenAI, Anthropic), a JSON schema for the reply where forcing a tool
+is not possible or not the provider's way (Ollama, Gemini), and a plain forced tool
+call otherwise. `planexec.wire` gives the schemas their strict form.
 
 An async HTTP client's pooled connections belong to the event loop that opened them,
-and `ChatOpenAI` shares one client per process by default: a second `asyncio.run()`
-would reuse connections of a closed loop ("Event loop is closed"). So each event loop
-calls a `ChatOpenAI` (made here or passed in, unless it was given its own
-`http_async_client`) through a copy with a client of that loop's own, closed when
-the loop shuts its async generators down, as `asyncio.run()` does on the way out.
+and `ChatOpenAI` shares one client per process by default (so does `ChatAnthropic`;
+`ChatOllama` keeps one per instance): a second `asyncio.run()` would reuse connections
+of a closed loop ("Event loop is closed"). So each event loop calls such a model (made
+here or passed in; a `ChatOpenAI` given its own `http_async_client` is left alone)
+through a copy with a client of that loop's own, closed when the loop shuts its async
+generators down, as `asyncio.run()` does on the way out.
 """
 
 from __future__ import annotations
@@ -19,7 +33,9 @@ import asyncio
 import contextlib
 import copy
 import functools
+import importlib.util
 import json
+import math
 import os
 import sys
 import threading
@@ -34,11 +50,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
-from planexec.context import Context
+from planexec.context import Context, StructuredMethod
 from planexec.errors import ModelConfigError
 from planexec.plan import MAX_ARGS_DEPTH, nesting_problem
 from planexec.prices import charged
 from planexec.state import Role, Usage
+from planexec.wire import parse_reply, strict_schema
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -46,12 +63,91 @@ ModelFactory = Callable[[str, Context], BaseChatModel]
 """Makes the chat model for a model string under a run's context."""
 
 
+@dataclass(frozen=True)
+class Provider:
+    """What planexec knows about one `init_chat_model` provider."""
+
+    package: str
+    """The pip package of its LangChain integration."""
+    method: StructuredMethod
+    """How it is asked for structured output unless `Context.structured_output` says."""
+    extra: str | None = None
+    """The planexec extra that installs the package (`pip install 'planexec[extra]'`)."""
+    module: str = ""
+    """The integration's import name; the package's, with `_` for `-`, when empty."""
+    whole_seconds: bool = False
+    """Whether its timeout setting takes whole seconds only (rounded up)."""
+
+    @property
+    def import_name(self) -> str:
+        """The module to import to use this provider."""
+        return self.module or self.package.replace("-", "_")
+
+    @property
+    def install_hint(self) -> str:
+        """What to run to install the provider's package."""
+        if self.extra:
+            return f"pip install 'planexec[{self.extra}]' (or {self.package})"
+        return f"pip install {self.package}"
+
+
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("langchain-openai", "strict_tool"),
+    "azure_openai": Provider("langchain-openai", "strict_tool"),
+    "anthropic": Provider("langchain-anthropic", "strict_tool", "anthropic"),
+    # Ollama ignores a forced tool choice, but constrains replies to a JSON schema.
+    "ollama": Provider("langchain-ollama", "json_schema", "ollama"),
+    # Gemini's structured output is a response schema; its tools take an OpenAPI subset.
+    "google_genai": Provider("langchain-google-genai", "json_schema", "google"),
+    "google_vertexai": Provider("langchain-google-vertexai", "json_schema"),
+    # Bedrock's strict mode depends on the model behind it; a forced tool call works on all.
+    "bedrock_converse": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
+    "bedrock": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
+    "anthropic_bedrock": Provider("langchain-aws", "tool", "bedrock", whole_seconds=True),
+    "mistralai": Provider("langchain-mistralai", "tool"),
+    "groq": Provider("langchain-groq", "tool"),
+    "fireworks": Provider("langchain-fireworks", "tool"),
+    "deepseek": Provider("langchain-deepseek", "tool"),
+    "xai": Provider("langchain-xai", "tool"),
+    "together": Provider("langchain-together", "tool"),
+    "huggingface": Provider("langchain-huggingface", "tool"),
+}
+"""Providers planexec knows by name. Any other that `init_chat_model` accepts works too,
+asked for structured output by a plain forced tool call."""
+
+_PACKAGE_PROVIDERS: dict[str, str] = {
+    "langchain_openai": "openai",
+    "langchain_anthropic": "anthropic",
+    "langchain_ollama": "ollama",
+    "langchain_google_genai": "google_genai",
+    "langchain_google_vertexai": "google_vertexai",
+    "langchain_aws": "bedrock_converse",
+}
+"""A model instance's provider, by the top-level package its class comes from."""
+
+
 def split_model_spec(spec: str) -> tuple[str, str]:
-    """`"openai:gpt-4.1"` -> `("openai", "gpt-4.1")`."""
+    """`"openai:gpt-4.1"` -> `("openai", "gpt-4.1")`; the name may hold colons itself."""
     provider, sep, name = spec.partition(":")
     if not sep or not provider or not name:
-        raise ModelConfigError(f"model '{spec}' is not of the form 'openai:<model name>'")
+        raise ModelConfigError(
+            f"model '{spec}' is not of the form '<provider>:<model name>' "
+            "(such as 'openai:gpt-4.1', 'anthropic:claude-sonnet-4-5' or 'ollama:qwen2.5:7b')"
+        )
     return provider, name
+
+
+def structured_method(model: BaseChatModel, context: Context | None = None) -> StructuredMethod:
+    """How `model` is asked for structured output.
+
+    `Context.structured_output` when it says, else the way of the model's provider
+    (`PROVIDERS`, known by the package its class comes from), else a forced tool call.
+    """
+    if context is not None and context.structured_output != "auto":
+        return context.structured_output
+    provider = _PACKAGE_PROVIDERS.get(type(model).__module__.split(".")[0])
+    known = PROVIDERS.get(provider or "")
+    return known.method if known is not None else "tool"
 
 
 def chat_model(
@@ -64,16 +160,28 @@ def chat_model(
 ) -> BaseChatModel:
     """A chat model for `spec` with a request timeout and temperature 0.
 
+    `api_key` and `base_url` are the `openai` provider's; other providers read their
+    own settings from the environment, as their LangChain integrations do.
+
     Raises:
-        ModelConfigError: the provider is unknown, or neither an API key nor a base URL
-            is known (a real model needs one; a local server needs only its URL).
+        ModelConfigError: the string is malformed, the provider is unknown or its
+            package is not installed, or (for `openai`) neither an API key nor a base
+            URL is known (a real model needs one; a local server needs only its URL).
     """
     provider, name = split_model_spec(spec)
-    if provider != "openai":
-        raise ModelConfigError(
-            f"unknown model provider '{provider}' in '{spec}': use 'openai:<model name>' "
-            "(OPENAI_BASE_URL points it at any OpenAI-compatible server)"
-        )
+    if provider == "openai":
+        return _openai_model(spec, name, timeout, max_retries, api_key, base_url)
+    return _provider_model(spec, provider, timeout, max_retries)
+
+
+def _openai_model(
+    spec: str,
+    name: str,
+    timeout: float,
+    max_retries: int,
+    api_key: str | None,
+    base_url: str | None,
+) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -97,6 +205,50 @@ def chat_model(
     if url:
         options["base_url"] = url
     return ChatOpenAI(**options)
+
+
+def _provider_model(spec: str, provider: str, timeout: float, max_retries: int) -> BaseChatModel:
+    """Any other provider's model, through LangChain's `init_chat_model`."""
+    known = PROVIDERS.get(provider)
+    if known is not None and importlib.util.find_spec(known.import_name) is None:
+        raise ModelConfigError(
+            f"model '{spec}' needs the {known.package} package: {known.install_hint}"
+        )
+    options: dict[str, Any] = {"temperature": 0}
+    if provider == "ollama":
+        # ChatOllama has no timeout of its own (it would ignore one); its HTTP client does.
+        options["client_kwargs"] = {"timeout": timeout}
+    else:
+        seconds = math.ceil(timeout) if known is not None and known.whole_seconds else timeout
+        options.update(timeout=seconds, max_retries=max_retries)
+    # Imported here: `langchain` takes a while to import, and `openai:` never needs it.
+    from langchain.chat_models import init_chat_model
+
+    try:
+        made: BaseChatModel = init_chat_model(spec, **options)
+    except ImportError as exc:
+        raise ModelConfigError(f"model '{spec}': {_first_line(exc)}") from exc
+    except ValueError as exc:
+        # pydantic's ValidationError is a ValueError: a missing key, region or setting.
+        if known is None and "provider" in str(exc):
+            raise ModelConfigError(
+                f"unknown model provider '{provider}' in '{spec}': use one that LangChain's "
+                "init_chat_model knows, such as openai, anthropic, ollama, google_genai or "
+                "bedrock_converse"
+            ) from exc
+        raise ModelConfigError(f"model '{spec}' cannot be made: {_reason(exc)}") from exc
+    return made
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _reason(exc: ValueError) -> str:
+    """The one line that says why: pydantic's first error message, or the error's text."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ").splitlines()[0]
+    return _first_line(exc)
 
 
 def default_model_factory(spec: str, context: Context) -> BaseChatModel:
@@ -159,6 +311,9 @@ class _LoopCopies:
     )
     """By the original's id: a weak reference to it (ids are reused) and its copy."""
     clients: list[Any] = field(default_factory=list)
+    openai_http: Any = None
+    """The HTTP client every OpenAI copy of this loop shares: making one costs a TLS
+    context (about 20 ms), so a new graph in a running loop makes none."""
     closer: asyncio.Future[Any] | None = None
 
 
@@ -171,8 +326,9 @@ _LOOP_COPIES_LOCK = threading.Lock()
 def for_running_loop(model: BaseChatModel) -> BaseChatModel:
     """`model`, or its copy for the running event loop when its async client is shared.
 
-    Only a `ChatOpenAI` whose async client is the process-wide default is copied; any
-    other model is returned as it is.
+    Copied: a `ChatOpenAI` whose async client is the process-wide default, and every
+    `ChatAnthropic` and `ChatOllama` (whose async clients belong to the first loop that
+    used them); any other model is returned as it is.
     """
     if not _shares_async_client(model):
         return model
@@ -188,28 +344,58 @@ def for_running_loop(model: BaseChatModel) -> BaseChatModel:
             copies.closer = asyncio.ensure_future(anext(_close_at_shutdown(copies.clients)))
         entry = copies.models.get(id(model))
         if entry is None or entry[0]() is not model:
-            entry = (weakref.ref(model), _with_own_client(model, copies.clients))
+            entry = (weakref.ref(model), _with_own_client(model, copies))
             copies.models[id(model)] = entry
         return entry[1]
 
 
 def _shares_async_client(model: BaseChatModel) -> bool:
+    return _loop_bound(model) is not None
+
+
+def _loop_bound(model: BaseChatModel) -> str | None:
+    """Which kind of async client `model` holds that a second event loop cannot reuse."""
     openai_models = sys.modules.get("langchain_openai.chat_models.base")
-    if openai_models is None:  # not imported, so `model` cannot be one
-        return False
-    return (
-        isinstance(model, openai_models.BaseChatOpenAI)
+    if (
+        openai_models is not None
+        and isinstance(model, openai_models.BaseChatOpenAI)
         and model.http_async_client is None
         and model.root_async_client is not None
-    )
+    ):
+        return "openai"
+    # ChatAnthropic takes its async HTTP client from a process-wide cache, and ChatOllama
+    # makes one per instance: both keep connections of the loop that opened them.
+    anthropic_models = sys.modules.get("langchain_anthropic.chat_models")
+    if anthropic_models is not None and isinstance(model, anthropic_models.ChatAnthropic):
+        return "anthropic"
+    ollama_models = sys.modules.get("langchain_ollama.chat_models")
+    if ollama_models is not None and isinstance(model, ollama_models.ChatOllama):
+        return "ollama"
+    return None
 
 
-def _with_own_client(model: BaseChatModel, clients: list[Any]) -> BaseChatModel:
+def _with_own_client(model: BaseChatModel, copies: _LoopCopies) -> BaseChatModel:
+    clients = copies.clients
+    kind = _loop_bound(model)
+    own = model.model_copy()
+    if kind == "anthropic":
+        import anthropic
+
+        # The copy's own client, with its own HTTP client (none is passed to it).
+        client = anthropic.AsyncAnthropic(**model._client_params)  # type: ignore[attr-defined]
+        own.__dict__["_async_client"] = client
+        clients.append(client)
+        return own
+    if kind == "ollama":
+        own._set_clients()  # type: ignore[attr-defined]
+        clients.append(own._async_client)  # type: ignore[attr-defined]
+        return own
     import openai
 
-    http = openai.DefaultAsyncHttpxClient()
-    clients.append(http)
-    own = model.model_copy()
+    if copies.openai_http is None:
+        copies.openai_http = openai.DefaultAsyncHttpxClient()
+        clients.append(copies.openai_http)
+    http = copies.openai_http
     root = model.root_async_client.copy(http_client=http)  # type: ignore[attr-defined]
     own.root_async_client = root  # type: ignore[attr-defined]
     own.async_client = root.chat.completions  # type: ignore[attr-defined]
@@ -221,8 +407,10 @@ async def _close_at_shutdown(clients: list[Any]) -> AsyncIterator[None]:
         yield
     finally:
         for client in clients:
+            # httpx clients close with `aclose`; Anthropic's and Ollama's with `close`.
+            close = getattr(client, "aclose", None) or client.close
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await close()
 
 
 def model_name(model: BaseChatModel) -> str:
@@ -286,18 +474,39 @@ async def structured_reply(
     schema: type[ModelT],
     messages: Sequence[BaseMessage],
     config: RunnableConfig | None = None,
+    *,
+    method: StructuredMethod = "tool",
 ) -> StructuredReply[ModelT]:
-    """Ask `model` for a `schema` object through a forced tool call named after the schema.
+    """Ask `model` for a `schema` object in the way `method` says (`structured_method`).
 
-    This is LangChain's "function calling" structured output, parsed here so that a reply
-    that does not parse is data (with readable errors) rather than an exception, whatever
-    the model class. `config` names and tags the call's trace.
+    A forced tool call named after the schema, or (for "json_schema") a reply whose
+    content is the object as JSON, parsed here so that a reply that does not parse is
+    data (with readable errors) rather than an exception, whatever the model class.
+    `config` names and tags the call's trace.
     """
-    bound = model.bind_tools([schema_tool(schema)], tool_choice=schema.__name__)
-    raw = await bound.ainvoke(list(messages), config)
-    if not isinstance(raw, AIMessage):
-        raw = AIMessage(content=str(getattr(raw, "content", raw)))
     name = schema.__name__
+    if method == "json_schema":
+        bound = model.with_structured_output(
+            {"title": name, **strict_schema(schema)},
+            method="json_schema",
+            include_raw=True,
+            **_strict_flag(model),
+        )
+        answer = await bound.ainvoke(list(messages), config)
+        raw = _message(answer.get("raw") if isinstance(answer, dict) else answer)
+        return _parsed_content(raw, schema)
+    if method == "strict_tool":
+        # `strict` in the definition itself: `bind_tools` passes a ready definition through.
+        function = {
+            **schema_tool(schema)["function"],
+            "parameters": strict_schema(schema),
+            "strict": True,
+        }
+        strict = {"type": "function", "function": function}
+        tool_bound = model.bind_tools([strict], tool_choice=name, strict=True)
+    else:
+        tool_bound = model.bind_tools([schema_tool(schema)], tool_choice=name)
+    raw = _message(await tool_bound.ainvoke(list(messages), config))
     calls = [call for call in raw.tool_calls if call["name"] == name]
     if not calls:
         bad = [call for call in raw.invalid_tool_calls if call.get("name") in (name, None)]
@@ -308,7 +517,38 @@ async def structured_reply(
         said = f" it called {', '.join(others)}" if others else f" it said: {raw.text[:300]!r}"
         return StructuredReply(raw, None, [f"the reply has no {name} call;{said}"])
     try:
-        return StructuredReply(raw, schema.model_validate(calls[0]["args"]), [])
+        return StructuredReply(raw, parse_reply(schema, calls[0]["args"]), [])
+    except ValidationError as exc:
+        return StructuredReply(raw, None, [_field_error(error) for error in exc.errors()])
+
+
+def _strict_flag(model: BaseChatModel) -> dict[str, Any]:
+    """`strict=True` for the providers whose `with_structured_output` takes it."""
+    openai_models = sys.modules.get("langchain_openai.chat_models.base")
+    if openai_models is not None and isinstance(model, openai_models.BaseChatOpenAI):
+        return {"strict": True}
+    return {}
+
+
+def _message(raw: Any) -> AIMessage:
+    if isinstance(raw, AIMessage):
+        return raw
+    return AIMessage(content=str(getattr(raw, "content", raw)))
+
+
+def _parsed_content(raw: AIMessage, schema: type[ModelT]) -> StructuredReply[ModelT]:
+    """A "json_schema" reply: its text, parsed as the schema's object."""
+    text = raw.text.strip()
+    if not text:
+        return StructuredReply(
+            raw, None, [f"the reply has no {schema.__name__} object: it is empty"]
+        )
+    try:
+        return StructuredReply(raw, parse_reply(schema, text), [])
+    except json.JSONDecodeError as exc:
+        return StructuredReply(
+            raw, None, [f"the reply is not a JSON {schema.__name__} object: {exc}"]
+        )
     except ValidationError as exc:
         return StructuredReply(raw, None, [_field_error(error) for error in exc.errors()])
 

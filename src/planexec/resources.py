@@ -16,9 +16,16 @@ from pydantic import BaseModel
 from planexec.budget import Budget
 from planexec.context import Context
 from planexec.errors import ModelCallError
-from planexec.models import Models, StructuredReply, structured_reply, usage_of
+from planexec.models import (
+    Models,
+    StructuredReply,
+    structured_method,
+    structured_reply,
+    usage_of,
+)
 from planexec.plan import args_schema
 from planexec.prices import require_prices
+from planexec.prompts.custom import Prompts
 from planexec.seals import Sealer, sealer
 from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
@@ -35,6 +42,8 @@ class Resources:
     models: Models
     library_namespace: tuple[str, ...] | None = None
     """The plan library's store namespace, overriding `Context.library_namespace`."""
+    prompts: Prompts = field(default_factory=Prompts)
+    """The graph's own prompts (`build_graph(prompts=...)`); a run's Context may override."""
     approval_key: str | bytes | None = field(default=None, repr=False)
     """The key that seals approvals (`planexec.seals`); None: the checkpoint database's."""
 
@@ -94,7 +103,9 @@ class Resources:
             spec = self.models.spec(role, context)
             traced = model_call_config(role, spec, revision=revision)
             try:
-                reply = await structured_reply(model, schema, messages, traced)
+                reply = await structured_reply(
+                    model, schema, messages, traced, method=structured_method(model, context)
+                )
             except GraphBubbleUp:
                 raise  # a model that pauses the run (an `interrupt()`) is not a failure
             except Exception as exc:

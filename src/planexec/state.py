@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
+from planexec.interrupts import ApprovalDecisionType, ReviewDecisionType
+from planexec.interrupts import LibrarySource as LibrarySource
+from planexec.interrupts import PlanSource as PlanSource
 from planexec.plan import PlanDict, PlanDiff, StepDict, diff_plans, plan_hash
 
 _DOCUMENTED = ConfigDict(use_attribute_docstrings=True)
@@ -28,8 +31,6 @@ StepStatus = Literal["done", "failed", "skipped"]
 Role = Literal["planner", "executor", "replanner"]
 ROLES: tuple[Role, ...] = ("planner", "executor", "replanner")
 """Every role, in the order a run uses them."""
-PlanSource = Literal["planner", "replanner", "human", "library"]
-"""Who wrote a plan revision: "library" is a saved plan replayed (`planexec.library`)."""
 
 
 class Usage(TypedDict):
@@ -75,23 +76,6 @@ class StepResult(TypedDict, total=False):
     have happened (`planexec.uncertain`); absent otherwise."""
 
 
-class LibrarySource(TypedDict):
-    """The saved plan that a replayed revision came from (`planexec.library`)."""
-
-    entry: str
-    """The saved plan's id."""
-    uses: int
-    """How many runs had run it before."""
-    success_rate: float | None
-    """The share of those runs that completed with it unchanged; None before any use."""
-    last_edit: str | None
-    """When a reviewer last edited it before it was saved, if ever."""
-    template: str | None
-    """The template whose `{{param:name}}` slots the goal filled, for a template."""
-    params: dict[str, str]
-    """The values the goal gave those slots."""
-
-
 class PlanRevision(TypedDict):
     """One version of the plan, with who or what produced it and why."""
 
@@ -110,7 +94,7 @@ class ReviewRecord(TypedDict):
     """A person's decision on a plan revision."""
 
     revision: int
-    decision: Literal["approve", "edit", "reject", "cancel"]
+    decision: ReviewDecisionType
     message: str | None
     plan_hash: str
     """Digest of the plan the decision was made on."""
@@ -124,7 +108,7 @@ class ReviewRecord(TypedDict):
 class StepApproval(TypedDict):
     """A person's decision on one step that calls a tool requiring approval."""
 
-    decision: Literal["approve", "edit", "reject"]
+    decision: ApprovalDecisionType
     args: dict[str, Any] | None
     """For "edit", the arguments that replace the step's."""
     message: str | None

@@ -170,12 +170,15 @@ def embeddings_index(
         )
     else:
         try:
-            from langchain.embeddings import init_embeddings  # type: ignore[import-not-found]
+            from langchain.embeddings import init_embeddings
         except ImportError as exc:
             raise ModelConfigError(
                 f"embeddings model {spec!r} needs LangChain's init_embeddings: "
                 "pip install langchain"
             ) from exc
-        embed = init_embeddings(spec)
+        try:
+            embed = init_embeddings(spec)
+        except ImportError as exc:  # the provider's package is missing
+            raise ModelConfigError(f"embeddings model {spec!r}: {exc}") from exc
     dims = KNOWN_DIMENSIONS.get(model) or len(embed.embed_query("planexec"))
     return {"dims": dims, "embed": embed, "fields": ["text"]}

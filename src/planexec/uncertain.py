@@ -61,6 +61,7 @@ from langgraph.types import interrupt
 from planexec.context import Context
 from planexec.errors import PlanexecError
 from planexec.internals import CHECKPOINTER_KEY, DURABILITY_KEY
+from planexec.interrupts import UNCERTAIN_DECISIONS, UncertainStepRequest
 from planexec.plan import StepDict
 
 __all__ = [
@@ -74,7 +75,6 @@ __all__ = [
     "uncertain_request",
 ]
 
-UNCERTAIN_DECISIONS = ("rerun", "done", "skip")
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
@@ -160,14 +160,14 @@ def is_idempotent(tool: BaseTool, context: Context) -> bool:
 
 def uncertain_request(
     step: StepDict, begin: Begin, revision: int, errors: list[str], *, cancelled: bool
-) -> dict[str, Any]:
+) -> UncertainStepRequest:
     """The interrupt value that asks a person to settle an uncertain step."""
     why = (
         "an attempt of this step timed out in the middle of the call"
         if cancelled
         else "the run stopped (a crash, or a kill) while this step was calling it"
     )
-    value: dict[str, Any] = {
+    value: UncertainStepRequest = {
         "type": "uncertain_step",
         "step": step["id"],
         "revision": revision,

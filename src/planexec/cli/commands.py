@@ -44,10 +44,11 @@ from planexec.cli.session import (
 from planexec.cli.show import show_thread, where_it_stands
 from planexec.cli.threads import resolve_thread, thread_status
 from planexec.context import Context
-from planexec.demo import NEEDS_MODEL, Scenario, copy_workspace, load_scenario
+from planexec.demo import Scenario, copy_workspace, load_scenario
 from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.inert import inert
+from planexec.interrupts import NEEDS_MODEL
 from planexec.nodes.executor import in_flight_results
 from planexec.nodes.planner import validate_goal
 from planexec.scripted import ScriptExhaustedError

@@ -19,17 +19,22 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 
 from planexec.cli.environment import UserError
 from planexec.cli.render import show_approval, show_arguments, show_review, show_step
-from planexec.demo import NEEDS_MODEL
 from planexec.inert import inert, visible
+from planexec.interrupts import (
+    NEEDS_MODEL,
+    UNCERTAIN_DECISIONS,
+    ReviewDecisionType,
+    UncertainDecisionType,
+)
 
-ScriptedKind = Literal["approve", "reject", "edit", "cancel", "rerun", "done", "skip"]
-UNCERTAIN_KINDS = ("rerun", "done", "skip")
+ScriptedKind = ReviewDecisionType | UncertainDecisionType
+UNCERTAIN_KINDS = UNCERTAIN_DECISIONS
 """The scripted decisions that answer an uncertain step, and nothing else."""
 
 

@@ -36,9 +36,9 @@ from planexec.cli.environment import (
 from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver
 from planexec.cli.parser import DEFAULT_LIMIT
 from planexec.cli.render import STATUS_STYLE, when
-from planexec.demo import NEEDS_MODEL
 from planexec.errors import PlanexecError
 from planexec.inert import inert, visible
+from planexec.interrupts import NEEDS_MODEL, PAUSED_STATUS
 from planexec.pictures import short
 
 if TYPE_CHECKING:
@@ -138,11 +138,10 @@ def thread_status(values: Mapping[str, Any], interrupts: Sequence[Any], next_nod
 
 def _paused_status(request: Any) -> str:
     kind = request.get("type") if isinstance(request, dict) else None
-    if kind == "uncertain_step":
-        return "uncertain_step"
     if kind == NEEDS_MODEL:
         return "awaiting_model"
-    return "awaiting_approval" if kind == "step_approval" else "paused_for_review"
+    # Any other interrupt (one a user's own node raises) is listed as waiting for review.
+    return next((s for t, s in PAUSED_STATUS.items() if t == kind), "paused_for_review")
 
 
 def _summary(

@@ -21,9 +21,11 @@ Step approvals (tools that need a person's approval before each call) are approv
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from planexec.interrupts import ReviewDecisionType
 
 
 class ReviewDecision(BaseModel):
@@ -31,7 +33,7 @@ class ReviewDecision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["approve", "reject", "edit", "cancel"]
+    type: ReviewDecisionType
     message: str | None = Field(default=None, min_length=1)
     """The feedback (required for reject and edit)."""
     when_tool: str | None = None

@@ -34,6 +34,12 @@ from planexec.budget import Budget, BudgetExhaustedError
 from planexec.context import Context, resolve_context
 from planexec.errors import ExecutorReplyError, ModelCallError, StepTimeoutError
 from planexec.execution import StepEnv, StepRecord, propose_args, step_retry_policy
+from planexec.interrupts import (
+    APPROVAL_DECISIONS,
+    ActionRequest,
+    ReviewConfig,
+    StepApprovalRequest,
+)
 from planexec.nodes.executor import unauthorised
 from planexec.plan import (
     MAX_ARGS_DEPTH,
@@ -58,7 +64,7 @@ from planexec.state import (
     total_usage,
 )
 
-ALLOWED = ["approve", "edit", "reject"]
+ALLOWED = list(APPROVAL_DECISIONS)
 
 
 def _ready(state: State) -> list[StepDict]:
@@ -101,25 +107,27 @@ def approval_request(
     errors: list[str],
     steps: list[StepDict],
     calls: Mapping[str, dict[str, Any] | None],
-) -> dict[str, Any]:
+) -> StepApprovalRequest:
     """The interrupt value asking for decisions on `steps`, to be called with `calls`."""
-    requests = []
+    requests: list[ActionRequest] = []
+    configs: list[ReviewConfig] = []
     for step in steps:
+        # Only steps that call a tool wait for approval.
+        tool = step["tool"] or ""
         args = calls[step["id"]]
         note = " (arguments proposed by the executor model)" if step["args"] is None else ""
         requests.append(
             {
-                "name": step["tool"],
+                "name": tool,
                 "args": args or {},
                 "description": f"Step {step['id']}: {step['description']}{note}",
             }
         )
-    value: dict[str, Any] = {
+        configs.append({"action_name": tool, "allowed_decisions": list(APPROVAL_DECISIONS)})
+    value: StepApprovalRequest = {
         "type": "step_approval",
         "action_requests": requests,
-        "review_configs": [
-            {"action_name": step["tool"], "allowed_decisions": list(ALLOWED)} for step in steps
-        ],
+        "review_configs": configs,
         "steps": [step["id"] for step in steps],
         "revision": revision_number(state),
         "request_hash": request_hash(steps, calls),

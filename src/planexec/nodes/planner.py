@@ -22,8 +22,8 @@ from planexec.nodes._drafts import (
 )
 from planexec.nodes._library import examples_section, replayed_revision
 from planexec.plan import Plan, PlanDict, PlanError, validate_plan
+from planexec.prompts import fill, render
 from planexec.prompts import planner as prompts
-from planexec.prompts import render
 from planexec.resources import Resources
 from planexec.state import (
     PlanRevision,
@@ -79,8 +79,8 @@ def planner_messages(
         )
     return [
         SystemMessage(
-            render(
-                prompts.SYSTEM,
+            fill(
+                resources.prompts.template("planner", context),
                 max_steps=context.max_plan_steps,
                 direct_answers=prompts.DIRECT_ANSWERS_ON
                 if context.direct_answers
@@ -88,8 +88,8 @@ def planner_messages(
             )
         ),
         HumanMessage(
-            render(
-                prompts.USER,
+            fill(
+                resources.prompts.template("planner_user", context),
                 goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
                 examples=examples,

@@ -27,8 +27,9 @@ from planexec.nodes._drafts import (
 )
 from planexec.nodes.planner import goal_of
 from planexec.plan import Plan, PlanDict, Replan, StepDict, as_text, validate_plan
-from planexec.prompts import render
+from planexec.prompts import fill, render
 from planexec.prompts import replanner as prompts
+from planexec.prompts.sections import DATA_NOTICE
 from planexec.resources import Resources
 from planexec.state import (
     State,
@@ -63,15 +64,16 @@ def replanner_messages(
     )
     return [
         SystemMessage(
-            render(
-                prompts.SYSTEM,
+            fill(
+                resources.prompts.template("replanner", context),
                 options=prompts.CONTINUE_OPTION if can_continue else "",
                 replans_left=max(0, context.max_replans - replans_used(state)),
+                data_notice=DATA_NOTICE,
             )
         ),
         HumanMessage(
-            render(
-                prompts.USER,
+            fill(
+                resources.prompts.template("replanner_user", context),
                 goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
                 revision=revision_number(state),

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import reprlib
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from planexec.context import Context, resolve_context
 from planexec.events import emit, emit_plan_ready
+from planexec.interrupts import (
+    REVIEW_DECISIONS,
+    Approve,
+    Cancel,
+    Edit,
+    PlanReviewRequest,
+    Reject,
+    ReviewDecision,
+)
 from planexec.plan import MAX_ERRORS, PlanDict, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
 from planexec.seals import Sealer
@@ -32,49 +41,11 @@ from planexec.state import (
     timestamp,
 )
 
-DECISIONS = ("approve", "edit", "reject", "cancel")
-
-
-class _Decision(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    plan_hash: str | None = Field(
-        default=None, description="Digest of the plan decided on, from the interrupt."
-    )
-
-
-class Approve(_Decision):
-    """Run the plan as shown."""
-
-    type: Literal["approve"]
-
-
-class Edit(_Decision):
-    """Run this plan instead."""
-
-    type: Literal["edit"]
-    plan: dict[str, Any]
-    message: str | None = None
-
-
-class Reject(_Decision):
-    """Write a new plan that addresses the feedback."""
-
-    type: Literal["reject"]
-    message: str = Field(min_length=1)
-
-
-class Cancel(_Decision):
-    """End the run without running anything more."""
-
-    type: Literal["cancel"]
-    message: str | None = None
-
-
-Decision = Annotated[Approve | Edit | Reject | Cancel, Field(discriminator="type")]
+DECISIONS = REVIEW_DECISIONS
 
 
 class _Envelope(BaseModel):
-    decision: Decision
+    decision: ReviewDecision
 
 
 def parse_decision(
@@ -117,13 +88,13 @@ _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
 
 
-def review_request(state: State, errors: list[str]) -> dict[str, Any]:
+def review_request(state: State, errors: list[str]) -> PlanReviewRequest:
     """The interrupt value that shows the current plan to a reviewer."""
     revision = current_revision(state)
     plan = state.get("plan")
     if revision is None or plan is None:
         raise ValueError("there is no plan to review")
-    request: dict[str, Any] = {
+    request: PlanReviewRequest = {
         "type": "plan_review",
         "goal": state.get("goal"),
         "plan": plan,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from string import Template
 
-__all__ = ["render"]
+__all__ = ["fill", "render"]
 
 
 def render(template: Template, **values: object) -> str:
@@ -17,4 +17,13 @@ def render(template: Template, **values: object) -> str:
     expected = set(template.get_identifiers())
     if set(values) != expected:
         raise ValueError(f"template expects {sorted(expected)}, was given {sorted(values)}")
+    return template.substitute({key: str(value) for key, value in values.items()})
+
+
+def fill(template: Template, **values: object) -> str:
+    """Fill `template` from `values`, which may hold more than it uses.
+
+    A custom prompt may leave optional placeholders out; one it uses but is not given
+    raises `KeyError`.
+    """
     return template.substitute({key: str(value) for key, value in values.items()})
