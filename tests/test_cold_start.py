@@ -175,3 +175,24 @@ def test_the_openai_models_of_one_event_loop_share_one_http_client() -> None:
     second, *_ = asyncio.run(copies())
     assert first is not second  # each loop has its own, closed with its loop
     assert first.is_closed
+
+
+def test_version_prints_the_installed_version_on_stdout() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from planexec.cli import main; raise SystemExit(main())",
+            "--version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"planexec {version('planexec')}\n",
+        "",
+    )

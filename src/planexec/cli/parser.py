@@ -8,8 +8,8 @@ anything knows whether LangGraph will be needed.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
 from planexec.cli.completion import SHELLS
@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"planexec {_version()}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show the version number and exit"
+    )
     # Not required here: `main` says which is missing, after unknown options are named.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -137,11 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    try:
-        return version("planexec")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
+class _Version(argparse.Action):
+    """`--version`: the installed version, looked up only when asked for.
+
+    Reading package metadata takes tens of milliseconds, which every start (each TAB of
+    shell completion included) would otherwise pay.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("planexec")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            found = "unknown"
+        sys.stdout.write(f"planexec {found}\n")
+        parser.exit()
 
 
 def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
