@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import concurrency, linear
+from bench import cold, concurrency, linear
 from bench import library as plan_library
 from bench.report import as_json, markdown
 from bench.suite import Options, known_names, run_suite
@@ -37,7 +37,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
         default=[],
         metavar="NAME",
         help="run only this workload or group (latency, overhead, scale, concurrency, "
-        "library, linear); "
+        "library, linear, cold); "
         "repeatable, or comma-separated",
     )
     parser.add_argument(
@@ -49,7 +49,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     )
     args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
-    names = [*known_names(), "concurrency", "library", "linear"]
+    names = [*known_names(), "concurrency", "library", "linear", "cold"]
     unknown = sorted(set(only) - set(names))
     if unknown:
         parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
@@ -68,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LANGSMITH_TRACING"] = "false"
     os.environ["LANGCHAIN_TRACING_V2"] = "false"
     load = os.getloadavg()[0]
-    workloads = [name for name in options.only if name not in ("concurrency", "library", "linear")]
+    separate = ("concurrency", "library", "linear", "cold")
+    workloads = [name for name in options.only if name not in separate]
     with_suite = not options.only or bool(workloads)
     with_concurrency = not options.only or "concurrency" in options.only
     with_library = not options.only or "library" in options.only
     with_linear = not options.only or "linear" in options.only
+    with_cold = not options.only or "cold" in options.only
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
     suite_options = Options(quick=options.quick, only=workloads)
     rows = asyncio.run(run_suite(suite_options, progress=progress)) if with_suite else []
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         algorithms = linear.measure_algorithms((250, 500, 1000) if options.quick else linear.SIZES)
         sizes = (200, 500) if options.quick else linear.RUN_SIZES
         linear_runs = asyncio.run(linear.measure_runs(sizes))
+    cold_report = cold.measure_all(quick=options.quick) if with_cold else None
     loads = (load, os.getloadavg()[0])
     report = markdown(rows, options, argv, loads)
     if many:
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n" + plan_library.markdown(reused, repeats, plan_library.LATENCY_S)
     if algorithms:
         report += "\n" + linear.markdown(algorithms, linear_runs)
+    if cold_report is not None:
+        report += "\n" + cold.markdown(cold_report)
     print(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if algorithms:
             data["linear"] = linear.as_json(algorithms, linear_runs)
+        if cold_report is not None:
+            data["cold"] = cold_report.as_json()
         (out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out / 'results.md'} and {out / 'results.json'}", file=sys.stderr)
     return 0

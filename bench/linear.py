@@ -15,7 +15,7 @@ plan (1 is linear, 2 is quadratic). **Whole runs**: the real graph (`build_graph
 scripted planner and replanner, calculator steps with complete arguments, so no model
 call per step) on an
 `AsyncSqliteSaver` with `durability="sync"`, one executor pass, in milliseconds per
-step of the executor pass, for the fan-out also with `max_concurrency=1` (a chain never
+step of the executor pass, for the fan-out also one step at a time (a chain never
 runs two steps at once, so that is the comparison at equal concurrency). The target: a
 2,000-step chain costs the same per step as a 2,000-step fan-out, within 20%, in both
 tables.
@@ -166,14 +166,17 @@ RUN_SHAPES = (*SHAPES, ONE_AT_A_TIME)
 async def measure_run(shape: str, n: int, folder: Path) -> RunRow:
     """One whole run of an `n`-step plan of `shape` on SQLite; the executor pass timed.
 
-    `ONE_AT_A_TIME` is the fan-out run with `max_concurrency=1`: a chain can never run
+    `ONE_AT_A_TIME` is the fan-out run one step at a time: a chain can never run
     two steps at once, so this is the fan-out at the chain's concurrency.
     """
     single = shape == ONE_AT_A_TIME
     steps = plan_of("fan-out" if single else shape, n)
     planner = ScriptedChatModel([plan_reply(steps)], name_="planner")
     replanner = ScriptedChatModel([replan_reply("finish", answer="done")], name_="replanner")
-    context = Context(review="never", max_plan_steps=n, max_concurrency=1 if single else 4)
+    width = 1 if single else 4
+    context = Context(
+        review="never", max_plan_steps=n, max_concurrency=width, max_tool_concurrency=width
+    )
     async with open_checkpointer(folder / f"{shape.replace(' ', '-')}-{n}.sqlite") as saver:
         graph = build_graph(checkpointer=saver, planner=planner, replanner=replanner)
         config = run_config(f"{shape.replace(' ', '-')}-{n}", context)

@@ -236,7 +236,8 @@ def markdown(
         "`tests/fake_openai.py` on 127.0.0.1; `AsyncSqliteSaver` on a temporary file with "
         f'`durability="sync"`; `review="never"`, `max_concurrency={MAX_CONCURRENCY}`, '
         f"retry wait {1000 * RETRY_INTERVAL_S:g} ms. Sequential = the same graph with "
-        '`max_concurrency=1, replan_policy="after_each_step"`. Invoke = the parallel '
+        '`max_concurrency=1, max_tool_concurrency=1, replan_policy="after_each_step"`. '
+        "Invoke = the parallel "
         "configuration through the sync API: `graph.stream` called from a worker thread, "
         "with LangGraph's `SqliteSaver` (planexec runs the graph on its own event loop; "
         f"target: within {INVOKE_FACTOR}x of the async run). Calls are planner/executor/"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Checkpointer
@@ -95,7 +96,7 @@ def context_for(workload: Workload, config: Config, workspace: Path) -> Context:
         "workspace": str(workspace),
     }
     if config == "sequential":
-        settings.update(max_concurrency=1, replan_policy="after_each_step")
+        settings.update(max_concurrency=1, max_tool_concurrency=1, replan_policy="after_each_step")
     return Context(**settings)
 
 
@@ -144,10 +145,15 @@ class Bench:
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(dict(workload.tool_latency), workload.flaky)
         self.context = context_for(workload, config, self.workspace)
-        self.graph: PlanexecGraph = build_graph(
-            tools=bench_tools(self.ledger, self.workspace), checkpointer=saver
-        )
+        self.tools = bench_tools(self.ledger, self.workspace)
+        self.graph: PlanexecGraph = build_graph(tools=self.tools, checkpointer=saver)
         self.runs = 0
+        self.callbacks: list[BaseCallbackHandler] = []
+        """Handlers given to each run's config (the cold bench times model and tool waits)."""
+
+    def rebuild(self, saver: Checkpointer) -> None:
+        """A new graph on `saver`, with the same tools: what a new command line run builds."""
+        self.graph = build_graph(tools=self.tools, checkpointer=saver)
 
     async def run(self) -> RunStats:
         """One run on a new thread."""
@@ -163,6 +169,8 @@ class Bench:
         self.runs += 1
         thread = f"{workload.name}-{self.config}-{self.saver_kind}-{self.runs}"
         config = run_config(thread, self.context)
+        if self.callbacks:
+            config["callbacks"] = list(self.callbacks)
         first = len(self.server.calls)
         updates: list[tuple[float, str]] = []
         events: Counter[str] = Counter()

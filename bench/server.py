@@ -54,7 +54,9 @@ class ModelServer:
     """A fake OpenAI server whose replies follow the current workload's plan."""
 
     def __init__(self) -> None:
-        self.fake = FakeOpenAI(responder=self._respond)
+        # Connections stay open between requests, as with a real provider, so that no
+        # run pays for a new TCP connection per model call.
+        self.fake = FakeOpenAI(responder=self._respond, keep_alive=True)
         self.steps: list[dict[str, Any]] = []
         self.answer = ""
         self._calls: list[Call] = []

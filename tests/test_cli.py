@@ -19,7 +19,8 @@ from fake_openai import FakeOpenAI
 from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models, step
 from planexec import ScriptedChatModel
 from planexec.cli import commands, main
-from planexec.cli.session import CONTEXT_KEY, Environment, default_home
+from planexec.cli.environment import Environment, default_home
+from planexec.cli.opening import CONTEXT_KEY
 from planexec.demo import load_scenario
 from planexec.scripted import plan_reply, replan_reply
 

@@ -42,6 +42,7 @@ def test_context_defaults() -> None:
     assert c.max_plan_attempts == 3
     assert c.step_attempts == 3
     assert c.max_concurrency == 4
+    assert c.max_tool_concurrency == 16
     assert c.approval_tools == []
     assert c.tool_timeouts == {}
     assert (c.max_steps_executed, c.max_model_calls, c.max_tokens) == (None, None, None)
@@ -79,6 +80,7 @@ def test_resolve_context() -> None:
         ({"step_timeout": 0}, "step_timeout", "greater_than"),
         ({"tool_timeouts": {"calculator": -1}}, "tool_timeouts", "greater_than"),
         ({"max_concurrency": 0}, "max_concurrency", "greater_than_equal"),
+        ({"max_tool_concurrency": 0}, "max_tool_concurrency", "greater_than_equal"),
         ({"max_cost_usd": -1}, "max_cost_usd", "greater_than"),
         ({"max_tokens": 0}, "max_tokens", "greater_than_equal"),
         ({"model_timeout": -1}, "model_timeout", "greater_than"),

@@ -21,7 +21,8 @@ from langgraph.checkpoint.base import empty_checkpoint
 import test_persistence as on_sqlite
 from helpers import ARITHMETIC, CLI_MODELS, cli, scripted_models
 from planexec.checkpoints import open_checkpointer, redact
-from planexec.cli.session import UserError, open_saver
+from planexec.cli.environment import UserError
+from planexec.cli.opening import open_saver
 from planexec.scripted import plan_reply, replan_reply
 from test_persistence import worker_api  # noqa: F401 - the fixture, used below
 

@@ -160,7 +160,14 @@ class Context:
     """Per-tool attempt timeouts in seconds, overriding `step_timeout` for those tools."""
 
     max_concurrency: int = Field(default=4, ge=1)
-    """The most steps that run at the same time."""
+    """The most steps that call a model running at the same time: steps the executor model
+    answers or chooses arguments for, and sub-agent steps. Set it to what the model's rate
+    limit allows; direct tool calls do not count against it (see `max_tool_concurrency`)."""
+
+    max_tool_concurrency: int = Field(default=16, ge=1)
+    """The most direct tool calls running at the same time: steps whose arguments the plan
+    (or a person's approval) fixed, so that no model is called. Independent of
+    `max_concurrency`, so a model's rate limit never queues them."""
 
     approval_tools: list[str] = Field(default_factory=list)
     """Tools whose every call waits for a person's approval, besides tools whose

@@ -33,6 +33,8 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from planexec.locations import is_postgres
+
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
     "Database",
@@ -48,8 +50,6 @@ __all__ = [
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite connection planexec opens waits for another writer to finish."""
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]
@@ -67,11 +67,6 @@ DatabaseTarget = (
 )
 """Where planexec's tables live: a SQLite path or PostgreSQL URL (a connection is
 opened), a saver (its connection is shared), or a connection or pool."""
-
-
-def is_postgres(location: str | os.PathLike[str]) -> bool:
-    """Whether `location` is a PostgreSQL URL rather than a SQLite file path."""
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
 
 async def prepare_sqlite(conn: aiosqlite.Connection) -> None:

@@ -50,6 +50,10 @@ PAUSED_STATUS: dict[InterruptType, PausedStatus] = {
 }
 """The status a thread paused at each kind of interrupt is listed with."""
 
+NEEDS_MODEL = "needs_model"
+"""The interrupt a `planexec demo` run pauses at when a choice goes past its scripted
+replies (`planexec.demo`); its thread is listed as `awaiting_model`."""
+
 UncertainDecisionType = Literal["rerun", "done", "skip"]
 """A person's decisions on a step whose tool may or may not have run."""
 UNCERTAIN_DECISIONS: tuple[UncertainDecisionType, ...] = get_args(UncertainDecisionType)

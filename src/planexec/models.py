@@ -311,6 +311,9 @@ class _LoopCopies:
     )
     """By the original's id: a weak reference to it (ids are reused) and its copy."""
     clients: list[Any] = field(default_factory=list)
+    openai_http: Any = None
+    """The HTTP client every OpenAI copy of this loop shares: making one costs a TLS
+    context (about 20 ms), so a new graph in a running loop makes none."""
     closer: asyncio.Future[Any] | None = None
 
 
@@ -341,7 +344,7 @@ def for_running_loop(model: BaseChatModel) -> BaseChatModel:
             copies.closer = asyncio.ensure_future(anext(_close_at_shutdown(copies.clients)))
         entry = copies.models.get(id(model))
         if entry is None or entry[0]() is not model:
-            entry = (weakref.ref(model), _with_own_client(model, copies.clients))
+            entry = (weakref.ref(model), _with_own_client(model, copies))
             copies.models[id(model)] = entry
         return entry[1]
 
@@ -371,7 +374,8 @@ def _loop_bound(model: BaseChatModel) -> str | None:
     return None
 
 
-def _with_own_client(model: BaseChatModel, clients: list[Any]) -> BaseChatModel:
+def _with_own_client(model: BaseChatModel, copies: _LoopCopies) -> BaseChatModel:
+    clients = copies.clients
     kind = _loop_bound(model)
     own = model.model_copy()
     if kind == "anthropic":
@@ -388,8 +392,10 @@ def _with_own_client(model: BaseChatModel, clients: list[Any]) -> BaseChatModel:
         return own
     import openai
 
-    http = openai.DefaultAsyncHttpxClient()
-    clients.append(http)
+    if copies.openai_http is None:
+        copies.openai_http = openai.DefaultAsyncHttpxClient()
+        clients.append(copies.openai_http)
+    http = copies.openai_http
     root = model.root_async_client.copy(http_client=http)  # type: ignore[attr-defined]
     own.root_async_client = root  # type: ignore[attr-defined]
     own.async_client = root.chat.completions  # type: ignore[attr-defined]

@@ -12,13 +12,15 @@ import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
 from planexec.arguments import json_schema_problems
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
 
 REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_-]+)\s*\}\}")
 """`{{<id>}}` inside an argument string: replaced by that step's result before the call."""

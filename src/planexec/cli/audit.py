@@ -6,53 +6,19 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from planexec.audit import AuditRecord, audit_trail
 from planexec.checkpoints import redact
-from planexec.cli.session import (
-    Environment,
-    UserError,
-    checkpoint_location,
-    open_saver,
-    prepare_checkpoint,
-)
+from planexec.cli.environment import Environment, UserError, checkpoint_location
+from planexec.cli.opening import open_saver, prepare_checkpoint
 from planexec.cli.threads import resolve_thread
 from planexec.graph import build_graph
 from planexec.inert import inert
 
 if TYPE_CHECKING:
-    from planexec.cli.commands import Output
-
-DESCRIPTION = """\
-Write THREAD's audit trail as JSON Lines, oldest first: the run's start, every plan
-revision (source, reason, diff, plan hash), review decision, step approval, each step's
-start and finish (arguments after substitution, output, error, attempts, duration,
-tokens, model) and the run's end. Built from the checkpoint history; each record has a
-"type" and an "at" timestamp (UTC).
-"""
-
-
-def add_parser(sub: Any, add_checkpoint: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the `audit` command to the subcommands `sub` (argparse's subparsers action)."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "audit",
-        help="write a thread's audit trail as JSON Lines",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("thread", metavar="THREAD")
-    add_checkpoint(parser)
-    parser.add_argument(
-        "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
-    )
-    parser.add_argument(
-        "--current-only",
-        action="store_true",
-        help="leave out work on branches that a later fork left behind",
-    )
+    from planexec.cli.environment import Output
 
 
 def audit(args: argparse.Namespace, env: Environment, out: Output) -> int:

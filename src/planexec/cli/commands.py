@@ -20,28 +20,22 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from langgraph.types import Command, Interrupt, StateSnapshot
-from rich.console import Console
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
+from planexec.cli.environment import Environment, Output, UserError, checkpoint_location
 from planexec.cli.live import ProgressView
+from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver, prepare_checkpoint
 from planexec.cli.plans import open_library
 from planexec.cli.render import plural, show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
-    DEMO_KEY,
-    GOAL_KEY,
-    Environment,
-    UserError,
     check_models,
     check_seal,
-    checkpoint_location,
     drive,
     hold_thread,
     make_context,
     model_factory,
-    open_saver,
-    prepare_checkpoint,
     record_thread,
     seal_config,
     stored_settings,
@@ -50,10 +44,11 @@ from planexec.cli.session import (
 from planexec.cli.show import show_thread, where_it_stands
 from planexec.cli.threads import resolve_thread, thread_status
 from planexec.context import Context
-from planexec.demo import NEEDS_MODEL, Scenario, copy_workspace, load_scenario
+from planexec.demo import Scenario, copy_workspace, load_scenario
 from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.inert import inert
+from planexec.interrupts import NEEDS_MODEL
 from planexec.nodes.executor import in_flight_results
 from planexec.nodes.planner import validate_goal
 from planexec.scripted import ScriptExhaustedError
@@ -81,14 +76,6 @@ PAUSES = {
     NEEDS_MODEL: ("a real model", "with OPENAI_API_KEY or OPENAI_BASE_URL set"),
 }
 """What each interrupt waits for, and the `resume` options that answer it."""
-
-
-@dataclass(frozen=True)
-class Output:
-    """Where output goes: people read `console`; `--json` prints one document on stdout."""
-
-    console: Console
-    json_mode: bool
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from planexec.cli.commands import Output
-    from planexec.cli.session import Environment
+    from planexec.cli.environment import Environment, Output
 
 SHELLS = ("bash", "zsh", "fish")
 PROGRAM = "planexec"
@@ -438,22 +437,9 @@ SCRIPTS: dict[str, Callable[[argparse.ArgumentParser], str]] = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
-    """The `completion` command."""
-    completion = sub.add_parser(
-        "completion",
-        help="print a shell completion script (bash, zsh or fish)",
-        description="Print a completion script for SHELL on stdout. Install it with, e.g.: "
-        "planexec completion bash > ~/.local/share/bash-completion/completions/planexec; "
-        'planexec completion zsh > "${fpath[1]}/_planexec"; '
-        "planexec completion fish > ~/.config/fish/completions/planexec.fish",
-    )
-    completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
-
-
 def completion(args: argparse.Namespace, env: Environment, out: Output) -> int:
     """`planexec completion SHELL`."""
-    from planexec.cli import build_parser  # here: the parser's module imports this one
+    from planexec.cli.parser import build_parser  # here: the parser's module imports this one
 
     sys.stdout.write(SCRIPTS[args.shell](build_parser()))
     return 0

@@ -18,7 +18,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,9 @@ from uuid import uuid4
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planexec.cli.commands import Output
-from planexec.cli.session import (
-    Environment,
-    UserError,
-    check_models,
-    model_factory,
-    positive_int,
-)
+from planexec.cli.environment import Environment, Output, UserError
+from planexec.cli.parser import BUDGET_FLAGS
+from planexec.cli.session import check_models, model_factory
 from planexec.context import DEFAULT_PRICES, Context
 from planexec.evals.config import ConfigError, EvalConfig, parse_config
 from planexec.evals.html import percent, usd
@@ -53,98 +48,8 @@ from planexec.evals.suite import SuiteError, load_suite
 from planexec.inert import inert
 from planexec.models import ModelFactory
 
-BUDGET_FLAGS = {
-    "max_model_calls": "--max-model-calls",
-    "max_tokens": "--max-tokens",
-    "time_budget_s": "--time-budget",
-    "max_cost_usd": "--max-cost",
-}
 _RUN_ONLY = ("suite", "tasks", "category", "config", "planner_model", "executor_model",
              "replanner_model", "out", "price")  # fmt: skip
-
-
-def _limit(kind: Callable[[str], float | int]) -> Callable[[str], float | int | None]:
-    def parse(text: str) -> float | int | None:
-        if text.strip().lower() in ("none", "unlimited"):
-            return None
-        try:
-            value = kind(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'none'") from exc
-        if value <= 0:
-            raise argparse.ArgumentTypeError("a budget must be positive (or 'none')")
-        return value
-
-    return parse
-
-
-def add_parser(sub: Any) -> None:
-    """Add the `eval` command to the `planexec` subcommands."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "eval",
-        help="evaluate models on the task suite",
-        description="Run the evaluation suite (or your own) against one or two configurations, "
-        "with budgets and checkpoints; write results.json and report.html.",
-        epilog="Exit codes: 0 every task was evaluated (whatever its score), 1 a task could not "
-        "be run (see its error), 2 a usage error.",
-    )
-    what = parser.add_argument_group("what to run")
-    what.add_argument(
-        "--suite", metavar="FILE", help="a suite JSON file (default: the bundled one)"
-    )
-    what.add_argument("--tasks", metavar="ID,ID", help="only these tasks")
-    what.add_argument("--category", metavar="CAT,CAT", help="only these categories")
-    what.add_argument("--list", action="store_true", help="list the suite's tasks and exit")
-    models = parser.add_argument_group("models")
-    models.add_argument(
-        "--config",
-        action="append",
-        metavar="NAME=PLANNER[,EXECUTOR[,REPLANNER]]",
-        help="a configuration to evaluate; repeat it to compare two (e.g. --config "
-        "strong=openai:gpt-4.1 --config cheap=openai:gpt-4.1,openai:gpt-4.1-mini)",
-    )
-    models.add_argument("--planner-model", metavar="MODEL", help="without --config: the planner")
-    models.add_argument("--executor-model", metavar="MODEL", help="without --config: the executor")
-    models.add_argument("--replanner-model", metavar="MODEL", help="without --config")
-    models.add_argument(
-        "--price",
-        action="append",
-        metavar="MODEL=IN,OUT",
-        help="USD per million input,output tokens for a model without a known price",
-    )
-    models.add_argument(
-        "--replies", metavar="PATH", help="replay recorded replies instead of calling models"
-    )
-    limits = parser.add_argument_group("per-task budgets (a number, or 'none' for no limit)")
-    for name, kind, metavar, default in (
-        ("max_model_calls", int, "N", "40"),
-        ("max_tokens", int, "N", "250000"),
-        ("time_budget_s", float, "SECONDS", "300"),
-        ("max_cost_usd", float, "USD", "1.0"),
-    ):
-        limits.add_argument(
-            BUDGET_FLAGS[name],
-            dest=name,
-            type=_limit(kind),
-            metavar=metavar,
-            # Absent unless given, so that 'none' (no limit) differs from not saying.
-            default=argparse.SUPPRESS,
-            help=f"default: {default}, or as the suite says",
-        )
-    run = parser.add_argument_group("running")
-    run.add_argument(
-        "--concurrency", type=positive_int, metavar="N", help="tasks at once (default 4)"
-    )
-    run.add_argument(
-        "--reuse",
-        choices=("off", "suggest", "replay"),
-        help="reuse_plans for the tasks that share a plan library (the repeated category), "
-        "over the suite's: 'off' measures them without it",
-    )
-    run.add_argument("--out", metavar="DIR", help="run directory (default: under $PLANEXEC_HOME)")
-    run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted evaluation")
-    run.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two results")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
 def evaluate(args: argparse.Namespace, env: Environment, out: Output) -> int:

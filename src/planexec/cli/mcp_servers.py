@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
-from planexec.cli.session import UserError
+from planexec.cli.environment import UserError
 from planexec.tools import default_tools
 from planexec.tools.mcp import (
     MCPError,
@@ -65,31 +65,6 @@ class MCPSettings:
             for s in data.get("servers", [])
         )
         return cls(configs=tuple(data.get("configs", [])), inline=inline)
-
-
-def add_options(parser: argparse.ArgumentParser, *, resuming: bool) -> None:
-    """`--mcp-config` and `--mcp`, in their own group of `parser`'s help."""
-    group = parser.add_argument_group(
-        "MCP tools",
-        "Tools from MCP servers, besides the built-in ones"
-        + (" (default: the servers the thread was run with)" if resuming else "")
-        + ". Needs the mcp extra: pip install 'planexec[mcp]'.",
-    )
-    group.add_argument(
-        "--mcp-config",
-        action="append",
-        metavar="FILE",
-        help='JSON config naming MCP servers: {"mcpServers": {"<name>": {"command": ..., '
-        '"args": [...], "env": {...}, "requires_approval": [<tool>, ...], '
-        '"tools": {"<tool>": {"idempotent": false}}}}} (repeatable; the README\'s MCP '
-        "section has every key)",
-    )
-    group.add_argument(
-        "--mcp",
-        action="append",
-        metavar="NAME=COMMAND",
-        help="an MCP server to start over stdio, e.g. 'shop=python server.py' (repeatable)",
-    )
 
 
 def from_args(args: argparse.Namespace) -> MCPSettings | None:

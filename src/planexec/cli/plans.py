@@ -18,7 +18,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +30,9 @@ from rich.table import Table
 
 from planexec.checkpoints import redact
 from planexec.cli import mcp_servers
+from planexec.cli.environment import Environment, UserError, checkpoint_location
+from planexec.cli.opening import prepare_checkpoint
 from planexec.cli.render import when
-from planexec.cli.session import (
-    Environment,
-    UserError,
-    checkpoint_location,
-    positive_int,
-    prepare_checkpoint,
-)
 from planexec.errors import PlanexecError
 from planexec.inert import visible
 from planexec.library import LibraryImportError, PlanLibrary, SavedPlan
@@ -45,52 +40,11 @@ from planexec.stores import check_index_support, embeddings_index, open_store
 from planexec.tools import default_tools
 
 if TYPE_CHECKING:
-    from planexec.cli.commands import Output
+    from planexec.cli.environment import Output
 
 EMBEDDINGS_VARIABLE = "PLANEXEC_EMBEDDINGS"
 """An embeddings model ("openai:text-embedding-3-small") for finding saved plans by
 meaning; unset, they are matched by their words."""
-
-
-def add_parser(
-    sub: argparse._SubParsersAction[Any],
-    add_checkpoint: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    """Register `plans` and its subcommands."""
-    plans = sub.add_parser(
-        "plans",
-        help="list, show, delete, export or import saved plans",
-        description="The library of plans that completed runs saved, kept beside the "
-        "checkpoints; `run --reuse` decides how runs use it.",
-    )
-    action = plans.add_subparsers(dest="plans_command", metavar="ACTION", required=True)
-
-    def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        add_checkpoint(parser)
-        parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-        return parser
-
-    listing = common(action.add_parser("list", help="every saved plan, most used first"))
-    listing.add_argument("--limit", type=positive_int, metavar="N", help="at most N plans")
-    common(action.add_parser("show", help="one saved plan in full")).add_argument(
-        "id", metavar="ID"
-    )
-    common(action.add_parser("delete", help="forget one saved plan")).add_argument(
-        "id", metavar="ID"
-    )
-    export = action.add_parser("export", help="every saved plan as one JSON document")
-    add_checkpoint(export)
-    export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
-    imported = common(
-        action.add_parser(
-            "import",
-            help="add the plans of an export; refused whole if any is invalid",
-            description="Add the plans of FILE (from `planexec plans export`). Every plan "
-            "must validate against the tools available now, or nothing is imported.",
-        )
-    )
-    imported.add_argument("file", metavar="FILE")
-    mcp_servers.add_options(imported, resuming=False)
 
 
 def plans(args: argparse.Namespace, env: Environment, out: Output) -> int:

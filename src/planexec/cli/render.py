@@ -7,16 +7,13 @@ Everything shown that did not come from planexec itself goes through
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Collection, Mapping
-from typing import Any, TextIO
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from planexec.inert import inert
-from planexec.library import describe_source
 from planexec.pictures import short
 
 SYMBOLS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]○[/]"}
@@ -26,14 +23,6 @@ STATUS_STYLE = {
     "cancelled": "bold yellow",
     "budget_exhausted": "bold red",
 }
-
-
-def make_console(stream: TextIO | None = None) -> Console:
-    """A console on `stream` (stdout by default), 120 columns wide when not a terminal."""
-    file = stream or sys.stdout
-    terminal = file.isatty()
-    width = None if terminal or os.environ.get("COLUMNS") else 120
-    return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
 def result_text(result: Mapping[str, Any], limit: int = 100) -> str:
@@ -118,6 +107,8 @@ def show_review(console: Console, request: Mapping[str, Any]) -> None:
         + (f": {inert(str(request['reason']))}" if request.get("reason") else "")
     )
     if isinstance(request.get("library"), Mapping):
+        from planexec.library import describe_source  # here: `threads` draws no reviews
+
         console.print(inert(describe_source(request["library"])))
     console.print(plan_table(request["plan"], finished=request.get("finished") or ()))
     if request.get("changes"):

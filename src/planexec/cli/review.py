@@ -23,11 +23,15 @@ from typing import Any
 
 from rich.console import Console
 
+from planexec.cli.environment import UserError
 from planexec.cli.render import show_approval, show_arguments, show_review, show_step
-from planexec.cli.session import UserError
-from planexec.demo import NEEDS_MODEL
 from planexec.inert import inert, visible
-from planexec.interrupts import UNCERTAIN_DECISIONS, ReviewDecisionType, UncertainDecisionType
+from planexec.interrupts import (
+    NEEDS_MODEL,
+    UNCERTAIN_DECISIONS,
+    ReviewDecisionType,
+    UncertainDecisionType,
+)
 
 ScriptedKind = ReviewDecisionType | UncertainDecisionType
 UNCERTAIN_KINDS = UNCERTAIN_DECISIONS

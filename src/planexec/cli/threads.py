@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,29 +26,23 @@ from psycopg_pool import AsyncConnectionPool
 from rich.table import Table
 
 from planexec.checkpoints import redact
-from planexec.cli.render import STATUS_STYLE, when
-from planexec.cli.session import (
-    DEMO_KEY,
-    GOAL_KEY,
+from planexec.cli.complete import NEWEST_FIRST
+from planexec.cli.environment import (
     Environment,
     UserError,
     checkpoint_location,
-    open_saver,
-    positive_int,
     reading_checkpoint,
 )
-from planexec.demo import NEEDS_MODEL
+from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver
+from planexec.cli.parser import DEFAULT_LIMIT
+from planexec.cli.render import STATUS_STYLE, when
 from planexec.errors import PlanexecError
-from planexec.graph import build_graph
-from planexec.inert import inert, is_visible, visible
-from planexec.interrupts import PAUSED_STATUS
+from planexec.inert import inert, visible
+from planexec.interrupts import NEEDS_MODEL, PAUSED_STATUS
 from planexec.pictures import short
 
 if TYPE_CHECKING:
-    from planexec.cli.commands import Output
-
-DEFAULT_LIMIT = 20
-"""Threads shown without `--limit` or `--all`."""
+    from planexec.cli.environment import Output
 
 LABELS = {
     "paused_for_review": "paused for review",
@@ -64,15 +58,8 @@ LABELS = {
 _INTERRUPT = "__interrupt__"
 """LangGraph's channel for a pending interrupt in a checkpoint's writes."""
 
-_PAGE = (
-    "SELECT thread_id, MAX(checkpoint_id) AS latest FROM checkpoints "
-    "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY latest DESC"
-)
-"""Thread ids and their latest checkpoint, newest first: checkpoint ids are UUIDv6,
-which sort by time. Every listing, completion included, starts from it."""
-
 _SQLITE_ROWS = f"""
-WITH page AS ({_PAGE} LIMIT ? OFFSET ?)
+WITH page AS ({NEWEST_FIRST} LIMIT ? OFFSET ?)
 SELECT page.thread_id, c.type, c.checkpoint, c.metadata, w.type, w.value
 FROM page
 JOIN checkpoints c
@@ -84,7 +71,7 @@ ORDER BY page.latest DESC, w.task_id, w.idx
 """
 
 _POSTGRES_ROWS = f"""
-WITH page AS ({_PAGE} LIMIT %s OFFSET %s)
+WITH page AS ({NEWEST_FIRST} LIMIT %s OFFSET %s)
 SELECT page.thread_id, c.checkpoint, c.metadata,
   (SELECT array_agg(array[b.channel::bytea, b.type::bytea, b.blob])
      FROM checkpoint_blobs b
@@ -286,11 +273,11 @@ async def _scan(saver: BaseCheckpointSaver[Any]) -> list[str]:
 async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) -> list[str]:
     """The ids of the threads in `saver`, most recently updated first."""
     if isinstance(saver, AsyncSqliteSaver):
-        query = f"{_PAGE} LIMIT ?"
+        query = f"{NEWEST_FIRST} LIMIT ?"
         async with saver.conn.execute(query, (_NO_LIMIT if limit is None else limit,)) as cur:
             return [str(row[0]) for row in await cur.fetchall()]
     if isinstance(saver, AsyncPostgresSaver):
-        rows = await _postgres_query(saver, f"{_PAGE} LIMIT %s", (limit,))
+        rows = await _postgres_query(saver, f"{NEWEST_FIRST} LIMIT %s", (limit,))
         return [str(row["thread_id"]) for row in rows]
     ordered = await _scan(saver)
     return ordered[:limit] if limit is not None else ordered
@@ -313,13 +300,16 @@ async def list_threads(
     saver: BaseCheckpointSaver[Any], limit: int | None = None, offset: int = 0
 ) -> list[ThreadSummary]:
     """A summary of each thread in `saver` (the `limit` newest after `offset`), newest first."""
-    # The compiled graph's saver has the serializer that knows the state's types.
+    # The channels a summary reads hold plain data, and interrupts are LangGraph's own
+    # type, so the saver's serializer reads them without the compiled graph's allowlist:
+    # building the graph would import LangGraph's runtime for nothing.
+    if isinstance(saver, AsyncSqliteSaver):
+        return await _sqlite_page(saver, limit, offset)
+    if isinstance(saver, AsyncPostgresSaver):
+        return await _postgres_page(saver, limit, offset)
+    from planexec.graph import build_graph  # here: any other saver is read through the graph
+
     graph = build_graph(checkpointer=saver)
-    reader = graph.checkpointer
-    if isinstance(reader, AsyncSqliteSaver):
-        return await _sqlite_page(reader, limit, offset)
-    if isinstance(reader, AsyncPostgresSaver):
-        return await _postgres_page(reader, limit, offset)
     summaries = []
     ordered = await _scan(saver)
     for thread in ordered[offset : None if limit is None else offset + limit]:
@@ -381,32 +371,6 @@ async def _prefixed(saver: BaseCheckpointSaver[Any], prefix: str, limit: int) ->
         return [prefix] if prefix in found else found
     ids = await _scan(saver)
     return [prefix] if prefix in ids else [t for t in ids if t.startswith(prefix)][:limit]
-
-
-def add_parsers(
-    sub: argparse._SubParsersAction[Any],
-    add_checkpoint: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    """`threads`, and the hidden `__complete` that shell completion calls."""
-    threads = sub.add_parser(
-        "threads",
-        help="list the threads in the checkpoint database, newest first",
-        description="List the threads in the checkpoint database, newest first: id, "
-        f"status, last update and goal; the {DEFAULT_LIMIT} newest unless told otherwise.",
-    )
-    add_checkpoint(threads)
-    count = threads.add_mutually_exclusive_group()
-    count.add_argument(
-        "--limit",
-        type=positive_int,
-        metavar="N",
-        help=f"the N most recently updated (default: {DEFAULT_LIMIT})",
-    )
-    count.add_argument("--all", action="store_true", help="every thread")
-    threads.add_argument("--json", action="store_true", help="print the threads as JSON")
-    complete = sub.add_parser("__complete")  # no help: hidden from the command list
-    complete.add_argument("what", choices=("threads",))
-    add_checkpoint(complete)
 
 
 def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
@@ -473,28 +437,6 @@ def thread_table(summaries: Sequence[ThreadSummary], title: str, width: int) -> 
 
 
 _UPDATED = len("2026-11-21 20:01:02 UTC")
-
-
-def complete(args: argparse.Namespace, env: Environment, out: Output) -> int:
-    """`planexec __complete threads`: thread ids, one per line, for shell completion.
-
-    Only ids made of visible characters are offered, so that a completion never puts a
-    control or invisible character on a command line (`planexec threads` shows the others,
-    escaped, and any unique prefix of them names them). Prints nothing, and succeeds,
-    when there is no checkpoint database to read.
-    """
-    location = checkpoint_location(args.checkpoint, env)
-
-    async def read() -> list[str]:
-        async with open_saver(location, env.checkpoint_key, read_only=True) as saver:
-            return await thread_ids(saver)
-
-    try:
-        ids = asyncio.run(read()) if reading_checkpoint(location) else []
-    except Exception:  # a completion helper prints no traceback into the shell
-        return 0
-    sys.stdout.write("".join(f"{thread}\n" for thread in ids if is_visible(thread)))
-    return 0
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
+from planexec.interrupts import NEEDS_MODEL
 from planexec.scripted import ScriptedChatModel, ScriptExhaustedError, expand_replies
 from planexec.state import ROLES
 
@@ -45,8 +46,6 @@ class Scenario:
         }
 
 
-NEEDS_MODEL = "needs_model"
-"""The interrupt a demo run pauses at when a choice goes past its scripted replies."""
 
 
 class _DemoModel(ScriptedChatModel):

@@ -3,7 +3,8 @@
 Each pending step is one LangGraph task, launched up front in a fixed topological order
 so that task ids are the same when a crashed run resumes: a step whose task finished
 is not run again. A task waits for its dependencies inside the run, so a step starts as
-soon as its last dependency finishes, at most `max_concurrency` at a time. A step whose
+soon as its last dependency finishes: at most `max_concurrency` steps that call a model
+and at most `max_tool_concurrency` direct tool calls at a time. A step whose
 dependency failed or was skipped is skipped. Transient failures are retried by
 LangGraph's retry policy with exponential backoff (a sub-agent step has one attempt).
 
@@ -210,7 +211,10 @@ class _Pass:
         self.env = env
         self.records = {step_id: StepRecord() for step_id in self.steps}
         self.approvals = env.state.get("approvals") or {}
-        self.gate = asyncio.Semaphore(env.context.max_concurrency)
+        self.model_gate = asyncio.Semaphore(env.context.max_concurrency)
+        """Held by steps that call a model: its rate limit is what `max_concurrency` is for."""
+        self.tool_gate = asyncio.Semaphore(env.context.max_tool_concurrency)
+        """Held by direct tool calls, which no model's rate limit needs to queue."""
         self.futures: dict[str, Awaitable[dict[str, Any]]] = {}
         self.outcomes: dict[str, asyncio.Task[tuple[str, StepResult | None]]] = {}
         self.exhausted: list[BudgetExhaustedError] = []
@@ -311,7 +315,9 @@ class _Pass:
                 error = f"not run: step {dep} {result['status']}"
                 return record.result(step, self.env.revision, status="skipped", error=error)
             outputs[dep] = result["output"]
-        async with self.gate:
+        approval = approval_of(step, self.approvals, self.seal)
+        approved_args = approval["args"] if approval else None
+        async with self._gate(step, approved_args):
             check_lease(self.env.thread_id, f"starting step {step_id}")
             if record.attempts == 0:
                 self.env.budget.reserve_step()
@@ -322,9 +328,15 @@ class _Pass:
                     tool=step["tool"],
                     revision=self.env.revision,
                 )
-            approval = approval_of(step, self.approvals, self.seal)
-            approved_args = approval["args"] if approval else None
             return await run_step(step, outputs, self.env, record, approved_args)
+
+    def _gate(self, step: StepDict, approved_args: dict[str, Any] | None) -> asyncio.Semaphore:
+        """The model gate for a step that calls a model, the tool gate for a direct call."""
+        tool = self.env.resources.tools.get(step["tool"] or "")
+        direct = tool is not None and not isinstance(tool, SubAgent)
+        if direct and (approved_args is not None or step["args"] is not None):
+            return self.tool_gate
+        return self.model_gate
 
     def _report(self, step_id: str, result: StepResult) -> None:
         emit(

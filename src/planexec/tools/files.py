@@ -22,8 +22,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from langchain_core.tools import BaseTool, ToolException, tool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.prebuilt import ToolRuntime
+from pydantic import BaseModel, ConfigDict
 
 MAX_READ_BYTES = 1_000_000
 MAX_WRITE_BYTES = 1_000_000
@@ -163,6 +164,31 @@ def _refuse_unless_plain(found: os.stat_result) -> None:
     raise _NotRegular(kind)
 
 
+class _ReadFileArgs(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    path: str
+    runtime: ToolRuntime[Any, Any]
+
+
+class _WriteFileArgs(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    path: str
+    content: str
+    runtime: ToolRuntime[Any, Any]
+
+
+class _ListFilesArgs(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    runtime: ToolRuntime[Any, Any]
+    path: str = "."
+    recursive: bool = False
+
+
+# The argument schemas are written out, once, rather than inferred from each new
+# function's signature: inferring them built six pydantic models per `file_tools()` call,
+# the largest part of building a graph with the default tools.
+
+
 def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
     """`read_file`, `write_file` and `list_files`, confined to a workspace.
 
@@ -171,12 +197,10 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
     """
     fixed = Path(workspace) if workspace is not None else None
 
-    @tool
     def read_file(path: str, runtime: ToolRuntime[Any, Any]) -> str:
         """Read a UTF-8 text file from the workspace and return its content."""
         return read_text(workspace_root(runtime, fixed), path)
 
-    @tool(extras={"idempotent": True})
     def write_file(path: str, content: str, runtime: ToolRuntime[Any, Any]) -> str:
         """Write text to a file in the workspace, creating or replacing it.
 
@@ -184,7 +208,6 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         """
         return write_text(workspace_root(runtime, fixed), path, content)
 
-    @tool
     def list_files(
         runtime: ToolRuntime[Any, Any], path: str = ".", recursive: bool = False
     ) -> list[str]:
@@ -195,7 +218,13 @@ def file_tools(workspace: str | Path | None = None) -> list[BaseTool]:
         """
         return list_paths(workspace_root(runtime, fixed), path, recursive=recursive)
 
-    return [read_file, write_file, list_files]
+    return [
+        StructuredTool.from_function(read_file, args_schema=_ReadFileArgs),
+        StructuredTool.from_function(
+            write_file, args_schema=_WriteFileArgs, extras={"idempotent": True}
+        ),
+        StructuredTool.from_function(list_files, args_schema=_ListFilesArgs),
+    ]
 
 
 def read_text(root: Path, path: str) -> str:

@@ -1,0 +1,85 @@
+"""The cold-start benchmark measures what it says (structure and outcomes, not speed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+# `bench` sits at the repository root, outside the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import cold
+from bench.server import ModelServer
+
+
+def thread_count(directory: Path) -> int:
+    with closing(sqlite3.connect(directory / "checkpoints.sqlite")) as conn:
+        return int(conn.execute("SELECT COUNT(DISTINCT thread_id) FROM checkpoints").fetchone()[0])
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    running = ModelServer().start()
+    monkeypatch.setenv("OPENAI_BASE_URL", running.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "bench")
+    yield running
+    running.stop()
+
+
+def test_every_start_up_command_runs_and_is_measured_over_bare_python(tmp_path: Path) -> None:
+    rows = cold.measure_starts(tmp_path, starts=1)
+    assert [r.command for r in rows] == [
+        "import planexec",
+        "planexec --help",
+        "planexec completion bash",
+        "planexec completion zsh",
+        "planexec completion fish",
+        "TAB: planexec __complete threads",
+        "planexec threads",
+        "planexec show THREAD",
+    ]
+    for row in rows:
+        assert 0 < row.over_python_s < row.median_s
+        assert row.passed == (row.over_python_s <= row.target_s)
+
+
+async def test_cold_runs_open_a_saver_and_build_a_graph_for_each_run(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    rows = await cold.measure_cold_runs(server, tmp_path, runs=1)
+    assert [r.workload for r in rows] == ["chain4", "fanout4", "fanout8", "fanout4_flaky"]
+    for row in rows:
+        assert row.statuses == ["completed"]
+        assert row.bound_s > 0
+        assert 0 < row.build_ms < 1000 * row.wall_s
+    # Each run was a new thread in the workload's one file: a warm-up and the timed run.
+    for row in rows:
+        assert await asyncio.to_thread(thread_count, tmp_path / row.workload) == 2
+
+
+async def test_framework_rows_compare_a_new_graph_with_a_warm_one(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    rows = await cold.measure_framework(server, tmp_path, runs=1)
+    assert [r.target_ms for r in rows] == [cold.FIRST_RUN_MS, cold.WARM_RUN_MS]
+    assert all(r.median_ms > 0 for r in rows)
+
+
+def test_a_new_process_per_run_completes_through_the_command_line(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    [row] = cold.measure_processes(server, tmp_path, runs=1)
+    assert row.statuses == ["completed"]
+    assert row.bound_s > 0
+    assert row.wall_s > row.bound_s
+    report = cold.ColdReport([], [], [], [row])
+    assert "via planexec run" in cold.markdown(report)
+    assert report.as_json()["processes"][0]["over_bound_s"] == row.wall_s - row.bound_s
+    assert os.environ["OPENAI_BASE_URL"] == server.url
