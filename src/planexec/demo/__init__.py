@@ -46,8 +46,6 @@ class Scenario:
         }
 
 
-
-
 class _DemoModel(ScriptedChatModel):
     """A scripted model that pauses the run when a choice goes past its script.
 
