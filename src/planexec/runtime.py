@@ -35,7 +35,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -268,6 +268,79 @@ class _DelegatingSaver(BaseCheckpointSaver[Any]):
     def _rewrap(self, inner: BaseCheckpointSaver[Any]) -> _DelegatingSaver:
         raise NotImplementedError
 
+    # The async methods: each is `inner`'s method of the same name, run as the subclass
+    # says (`_run`), so the two adapters differ only in how a call reaches `inner`.
+
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`inner`'s `method` (a sync method's name) called with these arguments."""
+        raise NotImplementedError
+
+    async def _listed(
+        self, config: RunnableConfig | None, **options: Any
+    ) -> Sequence[CheckpointTuple]:
+        """`inner`'s listing, read whole (a listing must not hold the saver while suspended)."""
+        raise NotImplementedError
+
+    @override
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        found: CheckpointTuple | None = await self._run("get_tuple", config)
+        return found
+
+    @override
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for item in await self._listed(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    @override
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved: RunnableConfig = await self._run("put", config, checkpoint, metadata, new_versions)
+        return saved
+
+    @override
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._run("put_writes", config, writes, task_id, task_path)
+
+    @override
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run("delete_thread", thread_id)
+
+    @override
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._run("delete_for_runs", run_ids)
+
+    @override
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._run("copy_thread", source_thread_id, target_thread_id)
+
+    @override
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._run("prune", thread_ids, strategy=strategy)
+
+    @override
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Any:
+        return await self._run("get_delta_channel_history", config=config, channels=channels)
+
 
 class ThreadedSaver(_DelegatingSaver):
     """A sync-only saver with async methods: each call runs on a worker thread of its own.
@@ -286,69 +359,14 @@ class ThreadedSaver(_DelegatingSaver):
     async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.wrap_future(self._worker.submit(func, *args, **kwargs))
 
-    @override
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._call(self.inner.get_tuple, config)
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._call(getattr(self.inner, method), *args, **kwargs)
 
-    @override
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
+    async def _listed(
+        self, config: RunnableConfig | None, **options: Any
+    ) -> Sequence[CheckpointTuple]:
         # Read whole: a sync saver holds its lock while its listing is suspended.
-        found = await self._call(
-            lambda: list(self.inner.list(config, filter=filter, before=before, limit=limit))
-        )
-        for item in found:
-            yield item
-
-    @override
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await self._call(self.inner.put, config, checkpoint, metadata, new_versions)
-
-    @override
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._call(self.inner.put_writes, config, writes, task_id, task_path)
-
-    @override
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._call(self.inner.delete_thread, thread_id)
-
-    @override
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._call(self.inner.delete_for_runs, run_ids)
-
-    @override
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._call(self.inner.copy_thread, source_thread_id, target_thread_id)
-
-    @override
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._call(lambda: self.inner.prune(thread_ids, strategy=strategy))
-
-    @override
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Any:
-        return await self._call(
-            lambda: self.inner.get_delta_channel_history(config=config, channels=channels)
-        )
+        return await self._call(lambda: list(self.inner.list(config, **options)))
 
 
 class ForwardingSaver(_DelegatingSaver):
@@ -365,79 +383,22 @@ class ForwardingSaver(_DelegatingSaver):
     def _rewrap(self, inner: BaseCheckpointSaver[Any]) -> ForwardingSaver:
         return ForwardingSaver(inner, self._loop)
 
-    async def _call(self, make: Callable[[], Any]) -> Any:
-        async def call() -> Any:
+    async def _on_loop(self, make: Callable[[], Awaitable[T]]) -> T:
+        async def call() -> T:
             return await make()
 
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self._loop))
 
-    @override
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        found: CheckpointTuple | None = await self._call(lambda: self.inner.aget_tuple(config))
-        return found
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._on_loop(lambda: getattr(self.inner, "a" + method)(*args, **kwargs))
 
-    @override
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        async def collect() -> list[CheckpointTuple]:
-            listing = self.inner.alist(config, filter=filter, before=before, limit=limit)
-            return [item async for item in listing]
+    async def _listed(
+        self, config: RunnableConfig | None, **options: Any
+    ) -> Sequence[CheckpointTuple]:
+        async def collect() -> Sequence[CheckpointTuple]:
+            return [item async for item in self.inner.alist(config, **options)]
 
-        for item in await self._call(collect):
-            yield item
-
-    @override
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        saved: RunnableConfig = await self._call(
-            lambda: self.inner.aput(config, checkpoint, metadata, new_versions)
-        )
-        return saved
-
-    @override
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._call(lambda: self.inner.aput_writes(config, writes, task_id, task_path))
-
-    @override
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._call(lambda: self.inner.adelete_thread(thread_id))
-
-    @override
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._call(lambda: self.inner.adelete_for_runs(run_ids))
-
-    @override
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._call(lambda: self.inner.acopy_thread(source_thread_id, target_thread_id))
-
-    @override
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._call(lambda: self.inner.aprune(thread_ids, strategy=strategy))
-
-    @override
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Any:
-        return await self._call(
-            lambda: self.inner.aget_delta_channel_history(config=config, channels=channels)
-        )
+        return await self._on_loop(collect)
 
 
 class _Worker:
