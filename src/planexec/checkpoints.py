@@ -17,7 +17,7 @@ kept out of the URL: libpq reads `PGPASSWORD` and `~/.pgpass`.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,6 +36,7 @@ __all__ = [
     "AsyncCheckpointer",
     "is_postgres",
     "open_checkpointer",
+    "postgres_pool",
     "redact",
 ]
 
@@ -103,9 +104,42 @@ async def open_checkpointer(
         async with connect_sqlite(location) as conn:
             yield AsyncSqliteSaver(conn, serde=serde)
         return
-    url = str(location)
-    await _setup_postgres(url, connect_timeout)
-    pool = AsyncConnectionPool(
+    async with postgres_pool(
+        str(location),
+        setup=_setup_postgres,
+        lock=_SETUP_LOCK,
+        max_connections=max_connections,
+        connect_timeout=connect_timeout,
+    ) as pool:
+        yield AsyncPostgresSaver(pool, serde=serde)
+
+
+@asynccontextmanager
+async def postgres_pool(
+    url: str,
+    *,
+    setup: Callable[[AsyncConnection[DictRow]], Awaitable[None]],
+    lock: int,
+    max_connections: int,
+    connect_timeout: float,
+) -> AsyncIterator[AsyncConnectionPool[AsyncConnection[DictRow]]]:
+    """A pool on `url`, open for the `async with`, after `setup` ran on a connection of its own.
+
+    `setup` (creating or migrating tables) holds the advisory lock `lock`, so that
+    processes starting together on a new database do not race to create the same table.
+    It runs on a direct connection because, unlike a pool, one reports why it failed (bad
+    password, no such database, nothing listening).
+    """
+    conn = await AsyncConnection.connect(
+        url, connect_timeout=max(1, round(connect_timeout)), **POSTGRES_CONNECTION_KWARGS
+    )
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+        try:
+            await setup(cast("AsyncConnection[DictRow]", conn))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_connections,
@@ -115,29 +149,15 @@ async def open_checkpointer(
     )
     await pool.open(wait=True, timeout=connect_timeout)
     try:
-        yield AsyncPostgresSaver(
-            cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool), serde=serde
-        )
+        yield cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool)
     finally:
         await pool.close()
 
 
-async def _setup_postgres(url: str, connect_timeout: float) -> None:
-    """Create or migrate the saver's tables and the lease table, on one connection.
-
-    A direct connection, unlike a pool, reports why it failed (bad password, no such
-    database, nothing listening).
-    """
+async def _setup_postgres(conn: AsyncConnection[DictRow]) -> None:
+    """Create or migrate the saver's tables and the lease table."""
     # planexec.lease imports this module: import it when it is needed instead.
     from planexec.lease import ensure_lease_table
 
-    conn = await AsyncConnection.connect(
-        url, connect_timeout=max(1, round(connect_timeout)), **POSTGRES_CONNECTION_KWARGS
-    )
-    async with conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
-        try:
-            await AsyncPostgresSaver(cast("AsyncConnection[DictRow]", conn)).setup()
-            await ensure_lease_table(conn)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+    await AsyncPostgresSaver(conn).setup()
+    await ensure_lease_table(conn)

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import BaseStore, IndexConfig
@@ -27,9 +27,8 @@ from langgraph.store.postgres.base import PostgresIndexConfig
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
 
-from planexec.checkpoints import POSTGRES_CONNECTION_KWARGS, is_postgres
+from planexec.checkpoints import is_postgres, postgres_pool
 from planexec.errors import ModelConfigError, PlanexecError
 
 __all__ = [
@@ -93,32 +92,19 @@ async def open_store(
             await store.setup()
             yield store
         return
-    url = str(location)
     pg_index = cast("PostgresIndexConfig | None", index)
-    conn = await AsyncConnection.connect(
-        url, connect_timeout=max(1, round(connect_timeout)), **POSTGRES_CONNECTION_KWARGS
-    )
-    async with conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
-        try:
-            await AsyncPostgresStore(cast("AsyncConnection[DictRow]", conn), index=pg_index).setup()
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        url,
-        min_size=1,
-        max_size=max_connections,
-        kwargs=dict(POSTGRES_CONNECTION_KWARGS),
-        open=False,
-        timeout=connect_timeout,
-    )
-    await pool.open(wait=True, timeout=connect_timeout)
-    try:
-        yield AsyncPostgresStore(
-            cast("AsyncConnectionPool[AsyncConnection[DictRow]]", pool), index=pg_index
-        )
-    finally:
-        await pool.close()
+
+    async def setup(conn: AsyncConnection[DictRow]) -> None:
+        await AsyncPostgresStore(conn, index=pg_index).setup()
+
+    async with postgres_pool(
+        str(location),
+        setup=setup,
+        lock=_SETUP_LOCK,
+        max_connections=max_connections,
+        connect_timeout=connect_timeout,
+    ) as pool:
+        yield AsyncPostgresStore(pool, index=pg_index)
 
 
 def check_index_support(location: str | os.PathLike[str]) -> None:
