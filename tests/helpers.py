@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import BaseTool
@@ -191,3 +196,33 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def run_readme_snippet(name: str, folder: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the README's python snippet between `<!-- name:start -->` and `<!-- name:end -->`.
+
+    Runs in a new interpreter, with warnings as errors and without the OpenAI and LangSmith
+    environment; returns what it did and the text block the README shows after it.
+    """
+    text = README.read_text()
+    block = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", text, re.S)
+    assert block, f"README has no {name} section"
+    code = re.search(r"```python\n(.*?)```", block.group(1), re.S)
+    assert code, f"README's {name} section has no python snippet"
+    shown = re.search(rf"<!-- {name}:end -->\n\n```text\n(.*?)```", text, re.S)
+    assert shown, "the snippet's output follows it in a text block"
+    script = folder / "snippet.py"
+    script.write_text(code.group(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGSMITH_"))}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return done, shown.group(1)

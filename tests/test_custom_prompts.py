@@ -3,10 +3,7 @@ and prompts that would break that refused before any model is called."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -15,7 +12,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import ValidationError
 
-from helpers import config, invoke, step
+from helpers import config, invoke, run_readme_snippet, step
 from planexec import Context, PromptError, Prompts, ScriptedChatModel, build_graph
 from planexec.graph import PlanexecGraph
 from planexec.prompts.custom import _SPECS, PROMPT_NAMES, check_prompt
@@ -236,28 +233,8 @@ def test_each_default_prompt_uses_every_placeholder_its_node_fills() -> None:
         assert set(spec.default.get_identifiers()) == expected, name
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
 @pytest.mark.async_only
 def test_the_readme_s_domain_prompt_snippet_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
-    text = README.read_text()
-    block = re.search(
-        r"<!-- prompts:start -->\n```python\n(.*?)```\n<!-- prompts:end -->", text, re.S
-    )
-    assert block, "README has no prompts snippet"
-    shown = re.search(r"<!-- prompts:end -->\n\n```text\n(.*?)```", text, re.S)
-    assert shown, "the snippet's output follows it in a text block"
-    script = tmp_path / "snippet.py"
-    script.write_text(block.group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGSMITH_"))}
-    run = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    run, shown = run_readme_snippet("prompts", tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stdout == shown.group(1)
+    assert run.stdout == shown

@@ -5,10 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +18,7 @@ from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
-from helpers import ARITHMETIC, config, interrupt_of, step
+from helpers import ARITHMETIC, config, interrupt_of, run_readme_snippet, step
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.audit import audit_trail
 from planexec.graph import PlanexecGraph
@@ -684,24 +680,9 @@ async def test_library_examples_bounds_how_many_plans_the_planner_sees(k: int) -
 
 
 def test_the_readme_library_snippet_prints_what_the_readme_shows(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    code = re.search(r"<!-- library:start -->\n```python\n(.*?)```", text, re.S)
-    shown = re.search(r"<!-- library:end -->\n\n```text\n(.*?)```", text, re.S)
-    assert code
-    assert shown
-    script = tmp_path / "snippet.py"
-    script.write_text(code.group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGSMITH_"))}
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == shown.group(1)
+    run, shown = run_readme_snippet("library", tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == shown
 
 
 @pytest.mark.parametrize("namespace", [["langgraph"], ["a.b"], [], [""]])

@@ -8,16 +8,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from helpers import README, run_readme_snippet
 from planexec import Context
 from planexec.graph import graph
-
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _section(text: str, name: str) -> str:
@@ -70,22 +67,6 @@ def test_generated_sections_are_current() -> None:
 
 
 def test_embedding_snippet_runs_and_prints_what_the_readme_shows(tmp_path: Path) -> None:
-    text = README.read_text()
-    block = _section(text, "embed")
-    code = re.search(r"```python\n(.*?)```", block, re.S)
-    assert code
-    shown = re.search(r"<!-- embed:end -->\n\n```text\n(.*?)```", text, re.S)
-    assert shown, "the snippet's output follows it in a text block"
-    script = tmp_path / "snippet.py"
-    script.write_text(code.group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGSMITH_"))}
-    run = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    run, shown = run_readme_snippet("embed", tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stdout == shown.group(1)
+    assert run.stdout == shown
