@@ -15,8 +15,9 @@ from planexec.scripted import plan_reply, replan_reply
 
 pytestmark = pytest.mark.usefixtures("both_apis")
 
-# LangChain's human-in-the-loop middleware types, restated here (langchain itself is not
-# a dependency) so that the interrupt can be checked against them key by key.
+# LangChain's human-in-the-loop middleware types, restated with the keys they document as
+# optional: at runtime `langchain.agents.middleware.human_in_the_loop`'s TypedDicts list
+# every key as required, so they cannot check an interrupt key by key.
 
 
 class ActionRequest(TypedDict):
