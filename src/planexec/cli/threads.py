@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -141,7 +141,8 @@ def _paused_status(request: Any) -> str:
     if kind == NEEDS_MODEL:
         return "awaiting_model"
     # Any other interrupt (one a user's own node raises) is listed as waiting for review.
-    return next((s for t, s in PAUSED_STATUS.items() if t == kind), "paused_for_review")
+    known = cast("Mapping[str, str]", PAUSED_STATUS).get(kind) if isinstance(kind, str) else None
+    return known or "paused_for_review"
 
 
 def _summary(
@@ -154,16 +155,11 @@ def _summary(
     revisions = values.get("revisions")
     last = revisions[-1] if isinstance(revisions, list) and revisions else None
     revision = last.get("revision") if isinstance(last, dict) else None
-    if values.get("status"):
-        status = str(values["status"])
-    elif interrupts:
-        status = _paused_status(getattr(interrupts[0], "value", None))
-    else:
-        # No ending and no question: a run that stopped (Ctrl-C, a crash, an error).
-        status = "interrupted"
     return ThreadSummary(
         thread_id=thread,
-        status=status,
+        # A summary has a checkpoint but not the graph's next nodes: with no ending and no
+        # question, the run stopped (Ctrl-C, a crash, an error).
+        status=thread_status(values, interrupts, next_nodes=True),
         goal=str(values.get("goal") or metadata.get(GOAL_KEY) or ""),
         updated_at=updated_at,
         revision=revision if isinstance(revision, int) else None,
