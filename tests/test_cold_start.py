@@ -33,8 +33,9 @@ HEAVY = (
     "aiosqlite",
     "planexec.evals",
     "planexec.graph",
+    "importlib.metadata",
 )
-"""Modules none of the light paths may load."""
+"""Modules none of the light paths may load (package metadata is read for `--version` only)."""
 
 PROBE = """
 import json, sys
