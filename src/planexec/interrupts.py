@@ -14,6 +14,9 @@ While it waits, a thread's status is `PAUSED_STATUS[type]`.
 `step_approval` has the shape of LangChain's human-in-the-loop middleware (`HITLRequest`:
 `action_requests`, `review_configs`; answered as an `HITLResponse`), so front ends made
 for it answer planexec's too; `tests/test_interrupts.py` holds the two shapes together.
+`plan_review` carries that shape as well, and Agent Inbox's `HumanInterrupt`
+(`action_request`, `config`), for one action named `REVIEW_ACTION`, so Agent Chat UI
+renders it; their answers (`ChatReviewAnswer`) resume it like a `ReviewDecision`.
 
 The nodes, events, command line and evals take their names from here. Adding a kind
 of decision is one model here (with its paused status), one branch in the node that takes
@@ -39,6 +42,18 @@ REVIEW_DECISIONS: tuple[ReviewDecisionType, ...] = get_args(ReviewDecisionType)
 ApprovalDecisionType = Literal["approve", "edit", "reject"]
 """A person's decisions on a step waiting for approval (LangChain's, without "respond")."""
 APPROVAL_DECISIONS: tuple[ApprovalDecisionType, ...] = get_args(ApprovalDecisionType)
+
+ChatDecisionType = Literal["approve", "edit", "reject", "respond"]
+"""LangChain's human-in-the-loop decisions (`DecisionType`). At a plan review, "reject"
+and "respond" both send their message to the planner as feedback."""
+CHAT_REVIEW_DECISIONS: tuple[ChatDecisionType, ...] = get_args(ChatDecisionType)
+
+InboxResponseType = Literal["accept", "edit", "response", "ignore"]
+"""Agent Inbox's answers (`HumanResponse.type`). At a plan review they are approve,
+edit, reject with the text as feedback, and cancel."""
+
+REVIEW_ACTION = "review_plan"
+"""The one action a plan review shows chat front ends; its args are `{"plan": <plan>}`."""
 
 PausedStatus = Literal["paused_for_review", "awaiting_approval", "uncertain_step"]
 """A thread's status while it waits on one of these interrupts (`planexec threads`)."""
@@ -82,8 +97,45 @@ class LibrarySource(TypedDict):
     """The values the goal gave those slots."""
 
 
+class ActionRequest(TypedDict):
+    """One call waiting for approval (LangChain's `ActionRequest`)."""
+
+    name: str
+    args: dict[str, Any]
+    description: NotRequired[str]
+
+
+class ReviewConfig(TypedDict):
+    """What a person may decide on one action (LangChain's `ReviewConfig`)."""
+
+    action_name: str
+    allowed_decisions: list[ChatDecisionType]
+    args_schema: NotRequired[dict[str, Any]]
+
+
+class InboxAction(TypedDict):
+    """An action as Agent Inbox shows and edits it (its `ActionRequest`)."""
+
+    action: str
+    args: dict[str, Any]
+
+
+class InboxConfig(TypedDict):
+    """Which answers Agent Inbox offers (its `HumanInterruptConfig`)."""
+
+    allow_ignore: bool
+    allow_respond: bool
+    allow_edit: bool
+    allow_accept: bool
+
+
 class PlanReviewRequest(TypedDict):
-    """The `plan_review` interrupt: the plan to approve, edit, reject or cancel."""
+    """The `plan_review` interrupt: the plan to approve, edit, reject or cancel.
+
+    `action_requests` and `review_configs` (LangChain's `HITLRequest`), and
+    `action_request`, `config` and `description` (Agent Inbox's `HumanInterrupt`), show
+    the same plan to chat front ends as the one action `REVIEW_ACTION`.
+    """
 
     type: Literal["plan_review"]
     goal: str | None
@@ -98,26 +150,15 @@ class PlanReviewRequest(TypedDict):
     finished: list[str]
     """Steps that have run and stay as they are."""
     allowed_decisions: list[ReviewDecisionType]
+    action_requests: list[ActionRequest]
+    review_configs: list[ReviewConfig]
+    action_request: InboxAction
+    config: InboxConfig
+    description: str
     library: NotRequired[LibrarySource]
     """For a plan replayed from the library: which saved plan it is."""
     errors: NotRequired[list[str]]
     """Why the last answer was refused; the review is asked again."""
-
-
-class ActionRequest(TypedDict):
-    """One call waiting for approval (LangChain's `ActionRequest`)."""
-
-    name: str
-    args: dict[str, Any]
-    description: NotRequired[str]
-
-
-class ReviewConfig(TypedDict):
-    """What a person may decide on one action (LangChain's `ReviewConfig`)."""
-
-    action_name: str
-    allowed_decisions: list[ApprovalDecisionType]
-    args_schema: NotRequired[dict[str, Any]]
 
 
 class StepApprovalRequest(TypedDict):
@@ -232,6 +273,32 @@ class ApprovalAnswer(TypedDict):
 
     decisions: list[ApprovalDecision]
     request_hash: NotRequired[str]
+
+
+class InboxResponse(TypedDict):
+    """An Agent Inbox answer (its `HumanResponse`); Agent Chat UI sends a list of one.
+
+    `args` is None for accept and ignore, the feedback text for response, and the
+    edited `InboxAction` for edit (its plan an object or JSON text).
+    """
+
+    type: InboxResponseType
+    args: str | InboxAction | None
+
+
+class HITLAnswer(TypedDict):
+    """LangChain's `HITLResponse` to a plan review: one decision, on `REVIEW_ACTION`.
+
+    An edit's `edited_action.args` is `{"plan": <plan object or JSON text>}`; a
+    "respond" or "reject" message is feedback for the planner.
+    """
+
+    decisions: list[dict[str, Any]]
+    plan_hash: NotRequired[str]
+
+
+ChatReviewAnswer = HITLAnswer | InboxResponse | list[InboxResponse]
+"""What chat front ends resume a `plan_review` with, besides a `ReviewDecision`."""
 
 
 class RerunStep(TypedDict):

@@ -2,7 +2,8 @@
 
 The graph interrupts with a `plan_review` value. A decision that is malformed, or an
 edited plan that fails validation, interrupts again at the same review with `errors`
-added; nothing is recorded until a decision is valid.
+added; nothing is recorded until a decision is valid. Chat front ends' answers
+(`planexec.nodes._chat`) are taken as the decisions they stand for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from planexec.context import Context, resolve_context
 from planexec.events import emit, emit_plan_ready
 from planexec.interrupts import (
+    REVIEW_ACTION,
     REVIEW_DECISIONS,
     Approve,
     Cancel,
@@ -26,6 +28,7 @@ from planexec.interrupts import (
     Reject,
     ReviewDecision,
 )
+from planexec.nodes._chat import action_request, as_review_decision, inbox_config, review_config
 from planexec.plan import MAX_ERRORS, PlanDict, parse_plan, plan_hash, validate_plan
 from planexec.resources import Resources
 from planexec.seals import Sealer
@@ -53,8 +56,12 @@ def parse_decision(
 ) -> tuple[Approve | Edit | Reject | Cancel | None, list[str]]:
     """A review decision from a resume value, or the reasons it is not one. Never raises.
 
-    A message longer than `max_text_chars` makes the decision unusable.
+    The value is a `ReviewDecision` or a `ChatReviewAnswer`. A message longer than
+    `max_text_chars` makes the decision unusable.
     """
+    value, errors = as_review_decision(value)
+    if errors:
+        return None, errors
     if not isinstance(value, dict):
         return None, [
             f'a decision must be an object such as {{"type": "approve"}}, not {shown(value)}'
@@ -94,6 +101,7 @@ def review_request(state: State, errors: list[str]) -> PlanReviewRequest:
     plan = state.get("plan")
     if revision is None or plan is None:
         raise ValueError("there is no plan to review")
+    shown_action = action_request(revision["revision"], plan)
     request: PlanReviewRequest = {
         "type": "plan_review",
         "goal": state.get("goal"),
@@ -105,6 +113,11 @@ def review_request(state: State, errors: list[str]) -> PlanReviewRequest:
         "changes": revision["diff"] if revision["revision"] > 1 else None,
         "finished": sorted(done_steps(state)),
         "allowed_decisions": list(DECISIONS),
+        "action_requests": [shown_action],
+        "review_configs": [review_config()],
+        "action_request": {"action": REVIEW_ACTION, "args": shown_action["args"]},
+        "config": inbox_config(),
+        "description": shown_action.get("description", ""),
     }
     if "library" in revision:
         request["library"] = revision["library"]
