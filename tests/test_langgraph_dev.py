@@ -10,6 +10,7 @@ project's langgraph.json, so its `.langgraph_api/` persistence stays out of the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -368,3 +369,79 @@ async def test_file_tools_and_a_fan_out_run_under_the_servers_blocking_call_chec
     assert final["results"]["r"]["output"] == "hello"
     assert (dev_server.workdir / "notes" / "a.txt").read_text() == "hello"
     assert "Blocking" not in dev_server.log.read_text(errors="replace")
+
+
+# --- Agent Chat UI's answers to the plan review ------------------------------------------
+
+
+async def wait_resumed(client: LangGraphClient, thread_id: str, resume: object) -> dict[str, Any]:
+    """Resume as Agent Chat UI does (`command: {resume}`); the thread's state after."""
+    await client.runs.wait(thread_id, GRAPH_ID, command={"resume": resume}, context=RUN_CONTEXT)
+    state: dict[str, Any] = await client.threads.get_state(thread_id)
+    return state
+
+
+async def test_agent_chat_ui_renders_the_review_and_its_hitl_answers_resume_it(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    thread_id, review = await start_and_pause(client, "What is 12 * 5 + 5? (chat edit)")
+    [action] = review["action_requests"]
+    assert (action["name"], action["args"]) == ("review_plan", {"plan": PLAN})
+    assert review["review_configs"] == [
+        {
+            "action_name": "review_plan",
+            "allowed_decisions": ["approve", "edit", "reject", "respond"],
+        }
+    ]
+    assert review["action_request"] == {"action": "review_plan", "args": {"plan": PLAN}}
+
+    feedback = "Please use 12 * 5 (hitl respond)"
+    respond = {"decisions": [{"type": "respond", "message": feedback}]}
+    (again,) = (await wait_resumed(client, thread_id, respond))["interrupts"]
+    assert (again["value"]["revision"], again["value"]["plan"]) == (2, PLAN)
+    assert dev_server.models.requests_containing(feedback)
+
+    two = {"decisions": [{"type": "approve"}, {"type": "approve"}]}
+    (refused,) = (await wait_resumed(client, thread_id, two))["interrupts"]
+    assert refused["value"]["revision"] == 2
+    assert refused["value"]["errors"] == [
+        'answer with {"decisions": [<one decision>]}: the plan review shows one action'
+    ]
+
+    edited = {"name": "review_plan", "args": {"plan": json.dumps(EDITED, indent=2)}}
+    edit = {"decisions": [{"type": "edit", "edited_action": edited}]}
+    final = (await wait_resumed(client, thread_id, edit))["values"]
+    assert final["status"] == "completed"
+    assert final["plan"] == EDITED
+    assert final["answer"] == "s1=60, s2=65"
+    assert [r["decision"] for r in final["reviews"]] == ["reject", "edit"]
+
+
+async def test_agent_inbox_answers_resume_the_review(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    thread_id, review = await start_and_pause(client, "What is 12 * 4 + 5? (inbox)")
+    assert review["config"] == {
+        "allow_accept": True,
+        "allow_edit": True,
+        "allow_respond": True,
+        "allow_ignore": True,
+    }
+    feedback = "One more look, please (inbox response)"
+    response = [{"type": "response", "args": feedback}]
+    (again,) = (await wait_resumed(client, thread_id, response))["interrupts"]
+    assert again["value"]["revision"] == 2
+    assert dev_server.models.requests_containing(feedback)
+
+    # Agent Chat UI accepts with the action it showed; a stale one is refused.
+    stale = {"action": "review_plan", "args": {"plan": EDITED}}
+    (refused,) = (await wait_resumed(client, thread_id, [{"type": "accept", "args": stale}]))[
+        "interrupts"
+    ]
+    assert refused["value"]["errors"][0].startswith("the decision is for plan ")
+
+    shown = again["value"]["action_request"]
+    final = (await wait_resumed(client, thread_id, [{"type": "accept", "args": shown}]))["values"]
+    assert final["status"] == "completed"
+    assert final["answer"] == "s1=48, s2=53, s3=The result is 53."
+    assert [r["decision"] for r in final["reviews"]] == ["reject", "approve"]
