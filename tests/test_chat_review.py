@@ -228,7 +228,7 @@ MALFORMED: dict[str, tuple[Any, str]] = {
                 {"type": "edit", "edited_action": {"name": "calculator", "args": {"plan": OTHER}}}
             ]
         },
-        "an edit may change only the plan of the action review_plan",
+        "an edit may name only the action review_plan",
     ),
     "edit with broken JSON": (
         hitl_edit('{"steps": ['),
@@ -253,6 +253,14 @@ MALFORMED: dict[str, tuple[Any, str]] = {
     "inbox unknown type": (
         [{"type": "approve", "args": None}],
         "response type must be one of accept, edit, response, ignore",
+    ),
+    "accept of another action": (
+        [{"type": "accept", "args": {"action": "calculator", "args": {"plan": PLAN}}}],
+        "an accept may name only the action review_plan",
+    ),
+    "accept without a plan": (
+        [{"type": "accept", "args": {"action": REVIEW_ACTION, "args": {}}}],
+        'an accept needs the action {"action": "review_plan", "args": {"plan": <plan>}}',
     ),
     "two plan hashes": (
         {"decisions": [{"type": "approve", "plan_hash": OTHER_HASH}], "plan_hash": "x"},

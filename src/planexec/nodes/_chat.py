@@ -114,9 +114,9 @@ def _from_inbox(response: object) -> tuple[object, list[str]]:
         ours["plan"] = plan
     elif kind == "accept" and args is not None:
         # Agent Chat UI accepts with the action it showed: the approval is of that plan.
-        plan, errors = _edited_plan(args, "action")
+        plan, errors = _edited_plan(args, "action", "an accept")
         if errors:
-            return None, [error.replace("an edit", "an accept") for error in errors]
+            return None, errors
         shown = _digest(plan)
         if shown is None:
             return None, ["the accepted plan is not JSON data"]
@@ -126,16 +126,18 @@ def _from_inbox(response: object) -> tuple[object, list[str]]:
     return ours, []
 
 
-def _edited_plan(action: object, name_key: str) -> tuple[object, list[str]]:
-    """The plan in an edited action (`name_key` is "name" or Agent Inbox's "action")."""
+def _edited_plan(
+    action: object, name_key: str, answer: str = "an edit"
+) -> tuple[object, list[str]]:
+    """The plan in an answer's action (`name_key` is "name" or Agent Inbox's "action")."""
     args = action.get("args") if isinstance(action, dict) else None
     if not isinstance(action, dict) or not isinstance(args, dict) or "plan" not in args:
         return None, [
-            f'an edit needs the action {{"{name_key}": "{REVIEW_ACTION}", '
+            f'{answer} needs the action {{"{name_key}": "{REVIEW_ACTION}", '
             '"args": {"plan": <plan>}}'
         ]
     if action.get(name_key, REVIEW_ACTION) != REVIEW_ACTION:
-        return None, [f"an edit may change only the plan of the action {REVIEW_ACTION}"]
+        return None, [f"{answer} may name only the action {REVIEW_ACTION}"]
     plan = args["plan"]
     if isinstance(plan, str):
         try:
