@@ -138,6 +138,7 @@ async def test_each_approval_runs_the_plan_shown(answer: ChatReviewAnswer) -> No
 EDITS: dict[str, Any] = {
     "hitl edit": hitl_edit(EDITED),
     "hitl edit, JSON": hitl_edit(json.dumps(EDITED)),
+    "hitl edit, the decision alone": hitl_edit(EDITED)["decisions"][0],
     "inbox edit": inbox_edit(EDITED),
     "inbox edit, a list of JSON": [inbox_edit(json.dumps(EDITED, indent=4))],
 }
@@ -160,6 +161,7 @@ async def test_each_edit_runs_the_edited_plan(answer: ChatReviewAnswer) -> None:
 FEEDBACK: dict[str, Any] = {
     "hitl respond": {"decisions": [{"type": "respond", "message": "Use a single step"}]},
     "hitl reject": {"decisions": [{"type": "reject", "message": "Use a single step"}]},
+    "hitl respond, the decision alone": {"type": "respond", "message": "Use a single step"},
     "inbox response": [{"type": "response", "args": "Use a single step"}],
 }
 

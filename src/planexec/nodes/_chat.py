@@ -51,7 +51,8 @@ def inbox_config() -> InboxConfig:
 def as_review_decision(value: object) -> tuple[object, list[str]]:
     """`value` as a `ReviewDecision`-shaped object, or the reasons it cannot be one.
 
-    A `{"decisions": [...]}` answer (LangChain's middleware) and an Agent Inbox answer
+    A `{"decisions": [...]}` answer (LangChain's middleware), one of its decisions on its
+    own (`respond`, or an edit with `edited_action`), and an Agent Inbox answer
     (`{"type": "accept" | "edit" | "response" | "ignore", "args": ...}`, alone or in a
     list of one object) are translated; any other value is returned unchanged, for the review
     node to parse as planexec's own decision. Never raises.
@@ -66,6 +67,9 @@ def as_review_decision(value: object) -> tuple[object, list[str]]:
         return value, []
     if "decisions" in value:
         return _from_middleware(value)
+    if value.get("type") == "respond" or ("edited_action" in value and "plan" not in value):
+        # One middleware decision on its own, as its per-call interrupts are answered.
+        return _from_middleware({"decisions": [value]})
     if value.get("type") in _INBOX_TYPES and "args" in value and "plan" not in value:
         return _from_inbox(value)
     return value, []
