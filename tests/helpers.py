@@ -18,6 +18,7 @@ from langgraph.types import StateSnapshot
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.cli import commands, main
 from planexec.graph import PlanexecGraph
+from planexec.scripted import replan_reply
 
 if TYPE_CHECKING:  # worker processes and the benchmark import this module without pytest
     import pytest
@@ -151,6 +152,32 @@ class Harness:
         """The thread's full state values."""
         snapshot = await get_state(self.graph, config(thread))
         return dict(snapshot.values)
+
+
+def replanning_script(revisions: int) -> list[dict[str, Any]]:
+    """Replanner replies that revise the plan `revisions` times, then finish.
+
+    With `REPLANNED_START` as the plan, each revision adds one calculator step: every
+    fifth a step `f<n>` that fails, the others `s<n>`, adding one to the latest `s`
+    step. The last revision's step `z` depends on `s0` instead, so the run needs a
+    result from its first revision at its last.
+    """
+    replies, latest = [], "s0"
+    for n in range(1, revisions + 1):
+        if n == revisions:
+            new = step("z", args={"expression": "{{s0}} + 1"}, depends_on=["s0"])
+        elif n % 5 == 0:
+            new = step(f"f{n}", args={"expression": "1/0"}, depends_on=[latest])
+        else:
+            new = step(f"s{n}", args={"expression": f"{{{{{latest}}}}} + 1"}, depends_on=[latest])
+            latest = f"s{n}"
+        replies.append(replan_reply("replan", steps=[new], reason=f"revision {n + 1} adds a step"))
+    replies.append(replan_reply("finish", answer="done"))
+    return replies
+
+
+REPLANNED_START = [step("s0", args={"expression": "123456789 * 1000"})]
+"""The first plan of `replanning_script`'s runs: one step whose result is 123456789000."""
 
 
 # --- the command line, in this process --------------------------------------------------

@@ -169,9 +169,22 @@ def test_render_fills_exactly_the_placeholders() -> None:
         (replanner_prompts.SYSTEM, {"options", "replans_left"}),
         (
             replanner_prompts.USER,
-            {"goal", "tools", "revision", "plan", "results", "feedback", "invalid_reply"},
+            {
+                "goal",
+                "tools",
+                "revision",
+                "plan",
+                "results",
+                "history",
+                "feedback",
+                "invalid_reply",
+            },
         ),
         (replanner_prompts.FEEDBACK, {"message"}),
+        (
+            replanner_prompts.EARLIER_REVISIONS,
+            {"revision", "sources", "reasons", "settled", "retired"},
+        ),
         (executor_prompts.SYSTEM_REASON, set()),
         (executor_prompts.SYSTEM_TOOL, {"tool"}),
         (executor_prompts.USER, {"goal", "step_id", "description", "results"}),

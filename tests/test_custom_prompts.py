@@ -152,7 +152,7 @@ def _defaults() -> dict[str, str]:
         (name, placeholder)
         for name in PROMPT_NAMES
         if not _SPECS[name].system
-        for placeholder in sorted(_SPECS[name].allowed)
+        for placeholder in sorted(_SPECS[name].allowed - _SPECS[name].optional)
     ],
 )
 def test_a_user_template_that_drops_any_section_is_refused_at_build(
@@ -163,6 +163,15 @@ def test_a_user_template_that_drops_any_section_is_refused_at_build(
         build_graph(tools=[calculator], prompts={name: text})
     assert f"the {name} prompt" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_replanner_user_template_may_leave_out_history_but_not_repeat_it() -> None:
+    # $history came after custom templates did; those without it must still build.
+    without = re.sub(r"\$history\b", "", _defaults()["replanner_user"])
+    build_graph(tools=[calculator], prompts={"replanner_user": without})
+    twice = _defaults()["replanner_user"] + "$history"
+    with pytest.raises(PromptError, match=r"\$history exactly once \(it holds it 2 times\)"):
+        build_graph(tools=[calculator], prompts={"replanner_user": twice})
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from planexec.prompts.sections import DATA_NOTICE
 from planexec.resources import Resources
 from planexec.state import (
     State,
+    StepResult,
     done_steps,
     next_revision,
     rejection_feedback,
@@ -40,6 +41,19 @@ from planexec.state import (
     retired_ids,
     revision_number,
 )
+
+EARLIER_RESULTS = 8
+"""Results of steps finished under earlier revisions shown besides those the plan needs."""
+EARLIER_RESULT_CHARS = 1_000
+"""The most characters of each such result the prompt shows."""
+LATEST_REASONS = 3
+"""How many revisions' reasons `<earlier_revisions>` shows."""
+REASON_CHARS = 300
+"""The most characters of each reason shown."""
+LISTED_IDS = 30
+"""The most step ids `<earlier_revisions>` lists in each list; the rest are counted."""
+
+_SOURCES = {"planner": "by the planner", "replanner": "by the replanner", "human": "by a person"}
 
 
 def _status_of(step: StepDict, state: State) -> str:
@@ -50,13 +64,18 @@ def _status_of(step: StepDict, state: State) -> str:
 def replanner_messages(
     state: State, context: Context, resources: Resources
 ) -> list[SystemMessage | HumanMessage]:
-    """The replanner's prompt: goal, tools, the plan with each step's status, the results."""
+    """The replanner's prompt: goal, tools, the live plan with each step's status, results.
+
+    Its size follows the live plan, not the thread's history. Steps settled under an
+    earlier revision than the latest that ran any step leave `<plan>`; of their results
+    only those a live step depends on and the latest `EARLIER_RESULTS` are shown, each
+    cut to `EARLIER_RESULT_CHARS`. `<earlier_revisions>` counts the rest.
+    """
     plan = state.get("plan") or {"steps": []}
-    shown = [{**step, "status": _status_of(step, state)} for step in plan["steps"]]
-    results = []
-    for step_id, result in (state.get("results") or {}).items():
-        body = as_text(result["output"]) if result["status"] == "done" else result["error"]
-        results.append(f'<result step="{step_id}" status="{result["status"]}">\n{body}\n</result>')
+    results = state.get("results") or {}
+    latest = _latest_run_revision(results)
+    live = [s for s in plan["steps"] if not _settled_before(results.get(s["id"]), latest)]
+    shown = [{**step, "status": _status_of(step, state)} for step in live]
     message = rejection_feedback(state)
     feedback = render(prompts.FEEDBACK, message=message) if message is not None else ""
     can_continue = context.replan_policy == "after_each_step" and any(
@@ -78,12 +97,90 @@ def replanner_messages(
                 tools=resources.describe_tools(),
                 revision=revision_number(state),
                 plan=json.dumps(shown, indent=1, ensure_ascii=False),
-                results="\n".join(results) or "(no step has run)",
+                results=_results_section(results, live, latest),
+                history=_history_section(state, latest),
                 feedback=feedback,
                 invalid_reply=invalid_reply_section(state),
             )
         ),
     ]
+
+
+def _latest_run_revision(results: dict[str, StepResult]) -> int | None:
+    """The latest revision any step ran under; None when no result names one."""
+    return max((r["revision"] for r in results.values() if "revision" in r), default=None)
+
+
+def _settled_before(result: StepResult | None, latest: int | None) -> bool:
+    """Whether `result` settled its step under a revision before `latest`."""
+    return result is not None and latest is not None and result.get("revision", latest) < latest
+
+
+def _result_tag(step_id: str, result: StepResult, limit: int | None = None) -> str:
+    body = as_text(result["output"]) if result["status"] == "done" else result["error"] or ""
+    if limit is not None:
+        body = bounded_text(body, limit)
+    return f'<result step="{step_id}" status="{result["status"]}">\n{body}\n</result>'
+
+
+def _results_section(
+    results: dict[str, StepResult], live: list[StepDict], latest: int | None
+) -> str:
+    """Each shown result once, in the order the steps settled.
+
+    Results from the latest revision that ran steps are shown in full, even of failed
+    steps that the plan has since dropped; of earlier finished steps, those a live step
+    depends on and the latest `EARLIER_RESULTS`, each cut to `EARLIER_RESULT_CHARS`.
+    """
+    needed = {dep for step in live for dep in step["depends_on"]}
+    earlier = [
+        i for i, r in results.items() if _settled_before(r, latest) and r["status"] == "done"
+    ]
+    kept = {i for i in earlier if i in needed} | set(earlier[-EARLIER_RESULTS:])
+    tags = [
+        _result_tag(i, r, EARLIER_RESULT_CHARS) if i in kept else _result_tag(i, r)
+        for i, r in results.items()
+        if i in kept or not _settled_before(r, latest)
+    ]
+    return "\n".join(tags) or "(no step has run)"
+
+
+def _history_section(state: State, latest: int | None) -> str:
+    """`<earlier_revisions>` once the plan has been revised, else nothing."""
+    revisions = state.get("revisions") or []
+    if len(revisions) < 2:
+        return ""
+    sources = [
+        f"{sum(1 for r in revisions if r['source'] == source)} {label}"
+        for source, label in _SOURCES.items()
+        if any(r["source"] == source for r in revisions)
+    ]
+    rejected = sum(1 for r in state.get("reviews") or [] if r["decision"] == "reject")
+    if rejected:
+        sources.append(f"{rejected} rejected by a reviewer")
+    reasons = [
+        f"- revision {r['revision']}: {bounded_text(r['reason'] or '(none given)', REASON_CHARS)}"
+        for r in revisions[-LATEST_REASONS:]
+    ]
+    results = state.get("results") or {}
+    earlier = [i for i, r in results.items() if _settled_before(r, latest)]
+    return render(
+        prompts.EARLIER_REVISIONS,
+        revision=revisions[-1]["revision"],
+        sources=", ".join(sources),
+        reasons="\n".join(reasons),
+        settled=_id_list([i for i in earlier if results[i]["status"] == "done"]),
+        retired=_id_list([i for i in earlier if results[i]["status"] != "done"]),
+    )
+
+
+def _id_list(ids: list[str]) -> str:
+    """The latest `LISTED_IDS` of `ids`, and how many earlier ones are left out."""
+    if not ids:
+        return "none"
+    listed = ", ".join(ids[-LISTED_IDS:])
+    left = len(ids) - LISTED_IDS
+    return f"{listed} (and {left} earlier)" if left > 0 else listed
 
 
 def conclude_without_model(state: State) -> dict[str, Any]:

@@ -26,7 +26,9 @@ placeholder alone inside its tag: that is how instructions and data stay apart.
   `<step_results>$results</step_results>`;
 - `replanner_user`: `<goal>$goal</goal>`, `<tools>$tools</tools>`,
   `<plan revision="$revision">$plan</plan>`, `<step_results>$results</step_results>`,
-  `$feedback`, `$invalid_reply`.
+  `$feedback`, `$invalid_reply`, and optionally `$history` (`<earlier_revisions>`: what
+  earlier revisions did and which finished steps `<plan>` leaves out; without it the
+  replanner sees only the live plan and the results shown).
 
 A prompt that breaks these rules is refused with a `PromptError` when the graph is built
 (or the `Context` made), saying what is wrong.
@@ -72,6 +74,9 @@ class _Spec:
     """Placeholders that expand to whole sections of their own (or to nothing)."""
     attributes: tuple[str, ...] = ()
     """Placeholders inside a section's opening tag."""
+    optional: frozenset[str] = frozenset()
+    """Block placeholders a custom prompt may leave out (added after custom prompts
+    existed, so that those keep working)."""
     notice: bool = False
     """Whether the prompt ends with the data notice unless it places `$data_notice`."""
 
@@ -101,15 +106,18 @@ _SPECS: dict[PromptName, _Spec] = {
     ),
     "replanner_user": _Spec(
         replanner.USER,
-        frozenset({"goal", "tools", "revision", "plan", "results", "feedback", "invalid_reply"}),
+        frozenset(
+            {"goal", "tools", "revision", "plan", "results", "history", "feedback", "invalid_reply"}
+        ),
         sections=(
             ("goal", "goal"),
             ("tools", "tools"),
             ("plan", "plan"),
             ("results", "step_results"),
         ),
-        blocks=("feedback", "invalid_reply"),
+        blocks=("history", "feedback", "invalid_reply"),
         attributes=("revision",),
+        optional=frozenset({"history"}),
     ),
 }
 
@@ -137,7 +145,7 @@ def check_prompt(name: PromptName, text: str) -> Template:
         return template
     for placeholder in sorted(spec.allowed):
         count = used.count(placeholder)
-        if count != 1:
+        if count != 1 and not (count == 0 and placeholder in spec.optional):
             raise PromptError(
                 f"{where} must hold ${placeholder} exactly once (it holds it {count} times): "
                 + _role_of(spec, placeholder)

@@ -1,10 +1,15 @@
-"""The replanner's prompt: the plan so far and its results in, a `Replan` out."""
+"""The replanner's prompt: the plan so far and its results in, a `Replan` out.
+
+The user message grows with the live plan, not with the thread's history: steps settled
+under earlier revisions leave `<plan>`, and `<earlier_revisions>` sums those revisions
+up in a bounded way (`planexec.nodes.replanner` chooses what it shows).
+"""
 
 from string import Template
 
 from planexec.prompts.sections import DATA_NOTICE
 
-__all__ = ["CONTINUE_OPTION", "FEEDBACK", "SYSTEM", "USER"]
+__all__ = ["CONTINUE_OPTION", "EARLIER_REVISIONS", "FEEDBACK", "SYSTEM", "USER"]
 
 SYSTEM = Template(f"""\
 You are the replanner of a planner-executor agent. A plan has been running towards \
@@ -47,7 +52,19 @@ $plan
 <step_results>
 $results
 </step_results>
-$feedback$invalid_reply""")
+$history$feedback$invalid_reply""")
+
+EARLIER_REVISIONS = Template("""
+<earlier_revisions>
+The plan is at revision $revision: $sources.
+The latest reasons for its revisions, oldest first:
+$reasons
+Steps finished under earlier revisions are left out of <plan>; new steps may still \
+depend on them by id: $settled. <step_results> shows the results of the latest of them \
+and of those the plan still needs.
+Steps that failed or were skipped under earlier revisions (their ids may not be \
+reused): $retired.
+</earlier_revisions>""")
 
 FEEDBACK = Template("""
 <reviewer_feedback>
