@@ -79,8 +79,8 @@ def test_the_latest_prompt_keeps_what_the_plan_depends_on_and_lists_what_it_leav
     assert '<result step="s1" ' not in last
 
 
-def _revision(number: int) -> dict[str, Any]:
-    return {"revision": number, "source": "replanner", "reason": f"r{number}", "plan": {}}
+def _revision(number: int, source: str = "replanner", reason: str | None = None) -> dict[str, Any]:
+    return {"revision": number, "source": source, "reason": reason, "plan": {}}
 
 
 def test_a_failure_stays_in_view_after_the_revision_that_fixes_it_is_rejected() -> None:
@@ -88,7 +88,7 @@ def test_a_failure_stays_in_view_after_the_revision_that_fixes_it_is_rejected() 
     state: Any = {
         "goal": "g",
         "plan": {"steps": [step("a"), step("b", depends_on=["a"]), step("c")]},
-        "revisions": [_revision(1), _revision(2), _revision(3)],
+        "revisions": [_revision(1, "library"), _revision(2, reason="f2"), _revision(3, "human")],
         "reviews": [
             {"revision": 3, "decision": "reject", "message": "no", "plan_hash": "", "at": ""}
         ],
@@ -107,3 +107,11 @@ def test_a_failure_stays_in_view_after_the_revision_that_fixes_it_is_rejected() 
     assert earlier.startswith("xxx")
     assert len(earlier) == EARLIER_RESULT_CHARS
     assert "<feedback>\nno\n</feedback>" in user.text
+    history = user.text.split("<earlier_revisions>\n")[1].split("</earlier_revisions>")[0]
+    assert (
+        "The plan is at revision 3: 1 by the replanner, 1 by a person, 1 from the plan "
+        "library, 1 rejected by a reviewer."
+    ) in history
+    assert "- revision 2: f2\n- revision 3: (none given)\n" in history
+    assert "depend on them by id: a." in history
+    assert "(their ids may not be reused): none." in history

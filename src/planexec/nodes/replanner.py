@@ -53,8 +53,6 @@ REASON_CHARS = 300
 LISTED_IDS = 30
 """The most step ids `<earlier_revisions>` lists in each list; the rest are counted."""
 
-_SOURCES = {"planner": "by the planner", "replanner": "by the replanner", "human": "by a person"}
-
 
 def _status_of(step: StepDict, state: State) -> str:
     result = (state.get("results") or {}).get(step["id"])
@@ -151,15 +149,19 @@ def _history_section(state: State, latest: int | None) -> str:
     if len(revisions) < 2:
         return ""
     sources = [
-        f"{sum(1 for r in revisions if r['source'] == source)} {label}"
-        for source, label in _SOURCES.items()
-        if any(r["source"] == source for r in revisions)
+        render(template, count=count)
+        for source, template in prompts.SOURCES.items()
+        if (count := sum(1 for r in revisions if r["source"] == source))
     ]
     rejected = sum(1 for r in state.get("reviews") or [] if r["decision"] == "reject")
     if rejected:
-        sources.append(f"{rejected} rejected by a reviewer")
+        sources.append(render(prompts.REJECTED, count=rejected))
     reasons = [
-        f"- revision {r['revision']}: {bounded_text(r['reason'] or '(none given)', REASON_CHARS)}"
+        render(
+            prompts.REASON,
+            revision=r["revision"],
+            reason=bounded_text(r["reason"] or prompts.NO_REASON, REASON_CHARS),
+        )
         for r in revisions[-LATEST_REASONS:]
     ]
     results = state.get("results") or {}
@@ -177,10 +179,10 @@ def _history_section(state: State, latest: int | None) -> str:
 def _id_list(ids: list[str]) -> str:
     """The latest `LISTED_IDS` of `ids`, and how many earlier ones are left out."""
     if not ids:
-        return "none"
+        return prompts.NO_IDS
     listed = ", ".join(ids[-LISTED_IDS:])
     left = len(ids) - LISTED_IDS
-    return f"{listed} (and {left} earlier)" if left > 0 else listed
+    return render(prompts.MORE_IDS, ids=listed, left=left) if left > 0 else listed
 
 
 def conclude_without_model(state: State) -> dict[str, Any]:

@@ -7,9 +7,22 @@ up in a bounded way (`planexec.nodes.replanner` chooses what it shows).
 
 from string import Template
 
+from planexec.interrupts import PlanSource
 from planexec.prompts.sections import DATA_NOTICE
 
-__all__ = ["CONTINUE_OPTION", "EARLIER_REVISIONS", "FEEDBACK", "SYSTEM", "USER"]
+__all__ = [
+    "CONTINUE_OPTION",
+    "EARLIER_REVISIONS",
+    "FEEDBACK",
+    "MORE_IDS",
+    "NO_IDS",
+    "NO_REASON",
+    "REASON",
+    "REJECTED",
+    "SOURCES",
+    "SYSTEM",
+    "USER",
+]
 
 SYSTEM = Template(f"""\
 You are the replanner of a planner-executor agent. A plan has been running towards \
@@ -65,6 +78,19 @@ and of those the plan still needs.
 Steps that failed or were skipped under earlier revisions (their ids may not be \
 reused): $retired.
 </earlier_revisions>""")
+
+SOURCES: dict[PlanSource, Template] = {
+    "planner": Template("$count by the planner"),
+    "replanner": Template("$count by the replanner"),
+    "human": Template("$count by a person"),
+    "library": Template("$count from the plan library"),
+}
+"""How `<earlier_revisions>` counts the revisions each source wrote."""
+REJECTED = Template("$count rejected by a reviewer")
+REASON = Template("- revision $revision: $reason")
+MORE_IDS = Template("$ids (and $left earlier)")
+NO_IDS = "none"
+NO_REASON = "(none given)"
 
 FEEDBACK = Template("""
 <reviewer_feedback>
