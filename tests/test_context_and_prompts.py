@@ -164,7 +164,12 @@ def test_render_fills_exactly_the_placeholders() -> None:
     ("template", "placeholders"),
     [
         (planner_prompts.SYSTEM, {"max_steps", "direct_answers"}),
-        (planner_prompts.USER, {"goal", "tools", "examples", "feedback", "invalid_reply"}),
+        (
+            planner_prompts.USER,
+            {"goal", "tools", "earlier_goals", "examples", "feedback", "invalid_reply"},
+        ),
+        (planner_prompts.EARLIER_GOALS, {"goals"}),
+        (planner_prompts.EARLIER_GOAL, {"goal", "answer"}),
         (planner_prompts.FEEDBACK, {"plan", "message"}),
         (replanner_prompts.SYSTEM, {"options", "replans_left"}),
         (

@@ -244,12 +244,17 @@ async def test_studio_shows_the_graph_and_every_context_field_with_its_descripti
     goal = schemas["input_schema"]["properties"]["goal"]
     assert goal["type"] == "string"
     assert goal["description"] == "What the run should achieve, in plain language."
-    assert schemas["input_schema"]["required"] == ["goal"]
-    assert {"status", "answer", "plan", "results"} <= set(schemas["output_schema"]["properties"])
+    # Either a goal or chat messages: Studio offers its chat view for `messages`.
+    assert "required" not in schemas["input_schema"]
+    assert schemas["input_schema"]["properties"]["messages"]["type"] == "array"
+    assert {"status", "answer", "plan", "results", "messages"} <= set(
+        schemas["output_schema"]["properties"]
+    )
     drawn = await client.assistants.get_graph(assistant["assistant_id"])
     nodes = {node["id"] for node in drawn["nodes"]}
     assert nodes == {
         "__start__",
+        "intake",
         "planner",
         "review",
         "executor",
@@ -258,7 +263,13 @@ async def test_studio_shows_the_graph_and_every_context_field_with_its_descripti
         "__end__",
     }
     edges = {(edge["source"], edge["target"]) for edge in drawn["edges"]}
-    assert {("planner", "review"), ("review", "executor"), ("executor", "approval")} <= edges
+    assert {
+        ("__start__", "intake"),
+        ("intake", "review"),
+        ("planner", "review"),
+        ("review", "executor"),
+        ("executor", "approval"),
+    } <= edges
     # Persistence went to the server's working directory, not into the project.
     assert (dev_server.workdir / ".langgraph_api").is_dir()
 
@@ -445,3 +456,100 @@ async def test_agent_inbox_answers_resume_the_review(
     assert final["status"] == "completed"
     assert final["answer"] == "s1=48, s2=53, s3=The result is 53."
     assert [r["decision"] for r in final["reviews"]] == ["reject", "approve"]
+
+
+def chat_message(text: str) -> dict[str, Any]:
+    """A new message as Agent Chat UI submits it: an id, type human, text content blocks."""
+    return {
+        "messages": [
+            {
+                "id": f"chat-{abs(hash(text))}",
+                "type": "human",
+                "content": [{"type": "text", "text": text}],
+            }
+        ]
+    }
+
+
+async def send_chat(client: LangGraphClient, thread_id: str, text: str) -> dict[str, Any]:
+    """Send `text` as Agent Chat UI does (`values` stream, new input); the thread's state."""
+    parts = client.runs.stream(
+        thread_id,
+        GRAPH_ID,
+        input=chat_message(text),
+        stream_mode=["values"],
+        stream_subgraphs=True,
+        context=RUN_CONTEXT,
+    )
+    async for part in parts:
+        assert part.event != "error", part.data
+    state: dict[str, Any] = await client.threads.get_state(thread_id)
+    return state
+
+
+async def test_agent_chat_ui_messages_feedback_while_paused_and_a_follow_up_goal(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    thread_id = (await client.threads.create())["thread_id"]
+    state = await send_chat(client, thread_id, "What is 12 * 4 + 5? (chat thread)")
+    assert state["next"] == ["review"]
+    human, plan = state["values"]["messages"]
+    assert (human["type"], human["content"][0]["text"]) == (
+        "human",
+        "What is 12 * 4 + 5? (chat thread)",
+    )
+    assert plan["type"] == "ai"
+    assert plan["content"] == (
+        "Plan (revision 1, 3 steps):\n1. Multiply 12 by 4 [calculator]\n2. Add 5 [calculator]\n"
+        "3. State the result in a sentence"
+    )
+    assert plan["additional_kwargs"]["planexec"]["plan"] == PLAN
+
+    # A message instead of a resume: feedback for the planner, one run, one pause.
+    feedback = "Check the multiplication first (chat while paused)"
+    state = await send_chat(client, thread_id, feedback)
+    assert state["next"] == ["review"]
+    (paused,) = state["interrupts"]
+    assert paused["value"]["revision"] == 2
+    assert paused["value"]["goal"] == "What is 12 * 4 + 5? (chat thread)"
+    assert dev_server.models.requests_containing(feedback)
+    assert [r["decision"] for r in state["values"]["reviews"]] == ["reject"]
+    runs = await client.runs.list(thread_id)
+    assert {run["status"] for run in runs} == {"success"}
+
+    final = (await wait_resumed(client, thread_id, {"decisions": [{"type": "approve"}]}))["values"]
+    assert final["status"] == "completed"
+    answer = "s1=48, s2=53, s3=The result is 53."
+    assert final["messages"][-1]["type"] == "ai"
+    assert final["messages"][-1]["content"] == answer
+
+    # The next message on the finished thread is a new goal, with the answer in view.
+    state = await send_chat(client, thread_id, "And in words? (follow-up)")
+    assert state["next"] == ["review"]
+    assert state["values"]["goal_index"] == 2
+    assert state["interrupts"][0]["value"]["revision"] == 3
+    [seen] = dev_server.models.requests_containing("<earlier_goals>")
+    assert answer in json.dumps(seen)
+    final = (await wait_resumed(client, thread_id, {"decisions": [{"type": "approve"}]}))["values"]
+    assert final["status"] == "completed"
+    assert [g["text"] for g in final["earlier_goals"]] == ["What is 12 * 4 + 5? (chat thread)"]
+    humans = [m["content"] for m in final["messages"] if m["type"] == "human"]
+    assert len(humans) == 3
+    assert final["messages"][-1]["additional_kwargs"]["planexec"]["goal"] == 2
+
+
+async def test_an_empty_chat_message_while_paused_is_refused_and_the_pause_kept(
+    client: LangGraphClient,
+) -> None:
+    thread_id, review = await start_and_pause(client, "What is 12 * 4 + 5? (empty message)")
+    errors = []
+    async for part in client.runs.stream(
+        thread_id, GRAPH_ID, input=chat_message(" "), stream_mode=["values"], context=RUN_CONTEXT
+    ):
+        if part.event == "error":
+            errors.append(part.data)
+    assert errors
+    assert "the goal is empty" in json.dumps(errors)
+    state = await client.threads.get_state(thread_id)
+    assert state["next"] == ["review"]
+    assert state["interrupts"][0]["value"]["plan_hash"] == review["plan_hash"]

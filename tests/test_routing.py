@@ -8,6 +8,7 @@ import pytest
 from helpers import step
 from planexec import Context, build_graph
 from planexec.graph import route_after_executor, route_after_planner, route_after_replanner
+from planexec.nodes.intake import route_after_intake
 from planexec.nodes.review import needs_review
 from planexec.plan import plan_hash
 from planexec.tools import calculator
@@ -67,6 +68,22 @@ GAVE_UP = {**DRAFT, "status": "failed", "draft_attempts": 3}
 
 ALWAYS = Context(review="always")
 NEVER = Context(review="never")
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        pytest.param({"goal": "g", "goal_index": 1}, "planner", id="new goal: plan"),
+        pytest.param({**NEW, "chat_answer": "smaller"}, "review", id="feedback: review"),
+        pytest.param({**NEW, "chat_answer": ""}, "review", id="empty feedback: review"),
+        pytest.param(APPROVED, "executor", id="approved plan: carry on"),
+        pytest.param(DRAFT, "planner", id="no plan yet: plan"),
+        pytest.param(DRAFT_AFTER_RUN, "executor", id="replanner's reply pending: carry on"),
+        pytest.param({**APPROVED, "goal_index": 2}, "planner", id="next goal: plan anew"),
+    ],
+)
+def test_route_after_intake(state: Any, expected: str) -> None:
+    assert route_after_intake(state) == expected
 
 
 @pytest.mark.parametrize(
@@ -139,6 +156,7 @@ def test_review_gate(state: Any, context: Context, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("router", "targets"),
     [
+        (route_after_intake, {"planner", "review", "executor"}),
         (route_after_planner, {"planner", "review", "__end__"}),
         (route_after_executor, {"approval", "replanner", "__end__"}),
         (route_after_replanner, {"replanner", "review", "__end__"}),
@@ -157,7 +175,10 @@ def test_topology_matches_the_snapshot() -> None:
     drawn = build_graph(tools=[calculator]).get_graph().draw_mermaid()
     assert drawn == SNAPSHOT.read_text()
     assert edges(drawn) == {
-        ("__start__", "planner"),
+        ("__start__", "intake"),
+        ("intake", "planner"),
+        ("intake", "review"),
+        ("intake", "executor"),
         ("planner", "planner"),
         ("planner", "review"),
         ("planner", "__end__"),

@@ -12,14 +12,17 @@ node(s) whose step wrote it, or "update_state" for a direct state edit) and `cur
 
 | type | fields |
 |---|---|
-| `run_started` | `goal` |
-| `plan_revision` | `revision`, `source`, `reason`, `diff`, `plan_hash`, `plan` |
-| `review_decision` | `revision`, `decision`, `message`, `plan_hash` |
+| `run_started` | `goal`, `goal_index` |
+| `plan_revision` | `revision`, `source`, `reason`, `diff`, `plan_hash`, `plan`, `goal_index` |
+| `review_decision` | `revision`, `decision`, `message`, `plan_hash`, `goal_index` |
 | `step_approval` | `step`, `revision`, `decision`, `args`, `message`, `step_hash` |
 | `step_started` | `step`, `revision`, `description`, `tool`, `args` (after `{{id}}` substitution) |
 | `step_finished` | `step`, `revision`, `status`, `output`, `error`, `attempts`, `duration_s`, |
 | (continued) | `tokens`, `usage`, `model` (the executor model, if asked), `refused_calls` |
-| `run_finished` | `status`, `reason`, `answer` |
+| `run_finished` | `status`, `reason`, `answer`, `goal_index` |
+
+A thread that took follow-up goals has a `run_started` and a `run_finished` per goal;
+`goal_index` says which goal each record is about (`planexec.state`).
 
 A step that never started (skipped because a dependency failed, or rejected at
 approval) has a `step_finished` record only.
@@ -181,8 +184,17 @@ class _Checkpoint:
 
     def _run_started(self) -> None:
         goal = self.values.get("goal")
-        if goal and goal != self.before.get("goal"):
-            self._add("run_started", self.saved, goal=goal)
+        if not goal:
+            return
+        if "goal_index" in self.values:
+            # The intake node took a goal; feedback sent as a goal does not change this.
+            took = self.values.get("goal_message") != self.before.get("goal_message")
+            seen = "goal_index" not in self.before and self.before.get("goal") == goal
+            started = took and not seen
+        else:
+            started = goal != self.before.get("goal")
+        if started:
+            self._add("run_started", self.saved, goal=goal, goal_index=_goal(self.values))
 
     def _listed(self, key: str, make: Callable[[Mapping[str, Any]], None]) -> None:
         earlier = list(self.before.get(key) or [])
@@ -200,6 +212,7 @@ class _Checkpoint:
             decision=review.get("decision"),
             message=review.get("message"),
             plan_hash=review.get("plan_hash"),
+            goal_index=review.get("goal") or 1,
         )
 
     def _revision(self, revision: Mapping[str, Any]) -> None:
@@ -213,6 +226,7 @@ class _Checkpoint:
             diff=revision.get("diff"),
             plan_hash=plan_hash(plan),
             plan=plan,
+            goal_index=revision.get("goal") or 1,
         )
 
     def _approvals(self) -> None:
@@ -305,7 +319,12 @@ class _Checkpoint:
                 status=status,
                 reason=self.values.get("reason"),
                 answer=self.values.get("answer"),
+                goal_index=_goal(self.values),
             )
+
+
+def _goal(values: Mapping[str, Any]) -> int:
+    return int(values.get("goal_index") or 1)
 
 
 def _written_by(snapshot: StateSnapshot, parent: StateSnapshot | None) -> str:

@@ -1,8 +1,11 @@
 """The planner-executor graph: assembly and routing.
 
-    planner -> review -> executor -> replanner -> END
-       ^  |      |          |  ^         |
-       +--+      |     approval          +--> review / replanner
+    intake -> planner -> review -> executor -> replanner -> END
+                ^  |      |          |  ^         |
+                +--+      |     approval          +--> review / replanner
+
+Every new input enters at intake (`planexec.nodes.intake`): a goal, or, while a plan
+waits for review, feedback that review takes as a rejection.
 
 Routers read only the state, so `update_state` and Studio's state editing work without
 a run context. Review passes straight on to the executor when review is off or the
@@ -30,7 +33,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer, Command, StateSnapshot, StateUpdate
 
 from planexec import runtime
-from planexec.context import Context
+from planexec.chat import input_goal, with_messages
+from planexec.context import Context, resolve_context
 from planexec.events import emit
 from planexec.injection import check_injections
 from planexec.internals import DURABILITY_KEY, lend_saver, saver_of
@@ -40,7 +44,8 @@ from planexec.models import ModelFactory, Models, default_model_factory
 from planexec.nodes._library import record_end
 from planexec.nodes.approval import approval
 from planexec.nodes.executor import executor
-from planexec.nodes.planner import planner
+from planexec.nodes.intake import intake, route_after_intake
+from planexec.nodes.planner import planner, validate_goal
 from planexec.nodes.replanner import replanner
 from planexec.nodes.review import review
 from planexec.prompts.custom import Prompts
@@ -66,6 +71,7 @@ class PlanexecGraph(CompiledStateGraph[State, Context, InputState, OutputState])
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         """Stream the run's parts, as LangGraph's `stream`; the run goes on the runtime loop."""
+        _check_input(input, kwargs.get("context"))
         saver = saver_of(self, config)
         lent = runtime.saver_for_sync_run(saver, "invoke")
         if lent is not None and lent is not saver:
@@ -77,6 +83,7 @@ class PlanexecGraph(CompiledStateGraph[State, Context, InputState, OutputState])
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """LangGraph's `astream`, refusing a saver that has no async methods."""
+        _check_input(input, kwargs.get("context"))
         runtime.saver_for_async(saver_of(self, config), "ainvoke")
         return super().astream(input, config, **kwargs)
 
@@ -152,6 +159,17 @@ class PlanexecGraph(CompiledStateGraph[State, Context, InputState, OutputState])
         """LangGraph's `abulk_update_state`, refusing a saver that has no async methods."""
         runtime.saver_for_async(saver_of(self, config), "abulk_update_state")
         return await super().abulk_update_state(config, supersteps)
+
+
+def _check_input(value: Any, context: Any) -> None:
+    """Refuse input whose goal (or last human message) is missing, blank or too long.
+
+    Before the run starts, so that nothing is written: a thread paused for review keeps
+    its pause. The intake node checks again, for callers that do not come through here.
+    """
+    starts, goal = input_goal(value)
+    if starts:
+        validate_goal(goal, resolve_context(context))
 
 
 def route_after_planner(state: State) -> Literal["planner", "review", "__end__"]:
@@ -266,6 +284,7 @@ def build_graph(
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
+    builder.add_node("intake", partial(intake, resources=resources))
     builder.add_node(
         "planner", partial(_planner_node, resources=resources), metadata={"role": "planner"}
     )
@@ -281,7 +300,8 @@ def build_graph(
     builder.add_node(
         "replanner", partial(_replanner_node, resources=resources), metadata={"role": "replanner"}
     )
-    builder.add_edge(START, "planner")
+    builder.add_edge(START, "intake")
+    builder.add_conditional_edges("intake", route_after_intake)
     builder.add_conditional_edges("planner", route_after_planner)
     builder.add_conditional_edges("executor", route_after_executor)
     builder.add_edge("approval", "executor")
@@ -306,11 +326,15 @@ NodeT = TypeVar("NodeT", bound=Callable[..., Awaitable[Any]])
 
 
 def _announcing(node: NodeT) -> NodeT:
-    """`node`, telling the plan library and emitting `run_finished` when its update ends the run."""
+    """`node`, adding its chat messages, and ending the run's record when its update ends it.
+
+    The messages are `planexec.chat`'s; an update that ends the run is told to the plan
+    library and emitted as `run_finished`.
+    """
 
     @functools.wraps(node)
     async def run(state: State, runtime: Runtime[Context], **kwargs: Any) -> Any:
-        result = await node(state, runtime, **kwargs)
+        result = with_messages(state, await node(state, runtime, **kwargs))
         update = result.update if isinstance(result, Command) else result
         if isinstance(update, dict) and update.get("status"):
             await record_end(state, update, runtime, kwargs["resources"])

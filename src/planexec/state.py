@@ -1,9 +1,17 @@
 """The graph's three schemas: what callers send, what nodes share, what callers get back.
 
-Everything in state is plain JSON data, so any checkpoint can be read by any process,
-shown by the LangGraph server as it is, and audited later. Histories (plan revisions,
-review decisions, step results, token use) grow through reducers: a node returns only
-what it adds, and nothing written before is lost.
+Everything in state is plain JSON data, except `messages`, which holds LangChain
+messages (the conversation chat front ends show, `planexec.chat`); LangGraph's
+serializer saves and loads both, so any checkpoint can be read by any process, shown
+by the LangGraph server as it is, and audited later. Histories (plan revisions,
+review decisions, the conversation) grow through reducers: a node returns only what
+it adds, and nothing written before is lost.
+
+A thread holds one goal at a time. Each human message (or `{"goal": ...}`) sent to a
+thread whose run has ended starts the next goal, numbered from 1 (`goal_index`): that
+goal's results, usage and working time start empty, as its budgets do, and the goal
+before it moves to `earlier_goals`. Plan revisions and reviews stay in one list,
+numbered across the thread, each naming its goal.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
@@ -86,6 +96,8 @@ class PlanRevision(TypedDict):
     diff: PlanDiff
     """What changed from the revision before (everything is "added" in the first)."""
     at: str
+    goal: NotRequired[int]
+    """The goal the revision is for (`goal_index`); absent means the first."""
     library: NotRequired[LibrarySource]
     """For a plan replayed from the library: where it came from."""
 
@@ -99,6 +111,8 @@ class ReviewRecord(TypedDict):
     plan_hash: str
     """Digest of the plan the decision was made on."""
     at: str
+    goal: NotRequired[int]
+    """The goal whose plan was decided on; absent means the first."""
     edited_hash: NotRequired[str]
     """For an edit, the digest of the plan the reviewer wrote (the next revision's)."""
     seal: NotRequired[str]
@@ -166,12 +180,28 @@ def merge_approvals(
     return {**(old or {}), **(new or {})}
 
 
+class GoalRecord(TypedDict):
+    """A goal of the thread that has ended, as it ended."""
+
+    goal: int
+    """Its number (`goal_index`)."""
+    text: str
+    status: Status | None
+    answer: str | None
+    reason: str | None
+    results: dict[str, StepResult]
+    usage: dict[str, Usage]
+
+
 @with_config(_DOCUMENTED)
-class InputState(TypedDict):
-    """What a caller sends to start a run."""
+class InputState(TypedDict, total=False):
+    """What a caller sends to start a run: a goal, or a chat message that holds it."""
 
     goal: str
     """What the run should achieve, in plain language."""
+    messages: Annotated[list[AnyMessage], add_messages]
+    """Chat messages, as chat front ends send them: the last human message's text is
+    the goal (or, while a plan waits for review, the reviewer's feedback)."""
 
 
 @with_config(_DOCUMENTED)
@@ -194,7 +224,15 @@ class OutputState(TypedDict, total=False):
     reviews: Annotated[list[ReviewRecord], operator.add]
     """Every plan review decision, in order."""
     usage: Annotated[dict[str, Usage], add_usage]
-    """Model calls, tokens and cost per role (planner, executor, replanner)."""
+    """Model calls, tokens and cost per role (planner, executor, replanner), this goal's."""
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The conversation: each goal and feedback as a human message, a short AI message
+    per plan revision (the plan in its `additional_kwargs["planexec"]`), and how each
+    goal ended, its final answer last. Never tool outputs."""
+    goal_index: int
+    """The number of the thread's current goal, from 1."""
+    earlier_goals: Annotated[list[GoalRecord], operator.add]
+    """The thread's goals before the current one, as each ended."""
 
 
 class State(OutputState, total=False):
@@ -211,34 +249,63 @@ class State(OutputState, total=False):
     awaiting_approval: list[str]
     """Steps ready to run that wait for a person's approval."""
     active_s: Annotated[float, operator.add]
-    """Seconds spent working so far (planning, executing, replanning)."""
+    """Seconds spent working on this goal so far (planning, executing, replanning)."""
+    heard: str | None
+    """The id of the last human message taken as a goal or as feedback."""
+    goal_message: str | None
+    """The id of the human message that holds the current goal."""
+    chat_answer: str | None
+    """Feedback sent as a chat message while the plan waited for review, for the review
+    node to take as a rejection; None otherwise."""
+
+
+def goal_number(state: State) -> int:
+    """The current goal's number; a thread from before goals were numbered has goal 1."""
+    return state.get("goal_index") or 1
+
+
+def goal_field(state: State) -> dict[str, int]:
+    """`{"goal": n}` for a record of the current goal past the first; `{}` for the first."""
+    goal = goal_number(state)
+    return {"goal": goal} if goal > 1 else {}
+
+
+def goal_of_record(record: PlanRevision | ReviewRecord) -> int:
+    """The goal a revision or review record belongs to."""
+    return record.get("goal") or 1
 
 
 def current_revision(state: State) -> PlanRevision | None:
-    """The revision that produced the current plan."""
+    """The revision that produced the current plan; None before the current goal's first."""
     revisions = state.get("revisions") or []
-    return revisions[-1] if revisions else None
+    if not revisions or goal_of_record(revisions[-1]) != goal_number(state):
+        return None
+    return revisions[-1]
 
 
 def revision_number(state: State) -> int:
-    """The current plan revision's number, 0 before the first plan."""
+    """The current plan revision's number, 0 before the current goal's first plan."""
     revision = current_revision(state)
     return revision["revision"] if revision else 0
 
 
 def next_revision(state: State, plan: PlanDict, source: PlanSource, reason: str) -> PlanRevision:
-    """The record of `plan`, written by `source`, as the revision after the current one.
+    """The record of `plan`, written by `source`, as the revision after the thread's last.
 
-    Its diff is from the plan it replaces (the plan in `state`).
+    Revisions are numbered across the thread's goals, so a number names one plan. Its
+    diff is from the plan it replaces (the plan in `state`).
     """
-    return {
-        "revision": revision_number(state) + 1,
+    revisions = state.get("revisions") or []
+    record: PlanRevision = {
+        "revision": (revisions[-1]["revision"] if revisions else 0) + 1,
         "source": source,
         "reason": reason,
         "plan": plan,
         "diff": diff_plans(state.get("plan"), plan),
         "at": timestamp(),
     }
+    record.update(goal_field(state))  # type: ignore[typeddict-item]
+    return record
 
 
 def is_approved(state: State, genuine: Callable[[ReviewRecord], bool]) -> bool:
@@ -264,7 +331,8 @@ def is_approved(state: State, genuine: Callable[[ReviewRecord], bool]) -> bool:
             and review["revision"] == revision["revision"] - 1
             and review.get("edited_hash") == digest
         )
-        if (approves or wrote) and genuine(review):
+        same_goal = goal_of_record(review) == goal_of_record(revision)
+        if (approves or wrote) and same_goal and genuine(review):
             return True
     return False
 
@@ -282,8 +350,13 @@ def rejection_feedback(state: State) -> str | None:
 
 
 def replans_used(state: State) -> int:
-    """How many plan revisions the replanner has made."""
-    return sum(1 for r in state.get("revisions") or [] if r["source"] == "replanner")
+    """How many plan revisions the replanner has made for the current goal."""
+    goal = goal_number(state)
+    return sum(
+        1
+        for r in state.get("revisions") or []
+        if r["source"] == "replanner" and goal_of_record(r) == goal
+    )
 
 
 def done_steps(state: State) -> dict[str, StepDict]:

@@ -9,6 +9,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from planexec.budget import Budget, BudgetExhaustedError
+from planexec.chat import earlier_answers
 from planexec.context import Context, resolve_context
 from planexec.errors import InvalidGoalError, ModelCallError
 from planexec.events import emit, emit_plan_ready
@@ -50,7 +51,8 @@ def goal_of(state: State, max_chars: int | None = None) -> str:
     goal = state.get("goal")
     if not isinstance(goal, str) or not goal.strip():
         raise InvalidGoalError(
-            'the goal is empty: start the run with {"goal": "<what to achieve>"}'
+            'the goal is empty: start the run with {"goal": "<what to achieve>"}, or with '
+            '{"messages": [...]} ending in a human message that says it'
         )
     # Measured as sent, padding included: what is checked is what the models could see.
     if max_chars is not None and len(goal) > max_chars:
@@ -59,6 +61,26 @@ def goal_of(state: State, max_chars: int | None = None) -> str:
             "(Context.max_goal_chars): put long material in a file for the tools to read"
         )
     return goal.strip()
+
+
+EARLIER_GOALS = 3
+"""How many of the thread's earlier goals (with their answers) the planner is shown."""
+EARLIER_GOAL_CHARS = 1_000
+"""The most characters of each earlier goal's text, and of its answer, shown."""
+
+
+def earlier_goals_section(state: State) -> str:
+    """`<earlier_goals>`: the latest `EARLIER_GOALS` goals and their answers, else nothing.
+
+    Only their answers (or how they ended) are shown, never their step results.
+    """
+    shown = earlier_answers(state.get("earlier_goals") or [], EARLIER_GOALS, EARLIER_GOAL_CHARS)
+    if not shown:
+        return ""
+    goals = "\n".join(
+        render(prompts.EARLIER_GOAL, goal=goal, answer=answer) for goal, answer in shown
+    )
+    return render(prompts.EARLIER_GOALS, goals=goals)
 
 
 def planner_messages(
@@ -92,6 +114,7 @@ def planner_messages(
                 resources.prompts.template("planner_user", context),
                 goal=goal_of(state, context.max_goal_chars),
                 tools=resources.describe_tools(),
+                earlier_goals=earlier_goals_section(state),
                 examples=examples,
                 feedback=feedback,
                 invalid_reply=invalid_reply_section(state),

@@ -8,6 +8,7 @@ added; nothing is recorded until a decision is valid. Chat front ends' answers
 
 from __future__ import annotations
 
+import dataclasses
 import reprlib
 from collections.abc import Callable
 from typing import Literal
@@ -38,6 +39,7 @@ from planexec.state import (
     State,
     current_revision,
     done_steps,
+    goal_field,
     is_approved,
     next_revision,
     retired_ids,
@@ -140,9 +142,14 @@ async def review(
     """Interrupt for a decision on the current plan and act on it.
 
     With review off, or for a revision already approved, go straight to the executor.
+    Feedback sent as a chat message while the plan waited (`chat_answer`, from the
+    intake node) is the first answer, taken as a rejection with that message.
     """
     command = await _review(state, runtime, resources)
     update = command.update if isinstance(command.update, dict) else {}
+    if state.get("chat_answer") is not None:
+        update = {**update, "chat_answer": None}
+        command = dataclasses.replace(command, update=update)
     for record in update.get("reviews", []):
         emit(
             runtime.stream_writer,
@@ -173,10 +180,14 @@ async def _review(
         return Command(goto="executor")
     shown = plan_hash(plan)
     errors: list[str] = []
+    chat = state.get("chat_answer")
     while True:
-        decision, errors = parse_decision(
-            interrupt(review_request(state, errors)), max_text_chars=context.max_text_chars
-        )
+        if chat is not None:
+            answer: object = {"type": "reject", "message": chat}
+            chat = None
+        else:
+            answer = interrupt(review_request(state, errors))
+        decision, errors = parse_decision(answer, max_text_chars=context.max_text_chars)
         if decision is not None and decision.plan_hash not in (None, shown):
             errors = [
                 f"the decision is for plan {decision.plan_hash}, but the plan under review "
@@ -196,6 +207,7 @@ async def _review(
         "message": getattr(decision, "message", None),
         "plan_hash": shown,
         "at": timestamp(),
+        **goal_field(state),  # type: ignore[typeddict-item]
     }
     record = seal.seal("review", record)
     if isinstance(decision, Approve):
@@ -244,6 +256,7 @@ def _apply_edit(
         "message": decision.message,
         "plan_hash": shown,
         "at": timestamp(),
+        **goal_field(state),  # type: ignore[typeddict-item]
     }
     if record["decision"] == "approve":
         return Command(goto="executor", update={"reviews": [seal.seal("review", record)]})

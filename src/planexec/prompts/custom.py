@@ -21,7 +21,9 @@ placeholder alone inside its tag: that is how instructions and data stay apart.
 
 - `planner_user`: `<goal>$goal</goal>`, `<tools>$tools</tools>`, and `$examples`,
   `$feedback` and `$invalid_reply`, which become sections of their own (`<saved_plans>`,
-  `<reviewer_feedback>`, `<invalid_reply>`) when there is something to show;
+  `<reviewer_feedback>`, `<invalid_reply>`) when there is something to show, and
+  optionally `$earlier_goals` (`<earlier_goals>`: the thread's latest earlier goals and
+  their answers; without it a follow-up goal is planned on its own);
 - `executor_user`: `<goal>$goal</goal>`, `<step id="$step_id">$description</step>`,
   `<step_results>$results</step_results>`;
 - `replanner_user`: `<goal>$goal</goal>`, `<tools>$tools</tools>`,
@@ -89,9 +91,10 @@ _SPECS: dict[PromptName, _Spec] = {
     "planner": _Spec(planner.SYSTEM, frozenset({"max_steps", "direct_answers"})),
     "planner_user": _Spec(
         planner.USER,
-        frozenset({"goal", "tools", "examples", "feedback", "invalid_reply"}),
+        frozenset({"goal", "tools", "earlier_goals", "examples", "feedback", "invalid_reply"}),
         sections=(("goal", "goal"), ("tools", "tools")),
-        blocks=("examples", "feedback", "invalid_reply"),
+        blocks=("earlier_goals", "examples", "feedback", "invalid_reply"),
+        optional=frozenset({"earlier_goals"}),
     ),
     "executor": _Spec(executor.SYSTEM_REASON, frozenset({"data_notice"}), notice=True),
     "executor_tool": _Spec(executor.SYSTEM_TOOL, frozenset({"tool", "data_notice"}), notice=True),

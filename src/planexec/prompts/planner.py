@@ -2,7 +2,15 @@
 
 from string import Template
 
-__all__ = ["DIRECT_ANSWERS_OFF", "DIRECT_ANSWERS_ON", "FEEDBACK", "SYSTEM", "USER"]
+__all__ = [
+    "DIRECT_ANSWERS_OFF",
+    "DIRECT_ANSWERS_ON",
+    "EARLIER_GOAL",
+    "EARLIER_GOALS",
+    "FEEDBACK",
+    "SYSTEM",
+    "USER",
+]
 
 SYSTEM = Template("""\
 You are the planner of a planner-executor agent. You do not carry out the task: you \
@@ -45,7 +53,23 @@ $goal
 <tools>
 $tools
 </tools>
-$examples$feedback$invalid_reply""")
+$earlier_goals$examples$feedback$invalid_reply""")
+
+EARLIER_GOALS = Template("""
+<earlier_goals>
+This conversation asked for other goals before this one. They are context for the \
+goal above, which may refer to them; plan only for the goal above. Oldest first:
+$goals
+</earlier_goals>""")
+
+EARLIER_GOAL = Template("""<earlier_goal>
+<asked>
+$goal
+</asked>
+<answer>
+$answer
+</answer>
+</earlier_goal>""")
 
 FEEDBACK = Template("""
 <reviewer_feedback>
