@@ -14,8 +14,9 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from bench import cold, concurrency, linear
+from bench import cold, concurrency, goals, linear
 from bench import library as plan_library
 from bench import prompts as replanner_prompts
 from bench.report import as_json, markdown
@@ -38,7 +39,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
         default=[],
         metavar="NAME",
         help="run only this workload or group (latency, overhead, scale, concurrency, "
-        "library, linear, prompts, cold); "
+        "library, linear, prompts, cold, goals); "
         "repeatable, or comma-separated",
     )
     parser.add_argument(
@@ -50,7 +51,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     )
     args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
-    names = [*known_names(), "concurrency", "library", "linear", "prompts", "cold"]
+    names = [*known_names(), "concurrency", "library", "linear", "prompts", "cold", "goals"]
     unknown = sorted(set(only) - set(names))
     if unknown:
         parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
@@ -61,6 +62,14 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     return options, out
 
 
+def _goals(options: Options) -> tuple[str, dict[str, Any]]:
+    """The follow-up-goals report and its JSON (`{"goals": ...}`), or nothing if not asked."""
+    if options.only and "goals" not in options.only:
+        return "", {}
+    rows, wall = asyncio.run(goals.measure(5 if options.quick else goals.GOALS))
+    return "\n" + goals.markdown(rows, wall), {"goals": goals.as_json(rows, wall)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the report, write it if asked; always 0."""
     argv = sys.argv[1:] if argv is None else argv
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LANGSMITH_TRACING"] = "false"
     os.environ["LANGCHAIN_TRACING_V2"] = "false"
     load = os.getloadavg()[0]
-    separate = ("concurrency", "library", "linear", "prompts", "cold")
+    separate = ("concurrency", "library", "linear", "prompts", "cold", "goals")
     workloads = [name for name in options.only if name not in separate]
     with_suite = not options.only or bool(workloads)
     with_concurrency = not options.only or "concurrency" in options.only
@@ -96,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         revisions = (10, 50) if options.quick else replanner_prompts.REVISIONS
         prompt_rows, prompt_wall = asyncio.run(replanner_prompts.measure(revisions))
     cold_report = cold.measure_all(quick=options.quick) if with_cold else None
+    goal_part = _goals(options)
     loads = (load, os.getloadavg()[0])
     report = markdown(rows, options, argv, loads)
     if many:
@@ -108,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n" + replanner_prompts.markdown(prompt_rows, prompt_wall)
     if cold_report is not None:
         report += "\n" + cold.markdown(cold_report)
+    report += goal_part[0]
     print(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             data["prompts"] = replanner_prompts.as_json(prompt_rows, prompt_wall)
         if cold_report is not None:
             data["cold"] = cold_report.as_json()
+        data.update(goal_part[1])
         (out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out / 'results.md'} and {out / 'results.json'}", file=sys.stderr)
     return 0
