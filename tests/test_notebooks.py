@@ -35,6 +35,15 @@ EXPECTED = {
         "fork      revisions [1, 2] results {'f1': 750, 'f2': 'sent to finance@example.com'}",
         "run_finished     (left behind) completed: Three seats cost 450 EUR a year",
     ],
+    "chat": [
+        "paused for plan_review",
+        "revision 2 | [('reject', 'Sorry, I meant 12 times 5')]",
+        "completed | 12 times 5 is 60.",
+        "human: And that divided by 4?",
+        "   ai: 60 divided by 4 is 15.",
+        "goal 2 | earlier: ['12 times 5 is 60.']",
+        "results now: {'s1': 15}",
+    ],
     "custom_tools_and_models": [
         "s4: 56.25    model: cheap-model",
         "the executor model was offered only: ['calculator']",
