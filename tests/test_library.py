@@ -714,3 +714,27 @@ async def test_an_imported_template_replays_for_goals_that_fill_it() -> None:
     assert match is not None
     assert match.plan["steps"][0]["args"] == {"expression": "21 * 2"}
     assert await library.areplay("triple 21", {"calculator": calculator}) is None
+
+
+async def test_a_follow_up_goal_saves_its_own_revisions_and_edits_only() -> None:
+    store = InMemoryStore()
+    other = [step("s1", args={"expression": "2+2"})]
+    agent = Agent(
+        store,
+        planner=[plan_reply(ARITHMETIC), plan_reply(other)],
+        replanner=[FINISH, replan_reply("finish", answer="4")],
+    )
+    ctx = quick(review="always")
+    await agent.run({"goal": GOAL}, ctx)
+    edited = [*ARITHMETIC[:1], {**ARITHMETIC[1], "description": "add one"}]
+    await agent.run(Command(resume={"type": "edit", "plan": {"steps": edited}}), ctx)
+    await agent.run({"messages": [{"type": "human", "content": "And 2+2?"}]}, ctx)
+    out = await agent.run(Command(resume={"type": "approve"}), ctx)
+    assert (out["status"], out["goal_index"]) == ("completed", 2)
+    entries = {entry.goal: entry for entry in await PlanLibrary(store).alist()}
+    assert set(entries) == {GOAL, "And 2+2?"}
+    follow_up = entries["And 2+2?"]
+    assert follow_up.plan == {"steps": other}
+    assert [(r["revision"], r["source"]) for r in follow_up.revisions] == [(3, "planner")]
+    assert follow_up.edits.count == 0
+    assert entries[GOAL].edits.count == 1

@@ -25,6 +25,8 @@ from planexec.state import (
     State,
     add_usage,
     current_revision,
+    goal_number,
+    goal_of_record,
     merge_results,
     next_revision,
     timestamp,
@@ -157,6 +159,10 @@ async def record_end(
     if library is None or not context.save_plans or not isinstance(goal, str):
         return
     final = final_state(state, update)
+    # A thread's earlier goals are not this run's: their revisions and reviews stay out.
+    this_goal = goal_number(state)
+    for key in ("revisions", "reviews"):
+        final[key] = [r for r in final.get(key) or [] if goal_of_record(r) == this_goal]
     info = runtime.execution_info
     # The checkpoint a node starts from is the same when it runs again after a crash, and
     # new for every other run end: the id keeps a re-run from counting twice.
