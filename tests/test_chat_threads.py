@@ -364,3 +364,31 @@ async def test_a_follow_up_goal_starts_its_working_time_at_zero() -> None:
     assert taken.values["active_s"] == 0.0
     assert taken.values["results"] == {}
     assert taken.values["usage"] == {}
+
+
+async def test_a_follow_up_goals_first_plan_is_reviewed_as_a_first_plan() -> None:
+    h = Harness(
+        planner=[plan_reply(FIRST), plan_reply(FIRST), plan_reply(SECOND)],
+        replanner=[
+            replan_reply("finish", answer="48"),
+            replan_reply("replan", steps=[step("s2", args={"expression": "1+1"})], reason="more"),
+            replan_reply("finish", answer="2"),
+        ],
+        tools=[calculator],
+    )
+    await h.run(human("one"), CTX)
+    await h.run(human("no, again"), CTX)
+    await h.run(Command(resume={"type": "approve"}), CTX)
+    request = interrupt_of(await h.run(human("two"), CTX))
+    # Revision 3 is goal 2's first plan: no changes to show, whatever goal 1 had.
+    assert (request["revision"], request["changes"]) == (3, None)
+    revised = interrupt_of(await h.run(Command(resume={"type": "approve"}), CTX))
+    assert revised["revision"] == 4
+    assert revised["changes"] is not None
+    # The replanner's history section counts this goal's revisions only.
+    await h.run(Command(resume={"type": "approve"}), CTX)
+    last = h.replanner.calls[-1].prompt
+    assert "<earlier_revisions>" in last
+    section = last.split("<earlier_revisions>")[1]
+    assert "rejected" not in section
+    assert "1 by the planner, 1 by the replanner" in section

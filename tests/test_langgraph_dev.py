@@ -342,8 +342,9 @@ async def test_review_approve_streams_steps_and_keeps_the_history(
     history = await client.threads.get_history(thread_id, limit=50)
     assert len(history) >= 5
     assert history[0]["checkpoint"] == final["checkpoint"]
-    assert [h["next"] for h in reversed(history)][:4] == [
+    assert [h["next"] for h in reversed(history)][:5] == [
         ["__start__"],
+        ["intake"],
         ["planner"],
         ["review"],
         ["executor"],

@@ -35,6 +35,8 @@ from planexec.state import (
     State,
     StepResult,
     done_steps,
+    goal_number,
+    goal_of_record,
     next_revision,
     rejection_feedback,
     replans_used,
@@ -144,8 +146,9 @@ def _results_section(
 
 
 def _history_section(state: State, latest: int | None) -> str:
-    """`<earlier_revisions>` once the plan has been revised, else nothing."""
-    revisions = state.get("revisions") or []
+    """`<earlier_revisions>` once the current goal's plan has been revised, else nothing."""
+    goal = goal_number(state)
+    revisions = [r for r in state.get("revisions") or [] if goal_of_record(r) == goal]
     if len(revisions) < 2:
         return ""
     sources = [
@@ -153,7 +156,11 @@ def _history_section(state: State, latest: int | None) -> str:
         for source, template in prompts.SOURCES.items()
         if (count := sum(1 for r in revisions if r["source"] == source))
     ]
-    rejected = sum(1 for r in state.get("reviews") or [] if r["decision"] == "reject")
+    rejected = sum(
+        1
+        for r in state.get("reviews") or []
+        if r["decision"] == "reject" and goal_of_record(r) == goal
+    )
     if rejected:
         sources.append(render(prompts.REJECTED, count=rejected))
     reasons = [

@@ -40,6 +40,7 @@ from planexec.state import (
     current_revision,
     done_steps,
     goal_field,
+    goal_of_record,
     is_approved,
     next_revision,
     retired_ids,
@@ -112,7 +113,7 @@ def review_request(state: State, errors: list[str]) -> PlanReviewRequest:
         "source": revision["source"],
         "reason": revision["reason"],
         "plan_hash": plan_hash(plan),
-        "changes": revision["diff"] if revision["revision"] > 1 else None,
+        "changes": revision["diff"] if _revises(state, revision) else None,
         "finished": sorted(done_steps(state)),
         "allowed_decisions": list(DECISIONS),
         "action_requests": [shown_action],
@@ -126,6 +127,15 @@ def review_request(state: State, errors: list[str]) -> PlanReviewRequest:
     if errors:
         request["errors"] = errors
     return request
+
+
+def _revises(state: State, revision: PlanRevision) -> bool:
+    """Whether `revision` follows an earlier plan of the same goal."""
+    goal = goal_of_record(revision)
+    return any(
+        goal_of_record(r) == goal and r["revision"] < revision["revision"]
+        for r in state.get("revisions") or []
+    )
 
 
 def needs_review(state: State, context: Context, genuine: Callable[[ReviewRecord], bool]) -> bool:
