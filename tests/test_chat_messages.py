@@ -3,6 +3,7 @@ shows (the goal, a message per plan revision, how the goal ended), on both APIs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -376,3 +377,41 @@ async def test_conversations_load_from_postgres(pg_url: str, both_apis: str) -> 
         graph = _chat_graph(saver, 2)
         await invoke(graph, {"messages": [("user", "second")]}, config(), context=NO_REVIEW)
         _check_loaded((await graph.aget_state(config())).values)
+
+
+ESCAPES = "\x1b[2J\x1b[31mred\x1b[0m \u202etxt"
+
+
+@pytest.mark.usefixtures("cli_home")
+def test_the_command_line_shows_and_audits_a_chat_thread_with_its_text_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import cli
+
+    path = tmp_path / "chat.sqlite"
+
+    async def talk(goal: int) -> None:
+        async with open_checkpointer(path) as saver:
+            text = f"goal {goal} {ESCAPES}"
+            graph = _chat_graph(saver, goal)
+            out = await graph.ainvoke({"messages": [("user", text)]}, config(), context=NO_REVIEW)
+            assert out["status"] == "completed"
+
+    for goal in (1, 2):
+        asyncio.run(talk(goal))
+    code, shown, err = cli(capsys, "show", "t1", "--checkpoint", str(path))
+    assert code == 0, err
+    assert "goal 2" in shown
+    assert "\x1b" not in shown
+    assert "\u202e" not in shown
+    code, document, err = cli(capsys, "show", "t1", "--json", "--checkpoint", str(path))
+    assert code == 0, err
+    assert json.loads(document)["goal"] == f"goal 2 {ESCAPES}"
+    code, trail, err = cli(capsys, "audit", "t1", "--checkpoint", str(path))
+    assert code == 0, err
+    assert "\x1b" not in trail
+    started = [json.loads(line) for line in trail.splitlines() if '"run_started"' in line]
+    assert [(r["goal"], r["goal_index"]) for r in started] == [
+        (f"goal 1 {ESCAPES}", 1),
+        (f"goal 2 {ESCAPES}", 2),
+    ]
