@@ -392,3 +392,12 @@ async def test_a_follow_up_goals_first_plan_is_reviewed_as_a_first_plan() -> Non
     section = last.split("<earlier_revisions>")[1]
     assert "rejected" not in section
     assert "1 by the planner, 1 by the replanner" in section
+
+
+async def test_model_call_budgets_count_each_goal_on_its_own() -> None:
+    h = follow_up_harness()
+    budget = Context(review="never", max_model_calls=2, retry_initial_interval=0)
+    first = await h.run(human("Fetch Lyon's record"), budget)
+    assert (first["status"], sum(u["calls"] for u in first["usage"].values())) == ("completed", 2)
+    second = await h.run(human("Now what is 2*21?"), budget)
+    assert (second["status"], second["answer"]) == ("completed", "42")

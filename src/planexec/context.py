@@ -65,7 +65,9 @@ class Context:
     """Settings for one run, passed as `graph.invoke(..., context=Context(...))`.
 
     A dict with the same keys also works; unknown keys and values of the wrong type
-    are rejected with a `pydantic.ValidationError` that names the field.
+    are rejected with a `pydantic.ValidationError` that names the field. On a thread
+    that takes follow-up goals, the budgets (`max_replans` and the `max_*` and time
+    budgets) count each goal on its own.
 
     Example:
         ```python
