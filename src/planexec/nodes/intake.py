@@ -11,8 +11,8 @@ never resumes). So the input's text, validated as a goal, is:
 - while a plan waits for review, the reviewer's feedback: the review node takes it as a
   rejection with that message, and the planner writes a new plan, reviewed again;
 - before the goal's first plan (its planner stopped), the goal, in place of the old;
-- while an approved plan runs (paused at a step approval, or stopped by a crash), only
-  a message: the run carries on where it was.
+- while an approved plan runs (paused at a step approval, say), only a message: the
+  run carries on where it was, through the executor, which asks for the same approval.
 
 The input's text is a human message in `messages`: the last new one, or the `goal`.
 """
