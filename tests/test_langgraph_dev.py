@@ -524,8 +524,13 @@ async def test_agent_chat_ui_messages_feedback_while_paused_and_a_follow_up_goal
     assert final["messages"][-1]["type"] == "ai"
     assert final["messages"][-1]["content"] == answer
 
-    # The next message on the finished thread is a new goal, with the answer in view.
-    state = await send_chat(client, thread_id, "And in words? (follow-up)")
+    # The next message on the finished thread is a new goal, with the answer in view
+    # (sent as a background run this time, as `useStream` clients may).
+    run = await client.runs.create(
+        thread_id, GRAPH_ID, input=chat_message("And in words? (follow-up)"), context=RUN_CONTEXT
+    )
+    await asyncio.wait_for(client.runs.join(thread_id, run["run_id"]), 60)
+    state = await client.threads.get_state(thread_id)
     assert state["next"] == ["review"]
     assert state["values"]["goal_index"] == 2
     assert state["interrupts"][0]["value"]["revision"] == 3
