@@ -445,3 +445,41 @@ async def test_agent_inbox_answers_resume_the_review(
     assert final["status"] == "completed"
     assert final["answer"] == "s1=48, s2=53, s3=The result is 53."
     assert [r["decision"] for r in final["reviews"]] == ["reject", "approve"]
+
+
+# --- the answer, streamed as Agent Chat UI streams a run ---------------------------------
+
+
+async def test_a_messages_tuple_stream_carries_the_answer_token_by_token(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    """`useStream` (Agent Chat UI) asks for values and messages-tuple, with subgraphs."""
+    goal = "What is 12 * 4 + 5? (streamed answer)"
+    thread = await client.threads.create()
+    chunks: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        GRAPH_ID,
+        input={"goal": goal},
+        context={**RUN_CONTEXT, "review": "never"},
+        stream_mode=["values", "messages-tuple"],
+        stream_subgraphs=True,
+    ):
+        assert part.event != "error", part.data
+        if part.event.startswith("messages"):
+            message, metadata = part.data
+            chunks.append((part.event, message, metadata))
+    final = (await client.threads.get_state(thread["thread_id"]))["values"]
+    assert final["status"] == "completed"
+    assert final["answer"] == "s1=48, s2=53, s3=The result is 53."
+    # Every model was asked, and streamed (SSE); only the answer became chat text.
+    sent = dev_server.models.requests_containing(goal)
+    assert len(sent) == 3
+    assert all(body["stream"] is True for body in sent)
+    assert {event for event, _, _ in chunks} == {"messages"}
+    assert {message["id"] for _, message, _ in chunks} == {chunks[0][1]["id"]}
+    assert {message["type"] for _, message, _ in chunks} == {"AIMessageChunk"}
+    assert "".join(message["content"] for _, message, _ in chunks) == final["answer"]
+    assert len(chunks) > 2
+    assert {metadata["langgraph_node"] for _, _, metadata in chunks} == {"replanner"}
+    assert not any(message.get("tool_call_chunks") for _, message, _ in chunks)
