@@ -15,12 +15,13 @@ from uuid import UUID
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 from helpers import Harness, config, get_state, step, stream
-from planexec import Context, ScriptedChatModel
+from planexec import Context, ScriptedChatModel, build_graph
 from planexec.execution import bounded_text
 from planexec.scripted import plan_reply, replan_reply
 from planexec.streaming import (
@@ -205,6 +206,7 @@ async def test_the_relay_runs_only_when_something_listens_for_tokens(mode: str) 
     assert names.names == expected
 
 
+@pytest.mark.async_only
 @pytest.mark.parametrize("seed", range(5))
 def test_the_scanner_reads_the_answer_in_any_chunking(seed: int) -> None:
     answer = 'Caf\u00e9 \U0001f600 costs "5\u20ac"\\n\nnext line\t/ end'
@@ -223,6 +225,7 @@ def test_the_scanner_reads_the_answer_in_any_chunking(seed: int) -> None:
     assert scanner.fields == {"action": "finish", "answer": answer, "steps": None, "reason": "r,}"}
 
 
+@pytest.mark.async_only
 def test_the_scanner_holds_an_answer_its_gate_does_not_open() -> None:
     plan = json.dumps({"steps": [{"id": "s1", "answer": "inner"}], "answer": "a"})
     scanner = _Scanner(answers_directly)
@@ -236,6 +239,7 @@ class ChatState(TypedDict):
     messages: Annotated[list[BaseMessage], add_messages]
 
 
+@pytest.mark.async_only
 async def test_an_answer_message_with_the_streams_id_is_not_emitted_twice() -> None:
     """The hook for a `messages` channel: the final AIMessage carries `message_id`."""
     model = ScriptedChatModel([replan_reply("finish", answer=ANSWER)] * 2)
@@ -262,3 +266,38 @@ async def test_an_answer_message_with_the_streams_id_is_not_emitted_twice() -> N
     assert by_id(parts) == {parts[0][0].id: ANSWER}
     out = await graph.ainvoke({"messages": [HumanMessage("q")]})
     assert out["messages"][-1].content == ANSWER
+
+
+async def test_a_model_that_does_not_stream_sends_the_answer_whole() -> None:
+    replanner = ScriptedChatModel([replan_reply("finish", answer=ANSWER)], disable_streaming=True)
+    graph = build_graph(
+        checkpointer=InMemorySaver(),
+        planner=ScriptedChatModel([plan_reply([step("s1", args={"expression": "6*7"})])]),
+        replanner=replanner,
+    )
+    parts = [
+        part
+        async for part in stream(
+            graph, {"goal": "6*7"}, config(), context=NEVER, stream_mode="messages"
+        )
+    ]
+    assert [chunk.content for chunk, _ in parts] == [ANSWER]
+    assert (await get_state(graph, config())).values["answer"] == ANSWER
+
+
+@pytest.mark.async_only
+async def test_astream_events_shows_the_answer_as_the_answer_runs_stream() -> None:
+    h = Harness(
+        planner=[plan_reply([step("s1", args={"expression": "6*7"})])],
+        replanner=[replan_reply("finish", answer=ANSWER)],
+    )
+    streamed: dict[str, list[str]] = {}
+    async for event in h.graph.astream_events(
+        {"goal": "6*7"}, config(), context=NEVER, version="v2"
+    ):
+        if event["event"] == "on_chat_model_stream":
+            streamed.setdefault(event["name"], []).append(str(event["data"]["chunk"].content))
+    assert "".join(streamed["answer"]) == ANSWER
+    assert len(streamed["answer"]) > 2
+    # The model calls' own tokens are there too, tagged nostream for clients to skip.
+    assert set(streamed) == {"answer", "planner model", "replanner model"}
