@@ -301,3 +301,32 @@ async def test_astream_events_shows_the_answer_as_the_answer_runs_stream() -> No
     assert len(streamed["answer"]) > 2
     # The model calls' own tokens are there too, tagged nostream for clients to skip.
     assert set(streamed) == {"answer", "planner model", "replanner model"}
+
+
+@pytest.mark.async_only
+async def test_an_answer_the_sent_text_does_not_begin_is_sent_whole_under_a_new_id() -> None:
+    model = ScriptedChatModel([replan_reply("finish", answer=ANSWER)])
+    ids: list[str] = []
+
+    async def answer_node(state: ChatState) -> dict[str, Any]:
+        async with AnswerStream(finishes_replan, limit=10_000) as streamed:
+            first = streamed.message_id
+            traced = streamed.watch({"tags": ["nostream"]}, method="tool", schema="Replan")
+            bound = model.bind_tools(
+                [{"type": "function", "function": {"name": "Replan", "parameters": {}}}]
+            )
+            await bound.ainvoke(state["messages"], traced)
+            ids.extend([first, await streamed.finish("Another answer altogether.")])
+        return {}
+
+    graph = StateGraph(ChatState).add_node("answer", answer_node).add_edge(START, "answer")
+    compiled = graph.compile()
+    parts = [
+        part
+        async for part in compiled.astream(
+            {"messages": [HumanMessage("q")]}, stream_mode="messages"
+        )
+    ]
+    first, final = ids
+    assert first != final
+    assert by_id(parts) == {first: ANSWER, final: "Another answer altogether."}

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from uuid import UUID, uuid4
@@ -93,7 +94,10 @@ class AnswerStream:
         # is cut (`bounded_text`), and the cut point moves with the note's length.
         note = len(TRUNCATED.format(dropped=10**15, limit=limit))
         self._safe = max(0, limit - note)
-        self._sent = ""
+        self._sent: list[str] = []
+        self._sent_chars = 0
+        self._pending = ""
+        """Text received but held back: trailing spaces the node may strip."""
         self._node: tuple[RunnableConfig, contextvars.Context] | None = None
         """The node's config and context, which the relay runs under; None: no listener."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,20 +133,26 @@ class AnswerStream:
             watched.add_handler(watcher, inherit=True)
         return {**config, "callbacks": watched}
 
-    def offer(self, answer: str) -> None:
-        """Relay what `answer` (the reply's answer so far) adds to the text already sent.
+    def offer(self, text: str) -> None:
+        """Relay `text`, what the reply's answer has grown by, as far as it is sure.
 
-        Held back: the end of a text the node will strip (trailing spaces may yet be
-        cut) and anything past the length that a cut answer keeps.
+        Held back: spaces the node will strip (leading ones, and trailing ones until
+        more text follows), and anything past the length that a cut answer keeps.
         """
-        if self._done or self._node is None:
+        if self._done or self._node is None or self._sent_chars >= self._safe:
             return
-        shown = (answer.strip() if self._strip else answer)[: self._safe]
-        if len(shown) > len(self._sent) and shown.startswith(self._sent):
-            self._send(shown[len(self._sent) :])
-            self._sent = shown
+        if self._strip and not self._sent and not self._pending:
+            text = text.lstrip()
+        pending = self._pending + text
+        head = pending.rstrip() if self._strip else pending
+        sure = head[: self._safe - self._sent_chars]
+        if sure:
+            self._send(sure)
+            self._sent.append(sure)
+            self._sent_chars += len(sure)
+        self._pending = pending[len(sure) :]
 
-    def offer_threadsafe(self, answer: str) -> None:
+    def offer_threadsafe(self, text: str) -> None:
         """`offer`, from whichever thread a model's callbacks run on."""
         loop = self._loop
         if loop is None:
@@ -152,9 +162,9 @@ class AnswerStream:
         except RuntimeError:
             running = None
         if running is loop:
-            self.offer(answer)
+            self.offer(text)
         else:
-            loop.call_soon_threadsafe(self.offer, answer)
+            loop.call_soon_threadsafe(self.offer, text)
 
     async def finish(self, answer: str) -> str:
         """Send the rest of `answer`, end the message, and return its id.
@@ -166,15 +176,14 @@ class AnswerStream:
         if self._node is None or self._done:
             self._done = True
             return self.message_id
-        if not answer.startswith(self._sent):
+        sent = "".join(self._sent)
+        if not answer.startswith(sent):
             await self.close()
             self._done = False
-            self.message_id, self._sent = new_answer_id(), ""
-            self._relay = self._task = None
-        rest = answer[len(self._sent) :]
+            self.message_id, sent = new_answer_id(), ""
+        rest = answer[len(sent) :]
         if rest:
             self._send(rest)
-            self._sent = answer
         await self.close()
         return self.message_id
 
@@ -261,7 +270,9 @@ class _Watcher(BaseCallbackHandler):
                 if index == self._chosen:
                     self._scanner.feed(piece.get("args") or "")
         if self._scanner.released:
-            self._stream.offer_threadsafe(self._scanner.answer)
+            grown = self._scanner.take()
+            if grown:
+                self._stream.offer_threadsafe(grown)
 
 
 class _AnswerRelay(BaseChatModel):
@@ -310,6 +321,7 @@ class _AnswerRelay(BaseChatModel):
             held = following
 
 
+_SPECIAL = re.compile(r'["\\]')
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -317,13 +329,13 @@ class _Scanner:
     """Reads a JSON object as it arrives, keeping its top-level `answer` string so far.
 
     Every character is read once. The values of the other top-level fields are decoded
-    when they end; `released` says whether those written before `answer` pass the gate.
+    when they end; `released` says whether those written before `answer` pass the gate,
+    and `take` gives what the answer has grown by since it was last called.
     """
 
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
         self.fields: dict[str, Any] = {}
-        self.answer = ""
         self.released = False
         self._state = "start"
         self._key = ""
@@ -334,19 +346,42 @@ class _Scanner:
         self._unicode: str | None = None
         self._high: int | None = None
         self._pieces: list[str] = []
+        self._taken = 0
+        self._handlers: dict[str, Callable[[str], None]] = {
+            "start": self._on_start,
+            "key": self._on_key,
+            "key_text": self._on_key_text,
+            "colon": self._on_colon,
+            "value_start": self._on_value_start,
+            "value": self._on_value,
+            "answer": self._on_answer,
+            "after_answer": self._on_after_answer,
+        }
+
+    @property
+    def answer(self) -> str:
+        """The answer's text so far."""
+        return "".join(self._pieces)
+
+    def take(self) -> str:
+        """What the answer has grown by since the last call."""
+        grown = "".join(self._pieces[self._taken :])
+        self._taken = len(self._pieces)
+        return grown
 
     def feed(self, text: str) -> None:
         """Read the next piece of the reply's JSON text."""
-        for char in text:
-            if self._state == "done":
-                break
-            getattr(self, f"_on_{self._state}")(char)
-        self._flush()
-
-    def _flush(self) -> None:
-        if self._pieces:
-            self.answer += "".join(self._pieces)
-            self._pieces.clear()
+        at, end = 0, len(text)
+        while at < end and self._state != "done":
+            if self._state == "answer" and self._unicode is None and not self._escape:
+                special = _SPECIAL.search(text, at)
+                stop = special.start() if special else end
+                if stop > at:
+                    self._append(text[at:stop])
+                    at = stop
+                    continue
+            self._handlers[self._state](text[at])
+            at += 1
 
     def _on_start(self, char: str) -> None:
         if char == "{":
@@ -419,7 +454,6 @@ class _Scanner:
         elif char == "\\":
             self._escape = True
         elif char == '"':
-            self._flush()
             self.fields["answer"] = self.answer
             self._state = "after_answer"
         else:
