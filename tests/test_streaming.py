@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from helpers import Harness, config, get_state, step, stream
@@ -330,3 +331,25 @@ async def test_an_answer_the_sent_text_does_not_begin_is_sent_whole_under_a_new_
     first, final = ids
     assert first != final
     assert by_id(parts) == {first: ANSWER, final: "Another answer altogether."}
+
+
+async def test_after_plan_review_the_resumed_run_streams_the_answer() -> None:
+    h = Harness(
+        planner=[plan_reply([step("s1", args={"expression": "6*7"})])],
+        replanner=[replan_reply("finish", answer=ANSWER)],
+    )
+    ctx = Context(retry_initial_interval=0.0)
+    paused = await chat_chunks(h, "6*7", ctx)
+    assert paused == []
+    resumed = [
+        part
+        async for part in stream(
+            h.graph,
+            Command(resume={"type": "approve"}),
+            config(),
+            context=ctx,
+            stream_mode="messages",
+        )
+    ]
+    assert list(by_id(resumed).values()) == [ANSWER]
+    assert (await get_state(h.graph, config())).values["answer"] == ANSWER
