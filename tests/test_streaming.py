@@ -39,14 +39,24 @@ NEVER = Context(review="never", retry_initial_interval=0.0)
 ANSWER = "The product is 42, and the sum is 43: both computed by the calculator."
 
 
-async def chat_chunks(h: Harness, goal: str, ctx: Context = NEVER) -> list[Any]:
-    """The (chunk, metadata) pairs a messages-mode run of `goal` streams."""
+async def streamed(h: Harness, goal: str, ctx: Context = NEVER) -> list[Any]:
+    """The (message, metadata) pairs a messages-mode run of `goal` streams."""
     return [
         part
         async for part in stream(
             h.graph, {"goal": goal}, config(), context=ctx, stream_mode="messages"
         )
     ]
+
+
+def tokens(parts: list[Any]) -> list[Any]:
+    """The pairs whose message is a chunk of one being written (not a node's message)."""
+    return [(message, meta) for message, meta in parts if isinstance(message, AIMessageChunk)]
+
+
+async def chat_chunks(h: Harness, goal: str, ctx: Context = NEVER) -> list[Any]:
+    """The message chunks a messages-mode run of `goal` streams."""
+    return tokens(await streamed(h, goal, ctx))
 
 
 def by_id(parts: list[Any]) -> dict[str, str]:
@@ -80,15 +90,19 @@ async def test_plan_steps_and_replans_stay_silent_and_the_answer_streams() -> No
             replan_reply("finish", answer=ANSWER),
         ],
     )
-    parts = await chat_chunks(h, "6*7, then add one")
+    everything = await streamed(h, "6*7, then add one")
+    parts = tokens(everything)
     final = (await get_state(h.graph, config())).values
     assert final["status"] == "completed"
     assert final["results"]["s3"]["output"] == 43
     # Every role was asked, and each model streamed: only the answer reached the chat.
     assert (len(h.planner.calls), len(h.executor.calls), len(h.replanner.calls)) == (1, 2, 2)
-    assert all(isinstance(chunk, AIMessageChunk) for chunk, _ in parts)
     assert by_id(parts) == {parts[0][0].id: final["answer"]}
     assert final["answer"] == ANSWER
+    # No message of any kind shows the plan, a step's work or a call's arguments.
+    shown = " ".join(str(message.content) for message, _ in everything)
+    for hidden in ('"steps"', "expression", "said in words", '"action"', "Replan"):
+        assert hidden not in shown
     assert len(parts) > 3
     assert {meta["langgraph_node"] for _, meta in parts} == {"replanner"}
     assert all(ANSWER_TAG in meta["tags"] for _, meta in parts)
@@ -282,7 +296,7 @@ async def test_a_model_that_does_not_stream_sends_the_answer_whole() -> None:
             graph, {"goal": "6*7"}, config(), context=NEVER, stream_mode="messages"
         )
     ]
-    assert [chunk.content for chunk, _ in parts] == [ANSWER]
+    assert [chunk.content for chunk, _ in tokens(parts)] == [ANSWER]
     assert (await get_state(graph, config())).values["answer"] == ANSWER
 
 
@@ -339,8 +353,7 @@ async def test_after_plan_review_the_resumed_run_streams_the_answer() -> None:
         replanner=[replan_reply("finish", answer=ANSWER)],
     )
     ctx = Context(retry_initial_interval=0.0)
-    paused = await chat_chunks(h, "6*7", ctx)
-    assert paused == []
+    assert await chat_chunks(h, "6*7", ctx) == []
     resumed = [
         part
         async for part in stream(
@@ -351,5 +364,5 @@ async def test_after_plan_review_the_resumed_run_streams_the_answer() -> None:
             stream_mode="messages",
         )
     ]
-    assert list(by_id(resumed).values()) == [ANSWER]
+    assert list(by_id(tokens(resumed)).values()) == [ANSWER]
     assert (await get_state(h.graph, config())).values["answer"] == ANSWER
