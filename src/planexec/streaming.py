@@ -20,7 +20,9 @@ What holds:
   a model that does not stream.
 - A reply that turns out invalid (it does not parse, fails validation, or the call
   fails midway) is not finished: the text already relayed stays under a message id that
-  never becomes the run's answer, and the model is asked again under a new id.
+  never becomes the run's answer; a model asked again writes under a new id.
+- A message that carries the answer in a node's output should take `message_id` as its
+  id: LangGraph has seen that id stream, so it does not emit the message a second time.
 - Nothing is relayed unless a streaming listener (`stream_mode="messages"`,
   `astream_events`) is attached to the run: the model call is made as it always is.
 """
