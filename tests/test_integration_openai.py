@@ -7,11 +7,12 @@ would. The assertions read the HTTP request bodies the server received.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessageChunk
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -283,43 +284,65 @@ async def test_an_executor_call_that_hangs_fails_its_step(serve: Serve) -> None:
     server.assert_done()
 
 
-async def test_streamed_messages_use_the_sse_path(serve: Serve) -> None:
+def structured(reply: dict[str, Any], method: str) -> dict[str, Any]:
+    """`reply` (one structured tool call) as `method` has the model answer it."""
+    if method != "json_schema":
+        return reply
+    (call,) = reply["tool_calls"]
+    rest = {k: v for k, v in reply.items() if k != "tool_calls"}
+    return {**rest, "content": json.dumps(call["arguments"])}
+
+
+@pytest.mark.parametrize("method", ["strict_tool", "tool", "json_schema"])
+async def test_streamed_messages_carry_the_answer_alone(serve: Serve, method: str) -> None:
     steps = [
         step("s1", args={"expression": "12*4"}),
         step("s2", tool=None, depends_on=["s1"], description="Say the number in words"),
     ]
     words = "The result is forty eight."
-    server = serve([plan(*steps), executor_turn("s2", content=words), finish("forty eight")])
+    answer = 'Forty-eight: twelve times four, "48" in digits.'
+    server = serve(
+        [
+            structured(plan(*steps), method),
+            executor_turn("s2", content=words),
+            structured(finish(answer), method),
+        ]
+    )
     g = graph()
-    ctx = context(review="never")
-    chunks: list[tuple[AIMessageChunk, dict[str, Any]]] = []
-    written: list[BaseMessage] = []
-    async for message, metadata in g.astream(
-        {"goal": "12*4 in words"}, config(), context=ctx, stream_mode="messages"
-    ):
-        if isinstance(message, AIMessageChunk):
-            chunks.append((message, metadata))
-        else:
-            written.append(message)
+    ctx = context(review="never", structured_output=method)
+    everything = [
+        part
+        async for part in g.astream(
+            {"goal": "12*4 in words"}, config(), context=ctx, stream_mode="messages"
+        )
+    ]
+    # Chunks of messages being written; a node's own messages arrive whole.
+    chunks = [(m, md) for m, md in everything if isinstance(m, AIMessageChunk)]
+    written = [m for m, _ in everything if not isinstance(m, AIMessageChunk)]
     final = (await g.aget_state(config())).values
-    # Besides the models' tokens, the stream carries the conversation as nodes write it.
-    assert [m.id for m in written] == [m.id for m in final["messages"]]
+    # Besides the answer's tokens, the stream carries the conversation as nodes write
+    # it; the end message has the chunks' id, so it is not sent a second time.
+    assert [m.id for m in written] == [m.id for m in final["messages"][:-1]]
+    assert final["messages"][-1].id == chunks[0][0].id
+    assert final["messages"][-1].content == final["answer"]
     assert final["status"] == "completed"
     assert final["results"]["s2"]["output"] == words
     server.assert_done()
+    # Every call streamed over SSE, as in any messages-mode run...
     assert all(body["stream"] is True for body in server.requests)
     assert all(body["stream_options"] == {"include_usage": True} for body in server.requests)
-
-    text = [m.content for m, _ in chunks if m.content]
-    assert len(text) > 1
-    assert "".join(str(t) for t in text) == words
-    planner_chunks = [m for m, md in chunks if md["langgraph_node"] == "planner"]
-    assert len(planner_chunks) > 2
-    total = planner_chunks[0]
-    for chunk in planner_chunks[1:]:
-        total = total + chunk
-    assert total.tool_calls[0]["name"] == "Plan"
-    assert [s["id"] for s in total.tool_calls[0]["args"]["steps"]] == ["s1", "s2"]
+    if method == "json_schema":
+        assert all("tools" not in b for b in server.requests_containing("You are the"))
+    # ...but only the answer reached the chat: no plan JSON, step text or Replan call.
+    assert final["answer"] == answer
+    assert {m.id for m, _ in chunks} == {chunks[0][0].id}
+    assert "".join(str(m.content) for m, _ in chunks) == answer
+    assert len(chunks) > 2
+    assert {md["langgraph_node"] for _, md in chunks} == {"replanner"}
+    assert not any(m.tool_call_chunks for m, _ in chunks)
+    shown = " ".join(str(m.content) for m, _ in everything)
+    assert "expression" not in shown
+    assert words not in shown
 
     usage = final["usage"]
     assert {role: u["calls"] for role, u in usage.items()} == {
@@ -329,6 +352,31 @@ async def test_streamed_messages_use_the_sse_path(serve: Serve) -> None:
     }
     assert sum(u["input_tokens"] for u in usage.values()) == server.usage["prompt_tokens"]
     assert sum(u["output_tokens"] for u in usage.values()) == server.usage["completion_tokens"]
+
+
+async def test_a_reply_cut_midway_streams_text_that_never_becomes_the_answer(
+    serve: Serve,
+) -> None:
+    answer = "A long answer that the connection drops halfway through, sadly."
+    server = serve([plan(step("s1", args={"expression": "12*4"})), finish(answer, cut=8)])
+    g = graph()
+    ctx = context(review="never")
+    chunks = [
+        m
+        async for m, _ in g.astream({"goal": "12*4"}, config(), context=ctx, stream_mode="messages")
+        if isinstance(m, AIMessageChunk)
+    ]
+    final = (await g.aget_state(config())).values
+    server.assert_done()
+    # The call failed: the run says so, and the text that did stream is no answer.
+    assert final["status"] == "failed"
+    assert "replanner model call failed" in final["reason"]
+    assert final["answer"] is None
+    streamed = "".join(str(m.content) for m in chunks)
+    assert streamed
+    assert answer.startswith(streamed)
+    assert streamed != answer
+    assert {m.id for m in chunks} == {chunks[0].id}
 
 
 async def test_token_usage_lands_per_role_and_is_priced(serve: Serve) -> None:

@@ -9,14 +9,23 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langchain_core.runnables import ensure_config
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_config
+from langgraph.graph import START, StateGraph
+from typing_extensions import TypedDict
 
 from helpers import config, step
 from planexec import Context, ScriptedChatModel, build_graph
-from planexec.internals import CHECKPOINTER_KEY, DURABILITY_KEY, lend_saver, saver_of
+from planexec.internals import (
+    CHECKPOINTER_KEY,
+    DURABILITY_KEY,
+    has_streaming_listener,
+    lend_saver,
+    saver_of,
+)
 from planexec.models import for_running_loop
 from planexec.scripted import plan_reply, replan_reply
 
@@ -89,3 +98,24 @@ async def test_chat_openai_shares_its_async_client_and_a_loop_copy_has_its_own()
         http_async_client=first.root_async_client._client,  # type: ignore[union-attr]
     )
     assert for_running_loop(own_client) is own_client
+
+
+async def test_messages_mode_and_astream_events_attach_a_streaming_listener() -> None:
+    class S(TypedDict):
+        n: int
+
+    seen: list[bool] = []
+
+    async def node(state: S) -> S:
+        seen.append(has_streaming_listener(ensure_config().get("callbacks")))
+        return {"n": state["n"] + 1}
+
+    g = StateGraph(S).add_node("node", node).add_edge(START, "node").compile()
+    for mode in ("updates", "messages", "custom"):
+        async for _ in g.astream({"n": 0}, stream_mode=mode):
+            pass
+    async for _ in g.astream_events({"n": 0}, version="v2"):
+        pass
+    await g.ainvoke({"n": 0})
+    assert seen == [False, True, False, True, False]
+    assert not has_streaming_listener(None)

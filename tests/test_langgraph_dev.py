@@ -559,3 +559,50 @@ async def test_an_empty_chat_message_while_paused_is_refused_and_the_pause_kept(
     state = await client.threads.get_state(thread_id)
     assert state["next"] == ["review"]
     assert state["interrupts"][0]["value"]["plan_hash"] == review["plan_hash"]
+
+
+# --- the answer, streamed as Agent Chat UI streams a run ---------------------------------
+
+
+async def test_a_messages_tuple_stream_carries_the_answer_token_by_token(
+    client: LangGraphClient, dev_server: DevServer
+) -> None:
+    """`useStream` (Agent Chat UI) asks for values and messages-tuple, with subgraphs."""
+    goal = "What is 12 * 4 + 5? (streamed answer)"
+    thread = await client.threads.create()
+    chunks: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    shown: list[str] = []
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        GRAPH_ID,
+        input={"goal": goal},
+        context={**RUN_CONTEXT, "review": "never"},
+        stream_mode=["values", "messages-tuple"],
+        stream_subgraphs=True,
+    ):
+        assert part.event != "error", part.data
+        if part.event.startswith("messages"):
+            message, metadata = part.data
+            shown.append(str(message.get("content")))
+            # Chunks of messages being written; a node's own messages arrive whole.
+            if message.get("type") == "AIMessageChunk":
+                chunks.append((part.event, message, metadata))
+    final = (await client.threads.get_state(thread["thread_id"]))["values"]
+    assert final["status"] == "completed"
+    assert final["answer"] == "s1=48, s2=53, s3=The result is 53."
+    # Every model was asked, and streamed (SSE); only the answer became chat text.
+    sent = dev_server.models.requests_containing(goal)
+    assert len(sent) == 3
+    assert all(body["stream"] is True for body in sent)
+    assert {event for event, _, _ in chunks} == {"messages"}
+    assert {message["id"] for _, message, _ in chunks} == {chunks[0][1]["id"]}
+    # No plan JSON, step work or call arguments came as chat text, whole or in pieces.
+    joined = "".join(shown)
+    assert all(hidden not in joined for hidden in ('"steps"', "expression", '"action"', "Replan"))
+    assert "".join(message["content"] for _, message, _ in chunks) == final["answer"]
+    assert len(chunks) > 2
+    assert {metadata["langgraph_node"] for _, _, metadata in chunks} == {"replanner"}
+    assert not any(message.get("tool_call_chunks") for _, message, _ in chunks)
+    # The conversation's last message is the one the chunks built, under their id.
+    assert final["messages"][-1]["id"] == chunks[0][1]["id"]
+    assert final["messages"][-1]["content"] == final["answer"]

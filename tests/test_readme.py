@@ -70,3 +70,13 @@ def test_embedding_snippet_runs_and_prints_what_the_readme_shows(tmp_path: Path)
     run, shown = run_readme_snippet("embed", tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout == shown
+
+
+def test_streaming_snippet_shows_only_the_answer_streamed(tmp_path: Path) -> None:
+    run, shown = run_readme_snippet("stream", tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == shown
+    *chunks, answer = shown.splitlines()
+    assert len(chunks) > 1
+    assert all(line.startswith("replanner '") for line in chunks)
+    assert "".join(line.removeprefix("replanner '")[:-1] for line in chunks) == answer

@@ -234,7 +234,7 @@ def test_traces_are_named_by_node_and_role_with_run_metadata(
         for run in by_name(runs, f"{role} model"):
             meta = metadata(run)
             assert run["run_type"] == "llm"
-            assert {"planexec:model", f"planexec:{role}"} <= set(run["tags"])
+            assert {"planexec:model", f"planexec:{role}", "nostream"} <= set(run["tags"])
             assert meta["planexec_role"] == role
             assert meta["planexec_model"] == model
             seen.setdefault(role, []).append((meta["planexec_revision"], meta.get("planexec_step")))
@@ -334,7 +334,7 @@ async def test_step_approval_proposal_and_scripted_models_carry_the_same_names()
         assert meta["thread_id"] == "t-approval"
         if kind == "llm":
             role = name.removesuffix(" model")
-            assert {"planexec:model", f"planexec:{role}"} <= set(tags)
+            assert {"planexec:model", f"planexec:{role}", "nostream"} <= set(tags)
             assert meta["planexec_model"] == f"{role}-model"
         else:
             assert "planexec:tool" in tags

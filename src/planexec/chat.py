@@ -8,7 +8,8 @@ enter `messages`: they stay in `results`.
 
 Every AI message planexec writes has `additional_kwargs["planexec"]` with its `kind`
 (`"plan"` or `"end"`) and the `goal` number, and a fixed id (`planexec-revision-<n>`,
-`planexec-goal-<n>-end`), so that a node run twice writes it once; a goal recorded
+`planexec-goal-<n>-end`), so that a node run twice writes it once; a streamed final
+answer's end message takes the id its chunks had (`answer_id`) instead; a goal recorded
 from `{"goal": ...}` is the human message `planexec-human-<n>`.
 """
 
@@ -134,9 +135,10 @@ def end_message(goal: int, update: Mapping[str, Any]) -> AIMessage:
         opening = _ENDED.get(str(status), "The run ended")
         reason = update.get("reason")
         content = opening + (f": {bounded_text(str(reason), REASON_CHARS)}" if reason else ".")
+    streamed = update.get("answer_id") if status == "completed" else None
     return AIMessage(
         content,
-        id=f"planexec-goal-{goal}-end",
+        id=str(streamed) if streamed else f"planexec-goal-{goal}-end",
         additional_kwargs={"planexec": {"kind": "end", "goal": goal, "status": status}},
     )
 

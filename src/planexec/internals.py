@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 
-__all__ = ["CHECKPOINTER_KEY", "DURABILITY_KEY", "lend_saver", "saver_of"]
+__all__ = [
+    "CHECKPOINTER_KEY",
+    "DURABILITY_KEY",
+    "has_streaming_listener",
+    "lend_saver",
+    "saver_of",
+]
 
 CHECKPOINTER_KEY: str = CONFIG_KEY_CHECKPOINTER
 """Where LangGraph keeps the saver a run uses in its config: a parent graph lends its
@@ -40,3 +48,19 @@ def lend_saver(config: RunnableConfig | None, saver: BaseCheckpointSaver[Any]) -
     base: dict[str, Any] = dict(config or {})
     base["configurable"] = {**(base.get("configurable") or {}), CHECKPOINTER_KEY: saver}
     return cast(RunnableConfig, base)
+
+
+def has_streaming_listener(callbacks: Any) -> bool:
+    """Whether `callbacks` (a config's) hold a handler that wants a model's tokens.
+
+    LangChain streams a chat model's reply exactly when such a handler is attached:
+    LangGraph's `stream_mode="messages"` handler and `astream_events`' are both
+    `_StreamingCallbackHandler`s, a private protocol of langchain-core.
+    """
+    if isinstance(callbacks, BaseCallbackManager):
+        handlers: list[Any] = callbacks.handlers
+    elif isinstance(callbacks, list):
+        handlers = callbacks
+    else:
+        return False
+    return any(isinstance(handler, _StreamingCallbackHandler) for handler in handlers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
@@ -30,6 +30,9 @@ from planexec.seals import Sealer, sealer
 from planexec.state import ROLES, Role, Usage
 from planexec.tools import requires_approval
 from planexec.tracing import model_call_config
+
+if TYPE_CHECKING:
+    from planexec.streaming import AnswerStream
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -90,22 +93,26 @@ class Resources:
         messages: Sequence[BaseMessage],
         *,
         revision: int = 0,
+        answer: AnswerStream | None = None,
     ) -> tuple[StructuredReply[ModelT], Usage]:
         """Ask `role`'s model for a `schema` object, counting the call against the budget.
 
         The call is cancelled if the time budget runs out while it is made. `revision`
         (the plan revision the call works from) goes into the call's trace. A model with
         no price under a cost budget is refused before the call (`ModelConfigError`).
+        `answer`, if given, relays the reply's `answer` field as chat text while the
+        model writes it (`planexec.streaming`); the call itself is made as without it.
         """
         require_prices([self.models.spec(role, context)], context)
         async with budget.deadline(), budget.model_call():
             model = self.models.get(role, context)
             spec = self.models.spec(role, context)
             traced = model_call_config(role, spec, revision=revision)
+            method = structured_method(model, context)
+            if answer is not None:
+                traced = answer.watch(traced, method=method, schema=schema.__name__)
             try:
-                reply = await structured_reply(
-                    model, schema, messages, traced, method=structured_method(model, context)
-                )
+                reply = await structured_reply(model, schema, messages, traced, method=method)
             except GraphBubbleUp:
                 raise  # a model that pauses the run (an `interrupt()`) is not a failure
             except Exception as exc:

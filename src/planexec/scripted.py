@@ -3,6 +3,8 @@
 It stands in for a real model in the offline demo and in tests: it supports
 `bind_tools` and `with_structured_output`, so the real graph runs unchanged, and
 every request is kept in `calls` so a test can assert on prompts as well as results.
+It streams too (under `stream_mode="messages"`, say): its reply in pieces, words of text
+and slices of each tool call's arguments, as a provider sends them.
 
 A reply is an `AIMessage`, a string, an exception to raise, or a dict (the form used
 in bundled JSON scripts)::
@@ -19,16 +21,18 @@ four characters, so budgets and costs can be exercised offline.
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -117,6 +121,30 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """The reply in pieces, as a provider streams it (see `stream_pieces`)."""
+        yield from stream_pieces(self._reply(messages, kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in stream_pieces(self._reply(messages, kwargs)):
+            yield chunk
+
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        """Record the request and take its reply (raising a scripted exception)."""
         call = ScriptedCall(
             messages=list(messages),
             tools=[spec["function"]["name"] for spec in kwargs.get("tools") or []],
@@ -136,7 +164,7 @@ class ScriptedChatModel(BaseChatModel):
                 "output_tokens": outputs,
                 "total_tokens": inputs + outputs,
             }
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return message
 
     def _take(self, prompt: str) -> ScriptedReply:
         for index, reply in enumerate(self._script):
@@ -150,6 +178,51 @@ class ScriptedChatModel(BaseChatModel):
             f"scripted model '{self.name_}' has no reply left for a request ending: "
             f"{prompt[-400:]!r}"
         )
+
+
+STREAMED_ARGUMENT_PIECE = 12
+"""Characters of a tool call's arguments per streamed chunk."""
+
+
+def stream_pieces(message: AIMessage) -> Iterator[ChatGenerationChunk]:
+    """`message` as streamed chunks that add up to it again.
+
+    Its text word by word, then each tool call (valid or not): its name and id, then
+    its arguments' JSON `STREAMED_ARGUMENT_PIECE` characters at a time; the last chunk
+    carries the usage.
+    """
+    content = message.content
+    if isinstance(content, str):
+        for word in re.findall(r"\s*\S+|\s+", content):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+    elif content:
+        yield ChatGenerationChunk(message=AIMessageChunk(content=content))
+    calls = [
+        (call["name"], call.get("id"), json.dumps(call["args"], ensure_ascii=False))
+        for call in message.tool_calls
+    ] + [
+        (call.get("name"), call.get("id"), call.get("args") or "")
+        for call in message.invalid_tool_calls
+    ]
+    for index, (name, call_id, arguments) in enumerate(calls):
+        pieces = [
+            arguments[start : start + STREAMED_ARGUMENT_PIECE]
+            for start in range(0, len(arguments), STREAMED_ARGUMENT_PIECE)
+        ]
+        for number, piece in enumerate(["", *pieces]):
+            first = number == 0
+            chunk = tool_call_chunk(
+                name=name if first else None,
+                args=piece,
+                id=call_id if first else None,
+                index=index,
+            )
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+    yield ChatGenerationChunk(
+        message=AIMessageChunk(
+            content="", usage_metadata=message.usage_metadata, chunk_position="last"
+        )
+    )
 
 
 def _to_message(reply: AIMessage | str | dict[str, Any]) -> AIMessage:

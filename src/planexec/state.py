@@ -254,6 +254,10 @@ class State(OutputState, total=False):
     """The id of the last human message taken as a goal or as feedback."""
     goal_message: str | None
     """The id of the human message that holds the current goal."""
+    answer_id: str | None
+    """The id of the message whose chunks streamed the final answer
+    (`planexec.streaming`); the goal's end message carries it, so a chat front end
+    that showed the chunks sees the same message, not a second one."""
     chat_answer: str | None
     """Feedback sent as a chat message while the plan waited for review, for the review
     node to take as a rejection; None otherwise."""

@@ -13,9 +13,13 @@ A traced run is a tree of runs:
 - each step: `step-<id>`, and `propose-<id>` where the executor model proposes a call
   for a person to approve;
 - each model call: `planner model`, `executor model` or `replanner model`, tagged
-  `planexec:model` and `planexec:<role>`, with metadata `planexec_role`,
+  `planexec:model`, `planexec:<role>` and LangGraph's `nostream` (its tokens are plan
+  JSON, a step's work or tool arguments, not chat text), with metadata `planexec_role`,
   `planexec_model` (the model string), `planexec_revision` and, inside a step,
   `planexec_step`;
+- the final answer, under `stream_mode="messages"` or `astream_events` only: `answer`,
+  tagged `planexec:answer`, a run that replays the answer's text as the replanner (or
+  the planner, answering directly) writes it (`planexec.streaming`);
 - each tool call: the tool's name, tagged `planexec:tool`, with metadata
   `planexec_tool`, `planexec_step` and `planexec_revision`. A sub-agent's call
   (`planexec.subagents`) is its graph's run, also tagged `planexec:subagent`, with
@@ -29,6 +33,7 @@ from (0 before the first plan).
 from __future__ import annotations
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 
 from planexec.state import Role
 
@@ -54,7 +59,7 @@ def model_call_config(
         metadata["planexec_step"] = step
     return {
         "run_name": model_run_name(role),
-        "tags": [MODEL_TAG, f"planexec:{role}"],
+        "tags": [MODEL_TAG, f"planexec:{role}", TAG_NOSTREAM],
         "metadata": metadata,
     }
 

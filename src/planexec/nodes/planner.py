@@ -34,6 +34,7 @@ from planexec.state import (
     rejection_feedback,
     revision_number,
 )
+from planexec.streaming import AnswerStream, answers_directly
 
 
 def validate_goal(goal: Any, context: Context | None = None) -> str:
@@ -142,9 +143,30 @@ async def planner(
         return {**_replay(replayed, context, runtime), "active_s": budget.elapsed()}
     examples = await examples_section(goal, runtime, resources)
     messages = planner_messages(state, context, resources, examples=examples)
+    limit = context.max_output_chars
+    async with AnswerStream(answers_directly, limit=limit, strip=True) as streamed:
+        return await _draft(state, runtime, resources, budget, messages, streamed)
+
+
+async def _draft(
+    state: State,
+    runtime: Runtime[Context],
+    resources: Resources,
+    budget: Budget,
+    messages: list[SystemMessage | HumanMessage],
+    streamed: AnswerStream,
+) -> dict[str, Any]:
+    """Ask the planner model for a plan (a direct answer streamed) and check it."""
+    context = resolve_context(runtime.context)
     try:
         reply, usage = await resources.ask_structured(
-            "planner", context, budget, Plan, messages, revision=revision_number(state)
+            "planner",
+            context,
+            budget,
+            Plan,
+            messages,
+            revision=revision_number(state),
+            answer=streamed if context.direct_answers else None,
         )
     except BudgetExhaustedError as exc:
         return {
@@ -177,7 +199,14 @@ async def planner(
     answer = bounded_text((reply.parsed.answer or "").strip(), context.max_output_chars)
     if not reply.parsed.steps and answer:
         if context.direct_answers:
-            return {**spent, **valid_reply(), **_direct_answer(state, answer, runtime)}
+            # The streamed chunks now spell the answer, under `streamed.message_id`.
+            answer_id = await streamed.finish(answer)
+            return {
+                **spent,
+                **valid_reply(),
+                **_direct_answer(state, answer, runtime),
+                "answer_id": answer_id,
+            }
         errors: list[PlanError] = [
             PlanError(None, "direct answers are off: write a plan with at least one step")
         ]

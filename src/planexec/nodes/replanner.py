@@ -43,6 +43,7 @@ from planexec.state import (
     retired_ids,
     revision_number,
 )
+from planexec.streaming import AnswerStream, finishes_replan
 
 EARLIER_RESULTS = 8
 """Results of steps finished under earlier revisions shown besides those the plan needs."""
@@ -230,6 +231,21 @@ async def replanner(
             f"{context.max_replans}) is used up; every finished step's result is kept",
             "active_s": budget.elapsed(),
         }
+    async with AnswerStream(finishes_replan, limit=context.max_output_chars) as answer:
+        return await _decide(state, runtime, resources, budget, answer, failed)
+
+
+async def _decide(
+    state: State,
+    runtime: Runtime[Context],
+    resources: Resources,
+    budget: Budget,
+    answer: AnswerStream,
+    failed: list[str],
+) -> dict[str, Any]:
+    """Ask the replanner model, its answer streamed, and act on its decision."""
+    context = resolve_context(runtime.context)
+    left = context.max_replans - replans_used(state)
     try:
         reply, usage = await resources.ask_structured(
             "replanner",
@@ -238,6 +254,7 @@ async def replanner(
             Replan,
             replanner_messages(state, context, resources),
             revision=revision_number(state),
+            answer=answer,
         )
     except (BudgetExhaustedError, ModelCallError) as exc:
         return {
@@ -253,10 +270,13 @@ async def replanner(
     problems = _decision_errors(decision, state, failed)
     if problems:
         return {**invalid_reply("replanner", context, attempts, reply.text, problems), **spent}
-    if decision.action == "finish":
+    if decision.action == "finish" and decision.answer is not None:
+        # The streamed chunks now spell the answer, under `answer.message_id`.
+        answer_id = await answer.finish(decision.answer)
         return {
             "status": "completed",
             "answer": decision.answer,
+            "answer_id": answer_id,
             "reason": decision.reason,
             **valid_reply(),
             **spent,
