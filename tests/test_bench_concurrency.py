@@ -24,6 +24,11 @@ async def test_concurrent_runs_are_counted_and_reported() -> None:
     assert row.model_requests == 5 * 3  # plan, one text step, finish
     assert len(row.latencies_s) == 5
     assert row.percentile(50) <= row.percentile(95) <= row.wall_s
+    # The runs took CPU in this process's event loop; the server's is in its own process.
+    assert 0 < row.loop_cpu_s <= row.cpu_s
+    assert row.ceiling == pytest.approx(row.completed / row.loop_cpu_s)
     table = markdown(rows, 5, 0.0)
     assert "| sqlite | 5/5 | 0 | 0 |" in table
+    assert "| ≥ 45: " in table
+    assert table.splitlines()[2].count("|") == table.splitlines()[4].count("|")
     assert expected_answer(3) == "run 3: 22 (the result is 22)"
