@@ -14,7 +14,9 @@ It reports throughput (runs finished per second of wall-clock), the run latency
 percentiles, and the CPU each run took in this process and in its event loop's thread
 alone: every node, LangGraph's loop and the model client run on that one thread, so
 one process can finish at most 1 / (loop CPU per run) runs a second, whatever the
-latencies. PostgreSQL is the server at `--postgres`, else a throwaway one started
+latencies. PostgreSQL is measured in this process, then with the runs split over 2 and
+over 4 processes started together (`measure_processes`; a row's wall-clock is its
+slowest process's). PostgreSQL is the server at `--postgres`, else a throwaway one started
 like the tests' (`tests/pg_server.py`); without either it is reported as skipped.
 The exit code is 0 whatever the numbers: this is a report.
 
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,9 +153,16 @@ def expected_answer(n: int) -> str:
 
 
 async def measure(
-    name: str, location: str | Path, server: FakeOpenAI | RemoteServer, runs: int
+    name: str,
+    location: str | Path,
+    server: FakeOpenAI | RemoteServer | _ServerAt,
+    runs: int,
+    go: Callable[[], Awaitable[None]] | None = None,
 ) -> Row:
-    """Start `runs` runs at once on the checkpointer at `location`; wait for all."""
+    """Start `runs` runs at once on the checkpointer at `location`; wait for all.
+
+    `go`, when given, is awaited once the graph is built, before the runs start.
+    """
     context = Context(review="never", model_timeout=120.0, model_max_retries=0)
 
     def models(spec: str, ctx: Context) -> BaseChatModel:
@@ -172,6 +181,8 @@ async def measure(
             out: dict[str, Any] = await graph.ainvoke(goal, config, context=context)
             return time.perf_counter() - started, out
 
+        if go is not None:
+            await go()
         started = time.perf_counter()
         cpu, loop_cpu = time.process_time(), time.thread_time()
         outcomes = await asyncio.gather(*(one(n) for n in range(runs)), return_exceptions=True)
@@ -246,6 +257,79 @@ def serve(latency: float) -> None:
             print(len(server.requests), flush=True)
 
 
+@dataclass
+class _ServerAt:
+    """A model server known by its URL only (in a child process of `measure_processes`)."""
+
+    url: str
+    requests: list[None] = field(default_factory=list)
+
+
+def child(url: str, location: str, runs: int, name: str) -> None:
+    """A process of `measure_processes`: a warm-up run, "ready", then its runs at "go".
+
+    Prints its row as one line of JSON.
+    """
+
+    async def main() -> Row:
+        server = _ServerAt(url)
+        await measure(f"{name}-warmup", location, server, 1)
+
+        async def go() -> None:
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+
+        return await measure(name, location, server, runs, go=go)
+
+    row = asyncio.run(main())
+    print(json.dumps(asdict(row)), flush=True)
+
+
+def measure_processes(name: str, location: str, server: RemoteServer, runs: int, n: int) -> Row:
+    """`runs` runs split over `n` processes on the checkpointer at `location`, started together.
+
+    The row's wall-clock is the slowest process's; its CPU figures are every process's.
+    """
+    code = (
+        "import sys; from bench.concurrency import child; "
+        "child(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, server.url, location, str(runs // n), f"{name}-{i}"],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    rows = []
+    for process in children:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("a benchmark process did not start")
+    before = len(server.requests)  # after the processes' warm-up runs
+    for process in children:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    for process in children:
+        out, _ = process.communicate(timeout=600)
+        rows.append(Row(**json.loads(out.strip().splitlines()[-1])))
+    total = Row(name, sum(r.runs for r in rows))
+    for r in rows:
+        total.completed += r.completed
+        total.wrong += r.wrong
+        total.errors += r.errors
+        total.latencies_s += r.latencies_s
+        total.cpu_s += r.cpu_s
+        total.loop_cpu_s += r.loop_cpu_s
+    total.wall_s = max(r.wall_s for r in rows)
+    total.model_requests = len(server.requests) - before
+    return total
+
+
 @contextmanager
 def _postgres(url: str | None) -> Iterator[str | None]:
     """`url`, else a throwaway server's URL, else None (no server can be started)."""
@@ -279,13 +363,20 @@ async def measure_all(
                     rows.append(Row("postgres", runs, skipped="no PostgreSQL server"))
                 else:
                     rows.append(await measure("postgres", url, server, runs))
+                    for n in (2, 4):
+                        rows.append(
+                            await asyncio.to_thread(
+                                measure_processes, f"postgres, {n} processes", url, server, runs, n
+                            )
+                        )
     return rows
 
 
 def markdown(rows: list[Row], runs: int, latency: float) -> str:
     """The report as a Markdown table."""
     lines = [
-        f"### {runs} concurrent runs in one process (model latency {latency * 1000:g} ms)",
+        f"### {runs} concurrent runs, in one process unless the row says otherwise "
+        f"(model latency {latency * 1000:g} ms)",
         "",
         "| checkpointer | completed | wrong | errors | wall (s) | throughput (runs/s) "
         "| target (runs/s) | p50 (s) | p95 (s) | model requests | process CPU ms/run "
