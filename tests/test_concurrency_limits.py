@@ -39,8 +39,13 @@ class Waves:
     Works for calls from event-loop tasks (`enter`) and from threads (`enter_blocking`).
     """
 
-    def __init__(self, size: int, timeout_s: float = MEET_TIMEOUT_S) -> None:
+    def __init__(
+        self, size: int, timeout_s: float = MEET_TIMEOUT_S, total: int | None = None
+    ) -> None:
         self.size = size
+        self.total = total
+        """The calls expected in all: once the last has arrived, every waiting call goes,
+        since the calls still waiting may be fewer than `size` (slots free one by one)."""
         self.timeout_s = timeout_s
         self.in_flight = 0
         self.peak = 0
@@ -54,7 +59,7 @@ class Waves:
             self.calls += 1
             self.peak = max(self.peak, self.in_flight)
             wave = self._wave
-            if self.in_flight >= self.size:
+            if self.in_flight >= self.size or self.calls == self.total:
                 wave.set()
                 self._wave = threading.Event()
         return wave
@@ -143,7 +148,7 @@ async def test_eight_direct_calls_all_run_at_once_with_a_model_limit_of_one(
 
 @pytest.mark.parametrize("tool_name", ["meet", "meet_sync"])
 async def test_direct_calls_never_exceed_max_tool_concurrency(tool_name: str) -> None:
-    waves = Waves(3)
+    waves = Waves(3, total=9)
     out, _ = await run_plan(
         fan_out(9, tool_name), meeting_tools(waves), max_concurrency=8, max_tool_concurrency=3
     )
@@ -179,7 +184,7 @@ class CountingModel(ScriptedChatModel):
 
 
 async def test_model_calls_never_exceed_max_concurrency_beside_direct_calls() -> None:
-    model_waves, tool_waves = Waves(2), Waves(4)
+    model_waves, tool_waves = Waves(2, total=6), Waves(4)
     executor = CountingModel([f"answer {i}" for i in range(6)], waves=model_waves)
     text_steps = [step(f"t{i}", tool=None) for i in range(1, 7)]
     direct = [step(f"d{i}", tool="meet", args={"name": f"d{i}"}) for i in range(1, 5)]
