@@ -126,6 +126,17 @@ class ProcessRow:
         """Seconds over the critical path: Python's start, imports and framework."""
         return self.wall_s - self.bound_s
 
+    @property
+    def ratio(self) -> float:
+        """Wall-clock over the critical path."""
+        return self.wall_s / self.bound_s if self.bound_s else float("inf")
+
+    @property
+    def passed(self) -> bool:
+        """Every run completed, within `WALL_FACTOR` of the critical path (the target
+        every workload has, warm or cold)."""
+        return all(s == "completed" for s in self.statuses) and self.ratio <= WALL_FACTOR
+
 
 @dataclass
 class ColdReport:
@@ -135,6 +146,22 @@ class ColdReport:
     runs: list[ColdRow]
     framework: list[FrameworkRow]
     processes: list[ProcessRow]
+
+    def verdicts(self) -> list[tuple[str, bool]]:
+        """Each row's name and whether it met its target, tables in order."""
+        return [
+            *((f"start: {s.command}", s.passed) for s in self.starts),
+            *((f"new graph per run: {r.workload}", r.passed) for r in self.runs),
+            *((f"framework: {f.case}", f.passed) for f in self.framework),
+            *((f"new process per run: {p.workload}", p.passed) for p in self.processes),
+        ]
+
+    def summary(self) -> str:
+        """One line: how many rows met their targets, and which did not."""
+        verdicts = self.verdicts()
+        missed = [name for name, passed in verdicts if not passed]
+        line = f"cold summary: {len(verdicts) - len(missed)}/{len(verdicts)} rows pass"
+        return line + (f"; missed: {'; '.join(missed)}" if missed else "")
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON data, with each row's verdict."""
@@ -154,6 +181,7 @@ class ColdReport:
             "runs": rows(self.runs),
             "framework": rows(self.framework),
             "processes": rows(self.processes),
+            "summary": self.summary(),
         }
 
 
@@ -492,15 +520,17 @@ def markdown(report: ColdReport) -> str:
         "",
         "New process per run (`planexec run GOAL --yes --json`):",
         "",
-        "| workload | wall (s) | critical path (s) | over the path (s) "
-        "| `import langgraph.graph` alone (s) | statuses |",
-        "|---|---|---|---|---|---|",
+        "| workload | wall (s) | critical path (s) | over the path (s) | wall/path "
+        "| `import langgraph.graph` alone (s) | statuses | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in report.processes:
         lines.append(
             f"| {p.workload} | {p.wall_s:.3f} | {p.bound_s:.3f} | {p.over_bound_s:.3f} | "
-            f"{p.langgraph_import_s:.3f} | {', '.join(sorted(set(p.statuses)))} |"
+            f"{p.ratio:.2f} | {p.langgraph_import_s:.3f} | {', '.join(sorted(set(p.statuses)))} "
+            f"| {_verdict(p.passed)} (≤ {WALL_FACTOR}) |"
         )
+    lines += ["", report.summary()]
     return "\n".join(lines) + "\n"
 
 

@@ -82,4 +82,24 @@ def test_a_new_process_per_run_completes_through_the_command_line(
     report = cold.ColdReport([], [], [], [row])
     assert "via planexec run" in cold.markdown(report)
     assert report.as_json()["processes"][0]["over_bound_s"] == row.wall_s - row.bound_s
+    assert row.ratio == row.wall_s / row.bound_s
+    assert row.passed == (row.ratio <= cold.WALL_FACTOR)
+    verdict = "pass" if row.passed else "**miss**"
+    assert f"| {row.ratio:.2f} |" in cold.markdown(report)
+    assert f"{verdict} (≤ {cold.WALL_FACTOR}) |" in cold.markdown(report)
     assert os.environ["OPENAI_BASE_URL"] == server.url
+
+
+def test_the_summary_names_every_row_that_missed_its_target() -> None:
+    report = cold.ColdReport(
+        [cold.StartRow("planexec --help", 1.0, 0.1, 0.3), cold.StartRow("threads", 2, 0.9, 0.6)],
+        [cold.ColdRow("chain4", 1.0, 1.0, 5.0, ["completed"])],
+        [cold.FrameworkRow("warm graph, a run", 20.0, 15.0)],
+        [cold.ProcessRow("chain4 via planexec run", 3.0, 1.0, 1.2, ["completed"])],
+    )
+    line = cold.markdown(report).splitlines()[-1]
+    assert line == (
+        "cold summary: 2/5 rows pass; missed: start: threads; framework: warm graph, a run; "
+        "new process per run: chain4 via planexec run"
+    )
+    assert report.as_json()["summary"] == line

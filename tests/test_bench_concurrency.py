@@ -10,7 +10,13 @@ import pytest
 # `bench` sits at the repository root, outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.concurrency import expected_answer, markdown, measure_all
+from bench.concurrency import (
+    RemoteServer,
+    expected_answer,
+    markdown,
+    measure_all,
+    measure_processes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +30,21 @@ async def test_concurrent_runs_are_counted_and_reported() -> None:
     assert row.model_requests == 5 * 3  # plan, one text step, finish
     assert len(row.latencies_s) == 5
     assert row.percentile(50) <= row.percentile(95) <= row.wall_s
+    # The runs took CPU in this process's event loop; the server's is in its own process.
+    assert 0 < row.loop_cpu_s <= row.cpu_s
+    assert row.ceiling == pytest.approx(row.completed / row.loop_cpu_s)
     table = markdown(rows, 5, 0.0)
     assert "| sqlite | 5/5 | 0 | 0 |" in table
+    assert "| ≥ 45: " in table
+    assert table.splitlines()[2].count("|") == table.splitlines()[4].count("|")
     assert expected_answer(3) == "run 3: 22 (the result is 22)"
+
+
+def test_runs_split_over_processes_are_added_up(tmp_path: Path) -> None:
+    with RemoteServer(0.0) as server:
+        row = measure_processes("sqlite, 2 processes", str(tmp_path / "c.sqlite"), server, 6, 2)
+    assert (row.runs, row.completed, row.wrong, row.errors) == (6, 6, 0, [])
+    assert row.model_requests == 6 * 3  # the processes' warm-up runs are not counted
+    assert len(row.latencies_s) == 6
+    assert 0 < row.loop_cpu_s <= row.cpu_s
+    assert max(row.latencies_s) <= row.wall_s

@@ -11,7 +11,7 @@ import pytest
 from langchain_core.tools import BaseTool, ToolException, tool
 
 from helpers import Harness, context, step, stream
-from planexec.scripted import plan_reply, replan_reply, tool_call_reply
+from planexec.scripted import plan_reply, replan_reply
 
 pytestmark = pytest.mark.usefixtures("both_apis")
 
@@ -48,15 +48,6 @@ def overlap(a: Interval, b: Interval) -> bool:
     return a[1] < b[2] and b[1] < a[2]
 
 
-def most_at_once(log: list[Interval]) -> int:
-    edges = sorted([(start, 1) for _, start, _ in log] + [(end, -1) for _, _, end in log])
-    running = peak = 0
-    for _, delta in edges:  # an end sorts before a start at the same instant
-        running += delta
-        peak = max(peak, running)
-    return peak
-
-
 def by_name(log: list[Interval]) -> dict[str, Interval]:
     return {entry[0]: entry for entry in log}
 
@@ -86,51 +77,6 @@ async def test_independent_steps_overlap_pairwise() -> None:
     }
     # Fully specified tool steps run without the executor model.
     assert h.executor.calls == []
-
-
-async def test_max_tool_concurrency_one_runs_direct_calls_one_at_a_time() -> None:
-    out, log, _ = await run_four(max_tool_concurrency=1)
-    assert out["status"] == "completed"
-    assert len(log) == 4
-    assert most_at_once(log) == 1
-    for a, b in combinations(log, 2):
-        assert not overlap(a, b)
-
-
-async def test_max_tool_concurrency_two_never_runs_more_than_two() -> None:
-    out, log, _ = await run_four(max_tool_concurrency=2)
-    assert out["status"] == "completed"
-    assert len(log) == 4
-    assert most_at_once(log) == 2
-
-
-async def test_direct_tool_calls_do_not_queue_behind_the_model_limit() -> None:
-    log: list[Interval] = []
-    h = Harness(
-        planner=[plan_reply([work_step(f"s{i}", 0.2) for i in range(1, 9)])],
-        replanner=[replan_reply("finish", answer="all eight")],
-        tools=timed_tools(log),
-    )
-    out = await h.run({"goal": "eight lookups"}, context(max_concurrency=1))
-    assert out["status"] == "completed"
-    assert most_at_once(log) == 8  # one wave, although one model call may run at a time
-    assert h.executor.calls == []
-
-
-async def test_steps_that_call_a_model_keep_to_max_concurrency() -> None:
-    log: list[Interval] = []
-    chosen = [step(f"s{i}", tool="work", args=None) for i in range(1, 5)]
-    h = Harness(
-        planner=[plan_reply(chosen)],
-        executor=[tool_call_reply("work", {"name": f"s{i}", "seconds": 0.2}) for i in range(1, 5)],
-        replanner=[replan_reply("finish", answer="all four")],
-        tools=timed_tools(log),
-    )
-    out = await h.run({"goal": "four chosen lookups"}, context(max_concurrency=2))
-    assert out["status"] == "completed"
-    assert len(h.executor.calls) == 4
-    assert sorted(name for name, _, _ in log) == ["s1", "s2", "s3", "s4"]
-    assert most_at_once(log) == 2  # the tool calls ran inside the model steps' slots
 
 
 async def test_a_step_starts_when_its_dependency_finishes_not_when_a_wave_ends() -> None:

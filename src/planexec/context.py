@@ -69,6 +69,15 @@ class Context:
     that takes follow-up goals, the budgets (`max_replans` and the `max_*` and time
     budgets) count each goal on its own.
 
+    Concurrency has two separate bounds within an executor pass. `max_concurrency` is
+    for a model's rate limit: it bounds the steps that call a model (text steps, steps
+    whose arguments the executor model writes, sub-agents), and such a step holds its
+    slot for its tool call too. `max_tool_concurrency` bounds direct tool calls, which
+    call no model and never wait for a model slot. A plain `def` tool runs in a daemon
+    thread of planexec's own pool, which starts a thread whenever none is idle rather
+    than queueing behind a fixed size, so these bounds, not a thread pool's, say how
+    many calls run at once (`planexec.threads`).
+
     Example:
         ```python
         Context(planner_model="openai:gpt-4.1", executor_model="openai:gpt-4.1-mini")

@@ -69,18 +69,31 @@ DatabaseTarget = (
 opened), a saver (its connection is shared), or a connection or pool."""
 
 
-async def prepare_sqlite(conn: aiosqlite.Connection) -> None:
-    """Give `conn` a busy timeout and put its database in write-ahead-logging mode."""
+async def prepare_sqlite(conn: aiosqlite.Connection, *, fsync_commits: bool = False) -> None:
+    """Give `conn` a busy timeout and put its database in write-ahead-logging mode.
+
+    With `fsync_commits` every commit waits for the disk (SQLite's `synchronous=FULL`);
+    without it (`synchronous=NORMAL`) a commit is in the log when it returns and is
+    flushed to disk at the log's checkpoints. Either way a committed transaction
+    survives the process being killed and the file is never corrupted; only a power
+    loss or an operating-system crash can undo the commits made since the last flush.
+    """
     await conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
         await cursor.fetchall()
+    await conn.execute(f"PRAGMA synchronous = {'FULL' if fsync_commits else 'NORMAL'}")
 
 
 @asynccontextmanager
-async def connect_sqlite(path: str | os.PathLike[str]) -> AsyncIterator[aiosqlite.Connection]:
-    """A SQLite connection to `path` with WAL and a busy timeout, for the `async with`."""
+async def connect_sqlite(
+    path: str | os.PathLike[str], *, fsync_commits: bool = False
+) -> AsyncIterator[aiosqlite.Connection]:
+    """A SQLite connection to `path` with WAL and a busy timeout, for the `async with`.
+
+    `fsync_commits`: see `prepare_sqlite`.
+    """
     async with aiosqlite.connect(os.fspath(path), timeout=SQLITE_BUSY_TIMEOUT_S) as conn:
-        await prepare_sqlite(conn)
+        await prepare_sqlite(conn, fsync_commits=fsync_commits)
         yield conn
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,16 +61,38 @@ def injected_params(tool: BaseTool) -> dict[str, Injection]:
 
 def _annotations(tool: BaseTool) -> dict[str, Any]:
     """The tool's parameters' annotations: its function's and its input schema's."""
-    hints: dict[str, Any] = {}
     func = getattr(tool, "coroutine", None) or getattr(tool, "func", None)
+    schema = tool.args_schema if isinstance(tool.args_schema, type) else None
+    try:
+        return dict(_cached_hints(func, schema))
+    except (NameError, TypeError):
+        # An annotation that does not resolve (yet), or a callable that cannot key a
+        # cache: read afresh, without what does not resolve.
+        return _hints_of(func, schema, tolerant=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_hints(func: Any, schema: Any) -> Mapping[str, Any]:
+    """`_hints_of`, once per function and input schema.
+
+    Resolving string annotations takes longer than the tool call, and a step calls
+    its tool each time. Keyed by the function and schema objects themselves, so a tool given another
+    function or schema is read afresh (the cache holds them, so their ids are not reused).
+    An annotation that does not resolve raises, and is not cached.
+    """
+    return _hints_of(func, schema, tolerant=False)
+
+
+def _hints_of(func: Any, schema: Any, *, tolerant: bool) -> dict[str, Any]:
+    skipped = (NameError, TypeError) if tolerant else ()
+    hints: dict[str, Any] = {}
     if func is not None:
-        with contextlib.suppress(NameError, TypeError):
+        with contextlib.suppress(*skipped):
             hints.update(typing.get_type_hints(func, include_extras=True))
-    schema = tool.args_schema
     if isinstance(schema, type):
         try:
             fields = typing.get_type_hints(schema, include_extras=True)
-        except (NameError, TypeError):
+        except skipped:
             fields = {}
         model_fields = getattr(schema, "model_fields", {})
         hints.update({name: hint for name, hint in fields.items() if name in model_fields})

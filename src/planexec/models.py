@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import importlib.util
 import json
 import math
 import os
+import pickle
 import sys
 import threading
 import weakref
@@ -466,7 +466,12 @@ def _schema_tool(schema: type[BaseModel]) -> dict[str, Any]:
 
 def schema_tool(schema: type[BaseModel]) -> dict[str, Any]:
     """`schema` as an OpenAI tool definition; made once per schema (it takes milliseconds)."""
-    return copy.deepcopy(_schema_tool(schema))
+    # A copy, as the cached one must not change; pickling copies plain JSON data
+    # several times faster than `copy.deepcopy` (which took 0.3 ms a call here).
+    copied: dict[str, Any] = pickle.loads(
+        pickle.dumps(_schema_tool(schema), pickle.HIGHEST_PROTOCOL)
+    )
+    return copied
 
 
 async def structured_reply(

@@ -27,6 +27,7 @@ be written without their key, or give an `approval_key` kept elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -50,6 +51,9 @@ KEY_TABLE = "planexec_keys"
 
 _PROCESS_KEY = secrets.token_bytes(32)
 _keys: weakref.WeakKeyDictionary[BaseCheckpointSaver[Any], bytes] = weakref.WeakKeyDictionary()
+_reading: weakref.WeakKeyDictionary[BaseCheckpointSaver[Any], asyncio.Task[bytes]] = (
+    weakref.WeakKeyDictionary()
+)
 
 RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
 
@@ -109,9 +113,28 @@ async def sealer(runtime: Runtime[Any], approval_key: str | bytes | None = None)
         return Sealer(_PROCESS_KEY, thread_id)
     key = _keys.get(saver)
     if key is None:
-        key = await _stored_key(saver)
-        _keys[saver] = key
+        key = await _first_key(saver)
     return Sealer(key, thread_id)
+
+
+async def _first_key(saver: BaseCheckpointSaver[Any]) -> bytes:
+    """The saver's key, read once however many runs start on it at the same moment.
+
+    Runs that start together on a saver whose key is not known yet wait for one read
+    (on the same event loop) instead of each creating the table and reading the key.
+    """
+    loop = asyncio.get_running_loop()
+    pending = _reading.get(saver)
+    if pending is None or pending.get_loop() is not loop:
+        pending = loop.create_task(_stored_key(saver))
+        _reading[saver] = pending
+    try:
+        key = await asyncio.shield(pending)
+    finally:
+        if pending.done() and _reading.get(saver) is pending:
+            del _reading[saver]
+    _keys[saver] = key
+    return key
 
 
 async def _stored_key(saver: BaseCheckpointSaver[Any]) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import pickle
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -41,7 +42,12 @@ def strict_schema(schema: type[BaseModel]) -> dict[str, Any]:
     properties required (optional ones are nullable), free-form objects as JSON text, and
     no keyword besides type, description, enum, properties, required, items and anyOf.
     """
-    return copy.deepcopy(_strict_schema(schema))
+    # A copy, as the cached one must not change; pickling copies plain JSON data
+    # several times faster than `copy.deepcopy` (which took 0.3 ms a call here).
+    copied: dict[str, Any] = pickle.loads(
+        pickle.dumps(_strict_schema(schema), pickle.HIGHEST_PROTOCOL)
+    )
+    return copied
 
 
 @functools.cache
