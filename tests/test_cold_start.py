@@ -22,6 +22,7 @@ from helpers import ARITHMETIC
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.scripted import plan_reply, replan_reply
+from thread_states import THREADS, make_states
 
 HEAVY = (
     "langgraph",
@@ -126,6 +127,46 @@ async def test_a_tab_lists_the_thread_ids_newest_first_without_langgraph(tmp_pat
     loaded, printed = loaded_after(run_cli("__complete", "threads", "--checkpoint", str(ck)))
     assert loaded == []
     assert printed.splitlines() == made[::-1]
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A SQLite file with a thread in each state, and one with them encrypted."""
+    folder = tmp_path_factory.mktemp("states")
+    plain, sealed = folder / "plain.sqlite", folder / "sealed.sqlite"
+    asyncio.run(make_states(plain))
+    asyncio.run(make_states(sealed, "a key"))
+    return {"plain": plain, "sealed": sealed}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("threads",),
+        ("threads", "--all", "--json"),
+        *(("show", thread) for thread in THREADS),
+        ("show", "review", "--json"),
+        ("show", "revis"),
+    ],
+)
+@pytest.mark.parametrize("file", ["plain", "sealed"])
+def test_show_and_threads_on_a_sqlite_file_load_no_langgraph_pydantic_or_driver(
+    argv: tuple[str, ...], file: str, states: dict[str, Path], tmp_path: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PLANEXEC_HOME": str(tmp_path), "COLUMNS": "100"}
+    if file == "sealed":
+        env["PLANEXEC_CHECKPOINT_KEY"] = "a key"
+    body = run_cli(*argv, "--checkpoint", str(states[file])) + "\nimport sys\n"
+    body += "print(json.dumps(sorted(m for m in ('pydantic', 'jsonschema') if m in sys.modules)))"
+    loaded, printed = loaded_after(body, env=env)
+    *shown, light = printed.splitlines()
+    assert (loaded, json.loads(light)) == ([], [])
+    text = "\n".join(shown)
+    if argv[0] == "threads":
+        assert all(thread in text for thread in THREADS)
+        assert "unreadable" not in text
+    else:
+        assert f"goal of {argv[1]}" in text or (argv[1] == "revis" and "goal of revised" in text)
 
 
 @pytest.mark.parametrize(

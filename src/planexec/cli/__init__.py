@@ -36,7 +36,7 @@ Command = Callable[[argparse.Namespace, Environment, Output], int]
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("planexec.cli.commands", "run"),
     "resume": ("planexec.cli.commands", "resume"),
-    "show": ("planexec.cli.commands", "show"),
+    "show": ("planexec.cli.show", "show"),
     "demo": ("planexec.cli.commands", "demo"),
     "audit": ("planexec.cli.audit", "audit"),
     "threads": ("planexec.cli.threads", "threads"),
