@@ -238,3 +238,23 @@ def test_version_prints_the_installed_version_on_stdout() -> None:
         f"planexec {version('planexec')}\n",
         "",
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["__complete", "threads"],
+        ["__complete", "threads", "--checkpoint", "x.sqlite"],
+        ["__complete", "threads", "--checkpoint", "postgresql://db/planexec"],
+    ],
+)
+def test_the_tab_helpers_own_parser_reads_its_arguments_as_the_full_parser_does(
+    argv: list[str],
+) -> None:
+    from planexec.cli.parser import build_complete_parser, build_parser
+
+    full = vars(build_parser().parse_args(argv))
+    assert full.pop("version") is None  # the top-level `--version`, which exits when given
+    assert vars(build_complete_parser().parse_args(argv)) == full
+    with pytest.raises(SystemExit):
+        build_complete_parser().parse_args(["__complete", "plans"])

@@ -28,12 +28,23 @@ class UserError(PlanexecError):
     """A mistake in how planexec was called; shown as one line, exit code 2."""
 
 
-@dataclass(frozen=True)
 class Output:
-    """Where output goes: people read `console`; `--json` prints one document on stdout."""
+    """Where output goes: people read `console`; `--json` prints one document on stdout.
 
-    console: Console
-    json_mode: bool
+    The console is made when first used (on stderr with `--json`), so that a command
+    that draws nothing (completion, the TAB helper) does not import `rich`.
+    """
+
+    def __init__(self, *, json_mode: bool, console: Console | None = None) -> None:
+        self.json_mode = json_mode
+        self._console = console
+
+    @property
+    def console(self) -> Console:
+        """The console people read."""
+        if self._console is None:
+            self._console = make_console(sys.stderr if self.json_mode else None)
+        return self._console
 
 
 def make_console(stream: TextIO | None = None) -> Console:
