@@ -30,6 +30,7 @@ from planexec.cli.latest import (
     latest_state,
 )
 from planexec.cli.show import ThreadView, read_directly, read_through_graph
+from planexec.cli.threads import sqlite_page, thread_status
 from thread_states import THREADS, make_demo, make_states
 
 KEY = "a checkpoint key for the show tests"
@@ -250,3 +251,27 @@ def test_the_readers_channel_and_node_names_are_the_graphs() -> None:
     assert defaults == dict(DEFAULTS)
     hidden = set(graph.channels) - set(STATE_CHANNELS)
     assert hidden == {"__start__", "__pregel_tasks"} | {f"branch:to:{n}" for n in NODES[1:]}
+
+
+@pytest.mark.parametrize(("file", "key"), [("plain", None), ("sealed", KEY)])
+def test_the_listing_says_of_each_thread_what_get_state_says(
+    files: dict[str, Path], file: str, key: str | None
+) -> None:
+    page = sqlite_page(files[file], key, None)
+    expected = THREADS[::-1] if file == "sealed" else ("demo", *THREADS[::-1])
+    assert [s.thread_id for s in page.threads] == list(expected)
+    assert page.total == len(expected)
+    for summary in page.threads:
+        view = read_through_graph(files[file], summary.thread_id, key)
+        revisions = view.values.get("revisions") or []
+        assert summary.problem is None
+        assert summary.status == thread_status(view.values, view.interrupts, view.next)
+        assert summary.goal == view.values.get("goal")
+        assert summary.revision == (revisions[-1]["revision"] if revisions else None)
+        assert summary.updated_at == view.created_at
+
+
+def test_a_page_is_the_newest_threads_and_counts_them_all(files: dict[str, Path]) -> None:
+    page = sqlite_page(files["plain"], None, 3)
+    assert [s.thread_id for s in page.threads] == ["demo", "inflight", "revised"]
+    assert page.total == len(THREADS) + 1
