@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
-from planexec.cli.environment import Environment, Output, UserError
+from planexec.cli.environment import Environment, Output, UserError, make_console
 from planexec.cli.parser import EPILOG, build_complete_parser, build_parser
 from planexec.errors import PlanexecError, ThreadBusyError
 
@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.error("a COMMAND is required: run, resume, show, threads, audit, demo, ...")
     json_mode = bool(getattr(args, "json", False))
-    out = Output(json_mode=json_mode)
+    # Looked up here when first used, so that a caller may replace `make_console`.
+    out = Output(json_mode=json_mode, make=lambda stream: make_console(stream))
     env = Environment.read(os.environ, interactive=sys.stdin.isatty())
     try:
         return command(args.command)(args, env, out)
