@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import closing
@@ -48,6 +50,7 @@ def test_every_start_up_command_runs_and_is_measured_over_bare_python(tmp_path: 
     for row in rows:
         assert 0 < row.over_python_s < row.median_s
         assert row.passed == (row.over_python_s <= row.target_s)
+        assert row.cpu_s > 0
 
 
 async def test_cold_runs_open_a_saver_and_build_a_graph_for_each_run(
@@ -103,3 +106,29 @@ def test_the_summary_names_every_row_that_missed_its_target() -> None:
         "new process per run: chain4 via planexec run"
     )
     assert report.as_json()["summary"] == line
+
+
+def test_the_listing_rows_list_every_copied_thread_newest_first(tmp_path: Path) -> None:
+    rows = cold.measure_listings(tmp_path, starts=1, threads=30)
+    assert [(r.command, r.threads, r.target_s) for r in rows] == [
+        ("planexec threads", 30, cold.PAGE_S),
+        ("planexec threads --all --json", 30, None),
+        ("planexec threads --all", 30, None),
+    ]
+    assert all(r.median_s > 0 and r.cpu_s > 0 for r in rows)
+    assert thread_count(tmp_path) == 30
+    with closing(sqlite3.connect(tmp_path / "checkpoints.sqlite")) as conn:
+        histories = conn.execute("SELECT COUNT(*) FROM checkpoints GROUP BY thread_id").fetchall()
+    assert len(set(histories)) == 1  # every copy has the first thread's whole history
+    env = {**os.environ, "PLANEXEC_HOME": str(tmp_path)}
+    program = str(Path(sys.executable).with_name("planexec"))
+    done = subprocess.run(
+        [program, "threads", "--all", "--json"], env=env, capture_output=True, check=True
+    )
+    listed = json.loads(done.stdout)
+    assert listed["total"] == 30
+    assert [t["thread_id"] for t in listed["threads"]][:2] == ["thread-00029", "thread-00028"]
+    assert {t["status"] for t in listed["threads"]} == {"completed"}
+    report = cold.ColdReport([], [], [], [], rows)
+    assert "among 30 threads" in cold.markdown(report)
+    assert report.as_json()["listings"][0]["passed"] == rows[0].passed

@@ -22,6 +22,7 @@ from helpers import ARITHMETIC
 from planexec import Context, ScriptedChatModel, build_graph
 from planexec.checkpoints import open_checkpointer
 from planexec.scripted import plan_reply, replan_reply
+from thread_states import THREADS, make_states
 
 HEAVY = (
     "langgraph",
@@ -128,6 +129,46 @@ async def test_a_tab_lists_the_thread_ids_newest_first_without_langgraph(tmp_pat
     assert printed.splitlines() == made[::-1]
 
 
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A SQLite file with a thread in each state, and one with them encrypted."""
+    folder = tmp_path_factory.mktemp("states")
+    plain, sealed = folder / "plain.sqlite", folder / "sealed.sqlite"
+    asyncio.run(make_states(plain))
+    asyncio.run(make_states(sealed, "a key"))
+    return {"plain": plain, "sealed": sealed}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("threads",),
+        ("threads", "--all", "--json"),
+        *(("show", thread) for thread in THREADS),
+        ("show", "review", "--json"),
+        ("show", "revis"),
+    ],
+)
+@pytest.mark.parametrize("file", ["plain", "sealed"])
+def test_show_and_threads_on_a_sqlite_file_load_no_langgraph_pydantic_or_driver(
+    argv: tuple[str, ...], file: str, states: dict[str, Path], tmp_path: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PLANEXEC_HOME": str(tmp_path), "COLUMNS": "100"}
+    if file == "sealed":
+        env["PLANEXEC_CHECKPOINT_KEY"] = "a key"
+    body = run_cli(*argv, "--checkpoint", str(states[file])) + "\nimport sys\n"
+    body += "print(json.dumps(sorted(m for m in ('pydantic', 'jsonschema') if m in sys.modules)))"
+    loaded, printed = loaded_after(body, env=env)
+    *shown, light = printed.splitlines()
+    assert (loaded, json.loads(light)) == ([], [])
+    text = "\n".join(shown)
+    if argv[0] == "threads":
+        assert all(thread in text for thread in THREADS)
+        assert "unreadable" not in text
+    else:
+        assert f"goal of {argv[1]}" in text or (argv[1] == "revis" and "goal of revised" in text)
+
+
 @pytest.mark.parametrize(
     "content", [b"", b"not a database at all" * 10, b"SQLite format 3\0" + b"\0" * 200]
 )
@@ -197,3 +238,23 @@ def test_version_prints_the_installed_version_on_stdout() -> None:
         f"planexec {version('planexec')}\n",
         "",
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["__complete", "threads"],
+        ["__complete", "threads", "--checkpoint", "x.sqlite"],
+        ["__complete", "threads", "--checkpoint", "postgresql://db/planexec"],
+    ],
+)
+def test_the_tab_helpers_own_parser_reads_its_arguments_as_the_full_parser_does(
+    argv: list[str],
+) -> None:
+    from planexec.cli.parser import build_complete_parser, build_parser
+
+    full = vars(build_parser().parse_args(argv))
+    assert full.pop("version") is None  # the top-level `--version`, which exits when given
+    assert vars(build_complete_parser().parse_args(argv)) == full
+    with pytest.raises(SystemExit):
+        build_complete_parser().parse_args(["__complete", "plans"])

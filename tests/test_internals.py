@@ -119,3 +119,23 @@ async def test_messages_mode_and_astream_events_attach_a_streaming_listener() ->
     await g.ainvoke({"n": 0})
     assert seen == [False, True, False, True, False]
     assert not has_streaming_listener(None)
+
+
+def test_the_direct_checkpoint_readers_langgraph_names() -> None:
+    """`planexec.cli.latest` reads the saver's tables without LangGraph: its names must hold."""
+    from langgraph._internal import _constants
+    from langgraph.checkpoint.serde import jsonplus
+    from langgraph.graph import state as graph_state
+    from langgraph.pregel import _algo, _checkpoint
+
+    from planexec.cli import latest
+
+    assert latest.INTERRUPT == _constants.INTERRUPT
+    assert latest.RETURN == _constants.RETURN
+    assert latest.RESUME == _constants.RESUME
+    assert latest.NULL_TASK == _constants.NULL_TASK_ID
+    assert _algo.task_path_str((_constants.PULL, "")) == latest.PULL
+    assert graph_state._CHANNEL_BRANCH_TO.format("") == latest.BRANCH
+    assert latest.START == graph_state.START
+    assert latest.CHECKPOINT_FORMAT == _checkpoint.LATEST_VERSION
+    assert latest._EXT_KW_ARGS == jsonplus.EXT_CONSTRUCTOR_KW_ARGS

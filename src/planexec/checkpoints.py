@@ -22,7 +22,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -31,6 +30,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from planexec.database import connect_sqlite, is_postgres
+from planexec.locations import redact
 from planexec.serde import checkpoint_serde
 
 __all__ = [
@@ -56,23 +56,6 @@ PgBouncer-style poolers), and rows as dicts (what the saver reads)."""
 _SETUP_LOCK = 0x706C616E65786563
 """Advisory lock key held while the tables are created, so that processes starting
 together on a new database do not race to create the same table."""
-
-
-def redact(location: str | os.PathLike[str]) -> str:
-    """`location` for display: a URL's password is replaced by `***`."""
-    text = os.fspath(location)
-    if not is_postgres(text):
-        return text
-    parts = urlsplit(text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, host = netloc.rsplit("@", 1)
-        if ":" in credentials:
-            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
-    query = urlencode(
-        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*"
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 @asynccontextmanager

@@ -30,10 +30,11 @@ from typing import Annotated, Any, Literal, NotRequired, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
 
+from planexec.pauses import NEEDS_MODEL as NEEDS_MODEL
+from planexec.pauses import PAUSED_STATUS as PAUSED_STATUS
+from planexec.pauses import InterruptType as InterruptType
+from planexec.pauses import PausedStatus as PausedStatus
 from planexec.plan import PlanDict, PlanDiff
-
-InterruptType = Literal["plan_review", "step_approval", "uncertain_step"]
-"""The `type` of each interrupt planexec raises."""
 
 ReviewDecisionType = Literal["approve", "edit", "reject", "cancel"]
 """A reviewer's decisions on a plan."""
@@ -54,20 +55,6 @@ edit, reject with the text as feedback, and cancel."""
 
 REVIEW_ACTION = "review_plan"
 """The one action a plan review shows chat front ends; its args are `{"plan": <plan>}`."""
-
-PausedStatus = Literal["paused_for_review", "awaiting_approval", "uncertain_step"]
-"""A thread's status while it waits on one of these interrupts (`planexec threads`)."""
-
-PAUSED_STATUS: dict[InterruptType, PausedStatus] = {
-    "plan_review": "paused_for_review",
-    "step_approval": "awaiting_approval",
-    "uncertain_step": "uncertain_step",
-}
-"""The status a thread paused at each kind of interrupt is listed with."""
-
-NEEDS_MODEL = "needs_model"
-"""The interrupt a `planexec demo` run pauses at when a choice goes past its scripted
-replies (`planexec.demo`); its thread is listed as `awaiting_model`."""
 
 UncertainDecisionType = Literal["rerun", "done", "skip"]
 """A person's decisions on a step whose tool may or may not have run."""

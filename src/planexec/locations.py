@@ -7,6 +7,7 @@ Kept apart from `planexec.database` so that code which only needs to tell the tw
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -16,4 +17,21 @@ def is_postgres(location: str | os.PathLike[str]) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
 
-__all__ = ["POSTGRES_SCHEMES", "is_postgres"]
+def redact(location: str | os.PathLike[str]) -> str:
+    """`location` for display: a URL's password is replaced by `***`."""
+    text = os.fspath(location)
+    if not is_postgres(text):
+        return text
+    parts = urlsplit(text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+__all__ = ["POSTGRES_SCHEMES", "is_postgres", "redact"]

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from rich.markup import escape
 from rich.tree import Tree
 
-from planexec.plan import as_text, topological_order
+from planexec.ordering import as_text, topological_order
 
 StepStatus = Literal["done", "failed", "skipped", "active", "pending"]
 

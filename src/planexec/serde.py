@@ -22,76 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from typing import Any
 
-from langgraph.checkpoint.serde.base import CipherProtocol, SerializerProtocol
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from planexec.errors import CheckpointError, ModelConfigError
+from planexec.cipher import CIPHER, TAMPERED, AesGcm, Decrypted, derive
+from planexec.errors import CheckpointError
 
 __all__ = ["CIPHER", "CheckedSerializer", "checkpoint_serde", "metadata_seal"]
-
-CIPHER = "aesgcm"
-"""The cipher name LangGraph appends to each value's type (`msgpack+aesgcm`)."""
-
-_NONCE = 12
-
-
-class _Decrypted(bytes):
-    """Bytes that came out of the cipher, and so were encrypted and authenticated."""
-
-
-def _secret(key: str | bytes) -> bytes:
-    secret = key.encode() if isinstance(key, str) else bytes(key)
-    if not secret:
-        raise ValueError("the checkpoint key is empty")
-    return secret
-
-
-def _derive(key: str | bytes, purpose: bytes) -> bytes:
-    return hashlib.sha256(b"planexec checkpoint " + purpose + b"\0" + _secret(key)).digest()
-
-
-_TAMPERED = (
-    "a checkpoint value failed its integrity check: it was changed or corrupted, "
-    "or the key (PLANEXEC_CHECKPOINT_KEY) is not the one it was written with"
-)
-
-
-class _AesGcm(CipherProtocol):
-    """AES-256-GCM; the key is derived from the secret with SHA-256."""
-
-    def __init__(self, key: str | bytes) -> None:
-        try:
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        except ImportError as exc:  # pragma: no cover - the dev environment has it
-            raise ModelConfigError(
-                "encrypted checkpoints need the cryptography package: "
-                "pip install 'planexec[encryption]'"
-            ) from exc
-        self._aead = AESGCM(_derive(key, b"encryption"))
-
-    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
-        """Encrypt and authenticate `plaintext`."""
-        nonce = os.urandom(_NONCE)
-        return CIPHER, nonce + self._aead.encrypt(nonce, plaintext, None)
-
-    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
-        """The plaintext of `ciphertext`, if it is what `encrypt` returned."""
-        from cryptography.exceptions import InvalidTag
-
-        if ciphername != CIPHER:
-            raise CheckpointError(
-                f"a checkpoint value is encrypted with {ciphername!r}, not planexec's "
-                f"{CIPHER!r}; refusing to read it"
-            )
-        try:
-            plain = self._aead.decrypt(bytes(ciphertext[:_NONCE]), bytes(ciphertext[_NONCE:]), None)
-        except (InvalidTag, ValueError) as exc:
-            raise CheckpointError(_TAMPERED) from exc
-        return _Decrypted(plain)
 
 
 class CheckedSerializer(JsonPlusSerializer):
@@ -118,14 +58,14 @@ class CheckedSerializer(JsonPlusSerializer):
         """The value of a saved `(type, bytes)` pair, or `CheckpointError`."""
         kind, raw = data
         if self.sealed:
-            if not isinstance(raw, _Decrypted):
+            if not isinstance(raw, Decrypted):
                 raise CheckpointError(
                     f"a checkpoint value ({kind}) is not encrypted, but a checkpoint key is "
                     "set: it was written without the key, or replaced; refusing to read it"
                 )
             written, _, raw = bytes(raw).partition(b"\0")
             if written != kind.encode():
-                raise CheckpointError(_TAMPERED)
+                raise CheckpointError(TAMPERED)
         elif "+" in kind:
             # LangGraph's EncryptedSerializer writes "<type>+<cipher>"; read without one,
             # such a value would otherwise be reported as corrupt.
@@ -146,7 +86,7 @@ def checkpoint_serde(key: str | bytes | None = None) -> SerializerProtocol:
     """The serializer for a planexec checkpointer: checked, and encrypted with `key` if given."""
     if key is None:
         return CheckedSerializer()
-    return EncryptedSerializer(_AesGcm(key), CheckedSerializer(sealed=True))
+    return EncryptedSerializer(AesGcm(key), CheckedSerializer(sealed=True))
 
 
 def metadata_seal(key: str | bytes, *values: str) -> str:
@@ -155,7 +95,7 @@ def metadata_seal(key: str | bytes, *values: str) -> str:
     Metadata is not encrypted with the checkpoint's values; the signature lets a reader
     that has the key notice a change.
     """
-    mac = hmac.new(_derive(key, b"metadata"), digestmod=hashlib.sha256)
+    mac = hmac.new(derive(key, b"metadata"), digestmod=hashlib.sha256)
     for value in values:
         mac.update(value.encode())
         mac.update(b"\0")

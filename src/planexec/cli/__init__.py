@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from planexec.cli.environment import Environment, Output, UserError, make_console
-from planexec.cli.parser import EPILOG, build_parser
+from planexec.cli.parser import EPILOG, build_complete_parser, build_parser
 from planexec.errors import PlanexecError, ThreadBusyError
 
 __all__ = ["EPILOG", "build_parser", "main"]
@@ -36,7 +36,7 @@ Command = Callable[[argparse.Namespace, Environment, Output], int]
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("planexec.cli.commands", "run"),
     "resume": ("planexec.cli.commands", "resume"),
-    "show": ("planexec.cli.commands", "show"),
+    "show": ("planexec.cli.show", "show"),
     "demo": ("planexec.cli.commands", "demo"),
     "audit": ("planexec.cli.audit", "audit"),
     "threads": ("planexec.cli.threads", "threads"),
@@ -58,14 +58,17 @@ def command(name: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A TAB runs the hidden `__complete`: its own few arguments parse faster than all.
+    parser = build_complete_parser() if argv[:1] == ["__complete"] else build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.error("a COMMAND is required: run, resume, show, threads, audit, demo, ...")
     json_mode = bool(getattr(args, "json", False))
-    out = Output(console=make_console(sys.stderr if json_mode else None), json_mode=json_mode)
+    # Looked up here when first used, so that a caller may replace `make_console`.
+    out = Output(json_mode=json_mode, make=lambda stream: make_console(stream))
     env = Environment.read(os.environ, interactive=sys.stdin.isatty())
     try:
         return command(args.command)(args, env, out)

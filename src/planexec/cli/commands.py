@@ -1,33 +1,38 @@
-"""The commands: run, resume, show and demo."""
+"""The commands that run the graph: run, resume and demo (`show` is in `planexec.cli.show`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import shlex
 import shutil
 import sqlite3
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
-from langgraph.types import Command, Interrupt, StateSnapshot
+from langgraph.types import Command, Interrupt
 
 from planexec.checkpoints import AsyncCheckpointer, redact
 from planexec.cli import mcp_servers
 from planexec.cli.environment import Environment, Output, UserError, checkpoint_location
 from planexec.cli.live import ProgressView
-from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver, prepare_checkpoint
+from planexec.cli.opening import (
+    DEMO_KEY,
+    GOAL_KEY,
+    Thread,
+    existing_checkpoint,
+    open_saver,
+    prepare_checkpoint,
+    stored_settings,
+)
 from planexec.cli.plans import open_library
-from planexec.cli.render import plural, show_outcome
+from planexec.cli.render import show_outcome
 from planexec.cli.review import Reviewer, Scripted, parse_output, read_edit_file
 from planexec.cli.session import (
     check_models,
@@ -38,18 +43,15 @@ from planexec.cli.session import (
     model_factory,
     record_thread,
     seal_config,
-    stored_settings,
     thread_config,
 )
-from planexec.cli.show import show_thread, where_it_stands
-from planexec.cli.threads import resolve_thread, thread_status
+from planexec.cli.threads import resolve_thread
 from planexec.context import Context
 from planexec.demo import Scenario, copy_workspace, load_scenario
 from planexec.errors import InvalidGoalError, PlanexecError
 from planexec.graph import PlanexecGraph, build_graph
 from planexec.inert import inert
 from planexec.interrupts import NEEDS_MODEL
-from planexec.nodes.executor import in_flight_results
 from planexec.nodes.planner import validate_goal
 from planexec.scripted import ScriptExhaustedError
 
@@ -76,31 +78,6 @@ PAUSES = {
     NEEDS_MODEL: ("a real model", "with OPENAI_API_KEY or OPENAI_BASE_URL set"),
 }
 """What each interrupt waits for, and the `resume` options that answer it."""
-
-
-@dataclass(frozen=True)
-class Thread:
-    """A thread in a checkpoint file, and the commands that continue or show it."""
-
-    id: str
-    checkpoint: Path | str
-    """A SQLite file, or a PostgreSQL URL."""
-    default_checkpoint: Path
-
-    @property
-    def where(self) -> str:
-        """The checkpoint location for display, a URL's password hidden."""
-        return redact(self.checkpoint)
-
-    def command(self, name: str) -> str:
-        """`planexec <name> <thread>`, with `--checkpoint` when it is not the default."""
-        text = f"planexec {name} {shlex.quote(self.id)}"
-        if (
-            isinstance(self.checkpoint, str)
-            or self.checkpoint.resolve() != self.default_checkpoint.resolve()
-        ):
-            text += f" --checkpoint {shlex.quote(self.where)}"
-        return text
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,83 +238,7 @@ def _current_question(pending: Interrupt) -> Interrupt:
 
 
 def _existing_checkpoint(args: argparse.Namespace, env: Environment) -> Path | str:
-    location = _checkpoint(args, env)
-    if isinstance(location, Path) and not location.exists():
-        raise UserError(
-            f"unknown thread {args.thread}: no checkpoint file at {location} yet "
-            "(use --checkpoint to pick another)"
-        )
-    return prepare_checkpoint(location, create=False)
-
-
-SHOWN_FIELDS = (
-    "goal",
-    "answer",
-    "reason",
-    "plan",
-    "results",
-    "revisions",
-    "reviews",
-    "approvals",
-    "usage",
-)
-"""The state `show --json` prints, besides the thread's status and pending question."""
-
-
-def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
-    """`planexec show THREAD`."""
-    path = _existing_checkpoint(args, env)
-
-    async def read() -> tuple[str, StateSnapshot, dict[str, Any]]:
-        async with open_saver(path, env.checkpoint_key, read_only=True) as saver:
-            found = await resolve_thread(saver, args.thread, redact(path))
-            graph = build_graph(checkpointer=saver)
-            snapshot = await graph.aget_state(_config(found))
-            unsaved: dict[str, Any] = {}
-            if "executor" in snapshot.next and isinstance(graph.checkpointer, BaseCheckpointSaver):
-                saved = await graph.checkpointer.aget_tuple(_config(found))
-                unsaved = dict(in_flight_results(saved.pending_writes or ())) if saved else {}
-            return found, snapshot, unsaved
-
-    found, snapshot, unsaved = asyncio.run(read())
-    thread = Thread(found, path, env.default_checkpoint)
-    if snapshot.created_at is None:
-        raise UserError(f"unknown thread {thread.id} in {thread.where}")
-    values = dict(snapshot.values)
-    # Steps that finished in a pass that was stopped: saved, and not run again on resume.
-    values["results"] = {**unsaved, **(values.get("results") or {})}
-    status = thread_status(values, snapshot.interrupts, snapshot.next)
-    pending = snapshot.interrupts[0].value if snapshot.interrupts else None
-    if out.json_mode:
-        document = {
-            "thread_id": thread.id,
-            "checkpoint": thread.where,
-            "status": status,
-            "updated_at": snapshot.created_at,
-            "paused": pending.get("type") if isinstance(pending, dict) else None,
-            "interrupt": pending,
-            **{name: values.get(name) for name in SHOWN_FIELDS},
-        }
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
-        return 0
-    metadata = snapshot.metadata or {}
-    state = where_it_stands(values, snapshot.interrupts, snapshot.next)
-    show_thread(
-        out.console,
-        thread.id,
-        values,
-        stored_settings(metadata),
-        state,
-        demo=bool(metadata.get(DEMO_KEY)),
-    )
-    if unsaved:
-        out.console.print(
-            f"{plural(len(unsaved), 'step')} finished before the run stopped "
-            f"({inert(', '.join(unsaved))}): saved, and not run again on resume"
-        )
-    if not values.get("status"):
-        out.console.print(f"continue it with: [bold]{inert(thread.command('resume'))}[/]")
-    return 0
+    return existing_checkpoint(args.checkpoint, args.thread, env)
 
 
 def demo(args: argparse.Namespace, env: Environment, out: Output) -> int:

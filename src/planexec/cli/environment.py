@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -28,12 +28,30 @@ class UserError(PlanexecError):
     """A mistake in how planexec was called; shown as one line, exit code 2."""
 
 
-@dataclass(frozen=True)
 class Output:
-    """Where output goes: people read `console`; `--json` prints one document on stdout."""
+    """Where output goes: people read `console`; `--json` prints one document on stdout.
 
-    console: Console
-    json_mode: bool
+    The console is made when first used (on stderr with `--json`), so that a command
+    that draws nothing (completion, the TAB helper) does not import `rich`.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool,
+        console: Console | None = None,
+        make: Callable[[TextIO | None], Console] | None = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self._console = console
+        self._make = make or make_console
+
+    @property
+    def console(self) -> Console:
+        """The console people read, made by `make` (default `make_console`) on first use."""
+        if self._console is None:
+            self._console = self._make(sys.stderr if self.json_mode else None)
+        return self._console
 
 
 def make_console(stream: TextIO | None = None) -> Console:

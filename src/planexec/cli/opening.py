@@ -1,26 +1,30 @@
 """Opening the checkpoint database for a command, and the metadata planexec keeps there.
 
 Apart from the rest of `planexec.cli.session` so that the commands that only read
-(`threads`, the TAB helper) import no graph, model or LangGraph runtime.
+(`threads`, `show`, the TAB helper) import no graph or model: LangGraph's savers and the
+database drivers are imported when a saver is opened.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+import shlex
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from planexec.cli.environment import Environment, UserError, checkpoint_location
+from planexec.cli.sqlitefiles import read_only_uri, sqlite_problem
+from planexec.locations import is_postgres, redact
 
-from planexec.checkpoints import AsyncCheckpointer, open_checkpointer, redact
-from planexec.cli.environment import UserError
-from planexec.cli.sqlitefiles import read_only_uri
-from planexec.locations import is_postgres
-from planexec.serde import checkpoint_serde
+if TYPE_CHECKING:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from planexec.checkpoints import AsyncCheckpointer
 
 CONTEXT_KEY = "planexec_context"
 """Checkpoint metadata key holding the run's `Context` as JSON (LangGraph keeps only
@@ -31,6 +35,51 @@ DEMO_KEY = "planexec_demo"
 SEAL_KEY = "planexec_seal"
 """With a checkpoint key: a signature of the other `planexec_*` metadata (the metadata
 column is not encrypted), checked before `resume` uses them."""
+
+
+def stored_settings(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The context settings a thread was run with, from its checkpoint metadata."""
+    text = (metadata or {}).get(CONTEXT_KEY)
+    if not isinstance(text, str):
+        return {}
+    data = json.loads(text)
+    return dict(data) if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A thread in a checkpoint file, and the commands that continue or show it."""
+
+    id: str
+    checkpoint: Path | str
+    """A SQLite file, or a PostgreSQL URL."""
+    default_checkpoint: Path
+
+    @property
+    def where(self) -> str:
+        """The checkpoint location for display, a URL's password hidden."""
+        return redact(self.checkpoint)
+
+    def command(self, name: str) -> str:
+        """`planexec <name> <thread>`, with `--checkpoint` when it is not the default."""
+        text = f"planexec {name} {shlex.quote(self.id)}"
+        if (
+            isinstance(self.checkpoint, str)
+            or self.checkpoint.resolve() != self.default_checkpoint.resolve()
+        ):
+            text += f" --checkpoint {shlex.quote(self.where)}"
+        return text
+
+
+def existing_checkpoint(given: str | None, thread: str, env: Environment) -> Path | str:
+    """The checkpoint `--checkpoint` names (`given`), which must exist to hold `thread`."""
+    location = checkpoint_location(given, env)
+    if isinstance(location, Path) and not location.exists():
+        raise UserError(
+            f"unknown thread {thread}: no checkpoint file at {location} yet "
+            "(use --checkpoint to pick another)"
+        )
+    return prepare_checkpoint(location, create=False)
 
 
 def prepare_checkpoint(path: Path | str, *, create: bool) -> Path | str:
@@ -67,6 +116,10 @@ async def open_saver(
     from inside the block. With `key`, checkpoints are encrypted and authenticated
     (`planexec.serde`).
     """
+    import asyncio
+
+    from planexec.checkpoints import open_checkpointer  # here: it imports LangGraph's savers
+
     where = redact(location)
     async with AsyncExitStack() as stack:
         try:
@@ -96,21 +149,6 @@ async def open_saver(
             raise sqlite_problem(exc, where, writing=not read_only) from exc
 
 
-def sqlite_problem(exc: sqlite3.DatabaseError, where: str, *, writing: bool) -> UserError:
-    """What is wrong with the SQLite checkpoint file at `where`, in one line."""
-    message = str(exc)
-    if "file is not a database" in message:
-        return UserError(f"{where} is not a SQLite checkpoint database ({message})")
-    if "malformed" in message or "truncated" in message:
-        return UserError(f"the checkpoint database {where} is damaged ({message})")
-    if "readonly" in message or "read-only" in message or (writing and "unable to open" in message):
-        return UserError(
-            f"the checkpoint database {where} cannot be written ({message}): run, resume "
-            "and demo need to write it (threads, show and audit only read)"
-        )
-    return UserError(f"cannot use the checkpoint database {where}: {message}")
-
-
 _EMPTY_TABLES = (
     "CREATE TEMP TABLE checkpoints (thread_id TEXT, checkpoint_ns TEXT, checkpoint_id TEXT, "
     "parent_checkpoint_id TEXT, type TEXT, checkpoint BLOB, metadata BLOB)",
@@ -123,6 +161,13 @@ _EMPTY_TABLES = (
 @asynccontextmanager
 async def _read_only_sqlite(path: Path, key: str | None) -> AsyncIterator[AsyncSqliteSaver]:
     """An `AsyncSqliteSaver` that reads `path` and never writes to it."""
+    import asyncio
+
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from planexec.serde import checkpoint_serde
+
     uri = await asyncio.to_thread(read_only_uri, path)
     async with aiosqlite.connect(uri, uri=True) as conn:
         saver = AsyncSqliteSaver(conn, serde=checkpoint_serde(key))
@@ -147,7 +192,10 @@ __all__ = [
     "DEMO_KEY",
     "GOAL_KEY",
     "SEAL_KEY",
+    "Thread",
+    "existing_checkpoint",
     "open_saver",
     "prepare_checkpoint",
     "sqlite_problem",
+    "stored_settings",
 ]

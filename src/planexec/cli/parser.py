@@ -263,9 +263,20 @@ def _add_threads(sub: argparse._SubParsersAction[Any]) -> None:
     )
     count.add_argument("--all", action="store_true", help="every thread")
     threads.add_argument("--json", action="store_true", help="print the threads as JSON")
-    complete = sub.add_parser("__complete")  # no help: hidden from the command list
-    complete.add_argument("what", choices=("threads",))
-    _add_checkpoint(complete)
+    _add_complete(sub.add_parser("__complete"))  # no help: hidden from the command list
+
+
+def _add_complete(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=("threads",))
+    _add_checkpoint(parser)
+
+
+def build_complete_parser() -> argparse.ArgumentParser:
+    """The parser of `planexec __complete ...` alone: what `build_parser` gives it."""
+    parser = _Parser(prog="planexec")
+    sub = parser.add_subparsers(dest="command")
+    _add_complete(sub.add_parser("__complete"))
+    return parser
 
 
 def _add_completion(sub: argparse._SubParsersAction[Any]) -> None:
@@ -423,4 +434,11 @@ def _add_plans(sub: argparse._SubParsersAction[Any]) -> None:
     _add_mcp_options(imported, resuming=False)
 
 
-__all__ = ["AUDIT_DESCRIPTION", "BUDGET_FLAGS", "DEFAULT_LIMIT", "EPILOG", "build_parser"]
+__all__ = [
+    "AUDIT_DESCRIPTION",
+    "BUDGET_FLAGS",
+    "DEFAULT_LIMIT",
+    "EPILOG",
+    "build_complete_parser",
+    "build_parser",
+]

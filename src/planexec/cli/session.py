@@ -54,15 +54,6 @@ def context_json(context: Context) -> str:
     return json.dumps(_CONTEXT.dump_python(context, mode="json"), sort_keys=True)
 
 
-def stored_settings(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The context settings a thread was run with, from its checkpoint metadata."""
-    text = (metadata or {}).get(CONTEXT_KEY)
-    if not isinstance(text, str):
-        return {}
-    data = json.loads(text)
-    return dict(data) if isinstance(data, dict) else {}
-
-
 def thread_config(
     thread_id: str, context: Context, goal: str, *, demo: bool = False
 ) -> RunnableConfig:

@@ -1,24 +1,182 @@
-"""`planexec show`: a thread's story from its latest checkpoint."""
+"""`planexec show`: a thread's story from its latest checkpoint.
+
+A SQLite file is read directly (`planexec.cli.latest`), without building the graph or
+importing LangGraph; a PostgreSQL database, and a state that reader does not read
+exactly, are read through the graph's `get_state`. Both give the same output
+(`tests/test_cli_show.py`).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sqlite3
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
+from planexec.cli.environment import Environment, Output, UserError
+from planexec.cli.latest import Decoder, Unsupported, read_latest, reading, resolve
+from planexec.cli.opening import DEMO_KEY, Thread, existing_checkpoint, stored_settings
 from planexec.cli.render import (
     STATUS_STYLE,
     changes_text,
     plan_table,
+    plural,
     result_text,
     usage_table,
     when,
 )
 from planexec.cli.threads import LABELS, thread_status
 from planexec.inert import inert, inert_data
+from planexec.inflight import in_flight_results
+from planexec.locations import redact
 from planexec.pictures import plan_tree
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SHOWN_FIELDS = (
+    "goal",
+    "answer",
+    "reason",
+    "plan",
+    "results",
+    "revisions",
+    "reviews",
+    "approvals",
+    "usage",
+)
+"""The state `show --json` prints, besides the thread's status and pending question."""
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """What `show` prints of a thread: its latest state, as `get_state` reports it."""
+
+    thread_id: str
+    values: dict[str, Any]
+    metadata: Mapping[str, Any]
+    created_at: str | None
+    next: tuple[str, ...]
+    interrupts: Sequence[Any]
+    """Pending interrupts: each has a `value` and an `id`."""
+    unsaved: dict[str, Any] = field(default_factory=dict)
+    """Results of steps that finished in an executor pass that was stopped."""
+
+
+def read_directly(path: Path, given: str, key: str | None) -> ThreadView | None:
+    """The thread `given` names in the SQLite file at `path`, read without LangGraph.
+
+    None when the reader does not read this file or state exactly (`planexec.cli.latest`),
+    or the file has a problem: then `read_through_graph` reads it, and words the problem.
+    """
+    try:
+        with reading(path) as conn:
+            found = resolve(conn, given, redact(path))
+            latest = read_latest(conn, found, Decoder(key))
+    except (Unsupported, sqlite3.DatabaseError):
+        return None
+    if latest is None:
+        return None
+    unsaved = in_flight_results(latest.pending_writes) if "executor" in latest.next else {}
+    return ThreadView(
+        latest.thread_id,
+        latest.values,
+        latest.metadata,
+        latest.created_at,
+        latest.next,
+        latest.interrupts,
+        dict(unsaved),
+    )
+
+
+def read_through_graph(location: Path | str, given: str, key: str | None) -> ThreadView:
+    """The thread `given` names at `location`, read with the compiled graph's `get_state`."""
+    import asyncio
+
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from planexec.cli.opening import open_saver
+    from planexec.cli.threads import resolve_thread
+    from planexec.graph import build_graph
+
+    async def read() -> ThreadView:
+        async with open_saver(location, key, read_only=True) as saver:
+            found = await resolve_thread(saver, given, redact(location))
+            graph = build_graph(checkpointer=saver)
+            config: Any = {"configurable": {"thread_id": found}}
+            snapshot = await graph.aget_state(config)
+            unsaved: dict[str, Any] = {}
+            if "executor" in snapshot.next and isinstance(graph.checkpointer, BaseCheckpointSaver):
+                saved = await graph.checkpointer.aget_tuple(config)
+                unsaved = dict(in_flight_results(saved.pending_writes or ())) if saved else {}
+            return ThreadView(
+                found,
+                dict(snapshot.values),
+                snapshot.metadata or {},
+                snapshot.created_at,
+                tuple(snapshot.next),
+                snapshot.interrupts,
+                unsaved,
+            )
+
+    return asyncio.run(read())
+
+
+def show(args: argparse.Namespace, env: Environment, out: Output) -> int:
+    """`planexec show THREAD`."""
+    path = existing_checkpoint(args.checkpoint, args.thread, env)
+    view = read_directly(path, args.thread, env.checkpoint_key) if isinstance(path, Path) else None
+    if view is None:
+        view = read_through_graph(path, args.thread, env.checkpoint_key)
+    return print_view(view, Thread(view.thread_id, path, env.default_checkpoint), out)
+
+
+def print_view(view: ThreadView, thread: Thread, out: Output) -> int:
+    """Print `view` as `planexec show` does, for people or (`--json`) as one document."""
+    if view.created_at is None:
+        raise UserError(f"unknown thread {thread.id} in {thread.where}")
+    values = dict(view.values)
+    # Steps that finished in a pass that was stopped: saved, and not run again on resume.
+    values["results"] = {**view.unsaved, **(values.get("results") or {})}
+    status = thread_status(values, view.interrupts, view.next)
+    pending = view.interrupts[0].value if view.interrupts else None
+    if out.json_mode:
+        document = {
+            "thread_id": thread.id,
+            "checkpoint": thread.where,
+            "status": status,
+            "updated_at": view.created_at,
+            "paused": pending.get("type") if isinstance(pending, dict) else None,
+            "interrupt": pending,
+            **{name: values.get(name) for name in SHOWN_FIELDS},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+        return 0
+    metadata = view.metadata
+    state = where_it_stands(values, view.interrupts, view.next)
+    show_thread(
+        out.console,
+        thread.id,
+        values,
+        stored_settings(metadata),
+        state,
+        demo=bool(metadata.get(DEMO_KEY)),
+    )
+    if view.unsaved:
+        out.console.print(
+            f"{plural(len(view.unsaved), 'step')} finished before the run stopped "
+            f"({inert(', '.join(view.unsaved))}): saved, and not run again on resume"
+        )
+    if not values.get("status"):
+        out.console.print(f"continue it with: [bold]{inert(thread.command('resume'))}[/]")
+    return 0
+
 
 _PAUSED = {
     "awaiting_approval": "paused for step approval",

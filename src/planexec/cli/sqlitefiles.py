@@ -69,4 +69,19 @@ def unopenable(exc: sqlite3.OperationalError) -> bool:
     return "unable to open" in str(exc) or "readonly" in str(exc)
 
 
-__all__ = ["check_header", "read_only_uri", "unopenable"]
+def sqlite_problem(exc: sqlite3.DatabaseError, where: str, *, writing: bool) -> UserError:
+    """What is wrong with the SQLite checkpoint file at `where`, in one line."""
+    message = str(exc)
+    if "file is not a database" in message:
+        return UserError(f"{where} is not a SQLite checkpoint database ({message})")
+    if "malformed" in message or "truncated" in message:
+        return UserError(f"the checkpoint database {where} is damaged ({message})")
+    if "readonly" in message or "read-only" in message or (writing and "unable to open" in message):
+        return UserError(
+            f"the checkpoint database {where} cannot be written ({message}): run, resume "
+            "and demo need to write it (threads, show and audit only read)"
+        )
+    return UserError(f"cannot use the checkpoint database {where}: {message}")
+
+
+__all__ = ["check_header", "read_only_uri", "sqlite_problem", "unopenable"]

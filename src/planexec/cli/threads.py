@@ -3,7 +3,9 @@
 One query per page reads each listed thread's latest checkpoint, with the pending
 interrupt it waits on, from the saver's own tables (SQLite or PostgreSQL; any other
 saver is scanned). No thread's history is read, and no state is rebuilt, so a page
-costs the same with 10 threads or 10,000 (`bench/threads.py`). A row that cannot be
+costs the same with 10 threads or 10,000 (`bench/cold.py`). A SQLite file is read with
+`sqlite3` and `planexec.cli.latest`, without LangGraph; LangGraph's savers are imported
+for a PostgreSQL database, and to word why a row cannot be read. A row that cannot be
 read (a flipped byte, a thread encrypted with another key) is listed as unreadable,
 with the reason; the others are listed as usual. Shell completion reads the same
 query, and thread ids given to `resume`, `show` and `audit` may be any unique prefix.
@@ -12,20 +14,16 @@ query, and thread ids given to `resume`, `show` and `audit` may be any unique pr
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import sqlite3
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg_pool import AsyncConnectionPool
 from rich.table import Table
 
-from planexec.checkpoints import redact
 from planexec.cli.complete import NEWEST_FIRST
 from planexec.cli.environment import (
     Environment,
@@ -33,15 +31,23 @@ from planexec.cli.environment import (
     checkpoint_location,
     reading_checkpoint,
 )
-from planexec.cli.opening import DEMO_KEY, GOAL_KEY, open_saver
+from planexec.cli.latest import Decoder, Unsupported, metadata_of, reading
+from planexec.cli.opening import DEMO_KEY, GOAL_KEY
 from planexec.cli.parser import DEFAULT_LIMIT
 from planexec.cli.render import STATUS_STYLE, when
+from planexec.cli.sqlitefiles import sqlite_problem
 from planexec.errors import PlanexecError
 from planexec.inert import inert, visible
-from planexec.interrupts import NEEDS_MODEL, PAUSED_STATUS
+from planexec.locations import redact
+from planexec.pauses import NEEDS_MODEL, PAUSED_STATUS
 from planexec.pictures import short
 
 if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.serde.base import SerializerProtocol
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
     from planexec.cli.environment import Output
 
 LABELS = {
@@ -179,36 +185,92 @@ def _unreadable(thread: str, metadata: Mapping[str, Any], exc: Exception) -> Thr
     )
 
 
-def _metadata(raw: Any) -> dict[str, Any]:
-    try:
-        data = json.loads(raw) if isinstance(raw, bytes | str) else raw
-    except ValueError:
-        return {}
-    return dict(data) if isinstance(data, dict) else {}
+_Found = dict[str, tuple[tuple[str, bytes], dict[str, Any], list[tuple[str, bytes]]]]
+"""Each thread's latest checkpoint `(type, bytes)`, metadata, and interrupt writes."""
+
+
+def _grouped(rows: Sequence[Sequence[Any]]) -> _Found:
+    found: _Found = {}
+    for thread, kind, blob, metadata, write_type, write in rows:
+        if thread not in found:
+            found[thread] = ((kind, blob), metadata_of(metadata), [])
+        if write_type is not None:
+            found[thread][2].append((write_type, write))
+    return found
+
+
+Loads = Callable[[str, bytes], Any]
+"""Reads a stored `(type, bytes)` value."""
+
+
+def _summaries(
+    found: _Found, loads: Loads, fallback: Callable[[], Loads] | None = None
+) -> list[ThreadSummary]:
+    """A summary of each thread, its values read with `loads(kind, raw)`.
+
+    A thread `loads` cannot read is read again with `fallback()`, the saver's own
+    serializer, which reads what `loads` may not and says why a value is unreadable.
+    """
+    rows: list[ThreadSummary] = []
+    for thread, (checkpoint, metadata, writes) in found.items():
+        try:
+            rows.append(_read_summary(thread, checkpoint, metadata, writes, loads))
+            continue
+        except Exception as exc:  # one unreadable thread must not hide the others
+            problem = exc
+        if fallback is not None:
+            try:
+                rows.append(_read_summary(thread, checkpoint, metadata, writes, fallback()))
+                continue
+            except Exception as exc:
+                problem = exc
+        rows.append(_unreadable(thread, metadata, problem))
+    return rows
+
+
+def _read_summary(
+    thread: str,
+    checkpoint: tuple[str, bytes],
+    metadata: dict[str, Any],
+    writes: list[tuple[str, bytes]],
+    loads: Loads,
+) -> ThreadSummary:
+    loaded = loads(*checkpoint)
+    interrupts = [i for w in writes for i in _interrupts(loads(*w))]
+    return _summary(thread, loaded["channel_values"], metadata, loaded.get("ts"), interrupts)
+
+
+def sqlite_page(path: Path, key: str | None, limit: int | None) -> ThreadPage:
+    """The `limit` newest threads in the SQLite file at `path` (all with None).
+
+    Read with `sqlite3` alone; raises `Unsupported` for a file without the saver's tables.
+    """
+    serde: list[SerializerProtocol] = []
+
+    def saver_loads() -> Loads:
+        if not serde:
+            from planexec.serde import checkpoint_serde  # here: it imports LangGraph
+
+            serde.append(checkpoint_serde(key))
+        return lambda kind, raw: serde[0].loads_typed((kind, raw))
+
+    decoder = Decoder(key)
+    with reading(path) as conn:
+        rows = conn.execute(_SQLITE_ROWS, (_NO_LIMIT if limit is None else limit, 0)).fetchall()
+        threads = _summaries(_grouped(rows), decoder.loads, saver_loads)
+        if limit is None or len(threads) < limit:
+            return ThreadPage(threads, len(threads))
+        (total,) = conn.execute(_COUNT).fetchone()
+        return ThreadPage(threads, int(total))
 
 
 async def _sqlite_page(
     saver: AsyncSqliteSaver, limit: int | None, offset: int
 ) -> list[ThreadSummary]:
-    rows: list[ThreadSummary] = []
-    found: dict[str, tuple[tuple[str, bytes], dict[str, Any], list[tuple[str, bytes]]]] = {}
     limit_value = _NO_LIMIT if limit is None else limit
     async with saver.conn.execute(_SQLITE_ROWS, (limit_value, offset)) as cursor:
-        for thread, kind, blob, metadata, write_type, write in await cursor.fetchall():
-            if thread not in found:
-                found[thread] = ((kind, blob), _metadata(metadata), [])
-            if write_type is not None:
-                found[thread][2].append((write_type, write))
-    for thread, (checkpoint, metadata, writes) in found.items():
-        try:
-            loaded = saver.serde.loads_typed(checkpoint)
-            interrupts = [i for w in writes for i in _interrupts(saver.serde.loads_typed(w))]
-            rows.append(
-                _summary(thread, loaded["channel_values"], metadata, loaded.get("ts"), interrupts)
-            )
-        except Exception as exc:  # one unreadable thread must not hide the others
-            rows.append(_unreadable(thread, metadata, exc))
-    return rows
+        found = _grouped(list(await cursor.fetchall()))
+    return _summaries(found, lambda kind, raw: saver.serde.loads_typed((kind, raw)))
 
 
 async def _postgres_page(
@@ -217,7 +279,7 @@ async def _postgres_page(
     rows: list[ThreadSummary] = []
     for row in await _postgres_query(saver, _POSTGRES_ROWS, (limit, offset, _CHANNELS)):
         thread = str(row["thread_id"])
-        metadata = _metadata(row["metadata"])
+        metadata = metadata_of(row["metadata"])
         try:
             checkpoint = row["checkpoint"]
             values = dict(checkpoint.get("channel_values") or {})
@@ -244,6 +306,8 @@ def _interrupts(value: Any) -> list[Any]:
 async def _postgres_query(
     saver: AsyncPostgresSaver, query: str, params: Sequence[Any]
 ) -> list[Mapping[str, Any]]:
+    from psycopg_pool import AsyncConnectionPool
+
     conn = saver.conn
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as connection, connection.cursor() as cursor:
@@ -268,6 +332,7 @@ async def _scan(saver: BaseCheckpointSaver[Any]) -> list[str]:
 
 async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) -> list[str]:
     """The ids of the threads in `saver`, most recently updated first."""
+    AsyncSqliteSaver, AsyncPostgresSaver = _savers()
     if isinstance(saver, AsyncSqliteSaver):
         query = f"{NEWEST_FIRST} LIMIT ?"
         async with saver.conn.execute(query, (_NO_LIMIT if limit is None else limit,)) as cur:
@@ -279,9 +344,21 @@ async def thread_ids(saver: BaseCheckpointSaver[Any], limit: int | None = None) 
     return ordered[:limit] if limit is not None else ordered
 
 
+_COUNT = "SELECT COUNT(DISTINCT thread_id) FROM checkpoints WHERE checkpoint_ns = ''"
+
+
+def _savers() -> tuple[type[AsyncSqliteSaver], type[AsyncPostgresSaver]]:
+    """LangGraph's SQLite and PostgreSQL savers, imported when a saver is at hand."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    return AsyncSqliteSaver, AsyncPostgresSaver
+
+
 async def count_threads(saver: BaseCheckpointSaver[Any]) -> int:
     """How many threads `saver` holds."""
-    query = "SELECT COUNT(DISTINCT thread_id) FROM checkpoints WHERE checkpoint_ns = ''"
+    AsyncSqliteSaver, AsyncPostgresSaver = _savers()
+    query = _COUNT
     if isinstance(saver, AsyncSqliteSaver):
         async with saver.conn.execute(query) as cursor:
             row = await cursor.fetchone()
@@ -296,6 +373,7 @@ async def list_threads(
     saver: BaseCheckpointSaver[Any], limit: int | None = None, offset: int = 0
 ) -> list[ThreadSummary]:
     """A summary of each thread in `saver` (the `limit` newest after `offset`), newest first."""
+    AsyncSqliteSaver, AsyncPostgresSaver = _savers()
     # The channels a summary reads hold plain data, and interrupts are LangGraph's own
     # type, so the saver's serializer reads them without the compiled graph's allowlist:
     # building the graph would import LangGraph's runtime for nothing.
@@ -345,6 +423,7 @@ async def resolve_thread(saver: BaseCheckpointSaver[Any], given: str, where: str
 
 
 async def _prefixed(saver: BaseCheckpointSaver[Any], prefix: str, limit: int) -> list[str]:
+    AsyncSqliteSaver, AsyncPostgresSaver = _savers()
     if isinstance(saver, AsyncSqliteSaver):
         exact = "SELECT thread_id FROM checkpoints WHERE thread_id = ? LIMIT 1"
         async with saver.conn.execute(exact, (prefix,)) as cursor:
@@ -375,11 +454,8 @@ def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
     where = redact(location)
     limit = None if args.all else (args.limit or DEFAULT_LIMIT)
 
-    async def read() -> ThreadPage:
-        async with open_saver(location, env.checkpoint_key, read_only=True) as saver:
-            return await page_of_threads(saver, limit)
-
-    page = asyncio.run(read()) if reading_checkpoint(location) else ThreadPage([], 0)
+    page = _read_page(location, env.checkpoint_key, limit) if reading_checkpoint(location) else None
+    page = page or ThreadPage([], 0)
     if out.json_mode:
         document = {
             "checkpoint": where,
@@ -401,6 +477,27 @@ def threads(args: argparse.Namespace, env: Environment, out: Output) -> int:
         if s.problem:
             out.console.print(f"[red]{inert(s.thread_id)} is unreadable:[/] {inert(s.problem)}")
     return 0
+
+
+def _read_page(location: Path | str, key: str | None, limit: int | None) -> ThreadPage:
+    """A page of threads: a SQLite file read directly, anything else through its saver."""
+    if isinstance(location, Path):
+        try:
+            return sqlite_page(location, key, limit)
+        except sqlite3.DatabaseError as exc:
+            raise sqlite_problem(exc, redact(location), writing=False) from exc
+        except Unsupported:
+            pass  # no saver tables yet: the saver reads that as it does
+
+    import asyncio
+
+    from planexec.cli.opening import open_saver
+
+    async def read() -> ThreadPage:
+        async with open_saver(location, key, read_only=True) as saver:
+            return await page_of_threads(saver, limit)
+
+    return asyncio.run(read())
 
 
 def thread_table(summaries: Sequence[ThreadSummary], title: str, width: int) -> Table:
@@ -443,6 +540,7 @@ __all__ = [
     "list_threads",
     "page_of_threads",
     "resolve_thread",
+    "sqlite_page",
     "thread_ids",
     "thread_status",
 ]

@@ -17,7 +17,7 @@ results and the interrupted step's task resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from langgraph.errors import GraphBubbleUp, GraphInterrupt
@@ -37,6 +37,9 @@ from planexec.execution import (
     run_step,
     step_retry_policy,
 )
+from planexec.inflight import RESULT as _RESULT
+from planexec.inflight import STEP as _STEP
+from planexec.inflight import in_flight_results as in_flight_results
 from planexec.lease import check_lease
 from planexec.plan import StepDict, step_hash, topological_order
 from planexec.resources import Resources
@@ -52,28 +55,6 @@ from planexec.state import (
 )
 from planexec.subagents import SubAgent
 from planexec.threads import still_running
-
-_STEP, _RESULT = "planexec_step", "result"
-"""The keys of a step task's saved value: a pending write until the executor node ends."""
-_RETURN = "__return__"
-"""LangGraph's (private) channel for a task's return value in a checkpoint's pending
-writes; `tests/test_cli_terminal.py` reads a stopped pass through it, so a rename fails there."""
-
-
-def in_flight_results(pending_writes: Sequence[tuple[str, str, Any]]) -> dict[str, StepResult]:
-    """Results of steps that finished in an executor pass that has not ended.
-
-    A pass that is stopped (Ctrl-C, a crash, a pause) keeps each finished step's result
-    as its task's pending write in the checkpoint: a resumed pass reuses it, and this
-    reads it for display. `pending_writes` are a checkpoint tuple's.
-    """
-    found: dict[str, StepResult] = {}
-    for _task_id, channel, value in pending_writes:
-        if channel == _RETURN and isinstance(value, dict) and isinstance(value.get(_STEP), str):
-            result = value.get(_RESULT)
-            if isinstance(result, dict) and "status" in result:
-                found[value[_STEP]] = cast(StepResult, result)
-    return found
 
 
 class _Unreached(Exception):
