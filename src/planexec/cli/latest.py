@@ -43,14 +43,25 @@ STATE_CHANNELS = (
     "revisions",
     "reviews",
     "usage",
+    "messages",
+    "goal_index",
+    "earlier_goals",
     "draft_errors",
     "draft",
     "draft_attempts",
     "approvals",
     "awaiting_approval",
     "active_s",
+    "heard",
+    "goal_message",
+    "answer_id",
+    "chat_answer",
 )
 """The graph's state channels, in the order `get_state` lists them."""
+
+UNREAD = frozenset({"messages"})
+"""Channels this module does not report: the conversation holds LangChain messages,
+which `show` and `threads` do not print; `Latest.values` leaves them out."""
 
 DEFAULTS: Mapping[str, Any] = {
     "results": {},
@@ -59,10 +70,12 @@ DEFAULTS: Mapping[str, Any] = {
     "usage": {},
     "approvals": {},
     "active_s": 0.0,
+    "messages": [],
+    "earlier_goals": [],
 }
 """What `get_state` reports for a reducer channel that was never written."""
 
-NODES = ("__start__", "planner", "review", "executor", "approval", "replanner")
+NODES = ("__start__", "intake", "planner", "review", "executor", "approval", "replanner")
 """The graph's nodes, in the order `get_state` lists the next ones."""
 
 START = "__start__"
@@ -134,13 +147,34 @@ class Decoder:
             raise Unsupported("does not decode") from exc
 
 
-def _ext(code: int, data: bytes) -> Pending:
+@dataclass(frozen=True)
+class Opaque:
+    """A value of a type this module does not build (a LangChain message, say).
+
+    A channel in `UNREAD` may hold it; `latest_state` refuses one anywhere else.
+    """
+
+    code: int
+
+
+def _ext(code: int, data: bytes) -> Pending | Opaque:
     if code == _EXT_KW_ARGS:
         found = ormsgpack.unpackb(data, ext_hook=_ext, option=ormsgpack.OPT_NON_STR_KEYS)
         fields = found[2] if tuple(found[:2]) == _INTERRUPT_CLASS else {}
         if isinstance(fields, dict) and {"value", "id"} <= set(fields) <= _INTERRUPT_FIELDS:
             return Pending(**fields)
-    raise Unsupported(f"msgpack extension {code}")
+    return Opaque(code)
+
+
+def _holds_opaque(value: Any) -> bool:
+    """Whether `value` is or contains an `Opaque`."""
+    if isinstance(value, Opaque):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_opaque(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_opaque(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -252,6 +286,24 @@ def _next_nodes(checkpoint: dict[str, Any]) -> list[str]:
     return triggered
 
 
+def _values(channels: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[str, Any]:
+    """The state's values, as `get_state` reports them, from a checkpoint's channels."""
+    values = {}
+    for name in STATE_CHANNELS:
+        if name in UNREAD:
+            continue
+        if name in channels:
+            if _holds_opaque(channels[name]):
+                raise Unsupported(f"a value in {name} of a type this reader does not build")
+            values[name] = channels[name]
+        elif name in versions:
+            # Written, yet not in the checkpoint: kept elsewhere (stored by delta).
+            raise Unsupported(f"{name} is not stored in the checkpoint")
+        elif name in DEFAULTS:
+            values[name] = DEFAULTS[name]
+    return values
+
+
 def latest_state(
     thread: str,
     checkpoint: Any,
@@ -276,11 +328,7 @@ def latest_state(
             # A node's own writes would change what `get_state` reports; a step task's
             # writes inside a node (`~__pregel_push, ...`) do not.
             raise Unsupported(f"a pending {channel} write of {path}")
-    values = {
-        name: channels[name] if name in channels else DEFAULTS[name]
-        for name in STATE_CHANNELS
-        if name in channels or name in DEFAULTS
-    }
+    values = _values(channels, checkpoint.get("channel_versions") or {})
     return Latest(
         thread_id=thread,
         values=values,
@@ -296,8 +344,10 @@ __all__ = [
     "DEFAULTS",
     "NODES",
     "STATE_CHANNELS",
+    "UNREAD",
     "Decoder",
     "Latest",
+    "Opaque",
     "Pending",
     "Unsupported",
     "latest_state",
