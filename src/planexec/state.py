@@ -233,6 +233,10 @@ class OutputState(TypedDict, total=False):
 class State(OutputState, total=False):
     """What the nodes share."""
 
+    revision: int
+    """The current plan revision's number, kept beside `revisions` so that a reader of
+    one checkpoint (`planexec threads`) has it without replaying the history."""
+
     draft_errors: list[str]
     """Why the planner's or replanner's last reply was not a valid plan; empty otherwise."""
     draft: str | None
