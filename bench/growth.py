@@ -96,7 +96,7 @@ def _bytes(path: Path, thread: str) -> tuple[int, int]:
     return int(checkpoints + writes), int(latest)
 
 
-async def replanned_thread(path: Path, thread: str, revisions: int) -> tuple[float, str]:
+async def replanned_thread(path: Path | str, thread: str, revisions: int) -> tuple[float, str]:
     """A thread the replanner revises `revisions` times; ms per revision of the last ones."""
     planner = ScriptedChatModel([plan_reply(REPLANNED_START)], name_="planner")
     replanner = ScriptedChatModel(replanning_script(revisions), name_="replanner")
@@ -223,6 +223,67 @@ async def measure(
     return rows
 
 
+@dataclass
+class PostgresRow:
+    """A replanned thread's bytes in PostgreSQL."""
+
+    revisions: int
+    thread_bytes: int
+    latest_bytes: int
+    """The newest checkpoint row with the blobs of the channel versions it names."""
+
+
+_PG_THREAD = """
+SELECT
+  (SELECT COALESCE(SUM(pg_column_size(checkpoint) + pg_column_size(metadata)), 0)
+     FROM checkpoints WHERE thread_id = %(t)s)
+  + (SELECT COALESCE(SUM(octet_length(blob)), 0) FROM checkpoint_blobs WHERE thread_id = %(t)s)
+  + (SELECT COALESCE(SUM(octet_length(blob)), 0) FROM checkpoint_writes WHERE thread_id = %(t)s)
+"""
+_PG_LATEST = """
+SELECT pg_column_size(c.checkpoint) + pg_column_size(c.metadata) + COALESCE(
+  (SELECT SUM(octet_length(b.blob))
+     FROM checkpoint_blobs b, jsonb_each_text(c.checkpoint -> 'channel_versions') v
+     WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+       AND b.channel = v.key AND b.version = v.value), 0)
+FROM checkpoints c WHERE c.thread_id = %(t)s AND c.checkpoint_ns = ''
+ORDER BY c.checkpoint_id DESC LIMIT 1
+"""
+
+
+async def measure_postgres(revisions: tuple[int, ...] = (50, 200)) -> list[PostgresRow]:
+    """The replanned threads on a throwaway PostgreSQL server (`tests/pg_server.py`)."""
+    import psycopg
+
+    from pg_server import postgres_server
+
+    rows = []
+    with postgres_server() as server:
+        for n in revisions:
+            url = server.create_database(f"growth{n}")
+            await replanned_thread(url, "t", n)
+            with psycopg.connect(url) as db:
+                thread = db.execute(_PG_THREAD, {"t": "t"}).fetchone()
+                latest = db.execute(_PG_LATEST, {"t": "t"}).fetchone()
+            assert thread is not None
+            assert latest is not None
+            rows.append(PostgresRow(n, int(thread[0]), int(latest[0])))
+    return rows
+
+
+def postgres_markdown(rows: list[PostgresRow]) -> str:
+    """The PostgreSQL rows as a Markdown table."""
+    lines = [
+        "| revisions | PostgreSQL thread MB | latest checkpoint KB |",
+        "|---|---|---|",
+        *(
+            f"| {r.revisions} | {r.thread_bytes / 1e6:.2f} | {r.latest_bytes / 1e3:.1f} |"
+            for r in rows
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def exponent(rows: list[GrowthRow], pick: str) -> float:
     """k in cost ~ revisions^k, fitted from the smallest to the largest replanned thread."""
     replans = [r for r in rows if r.kind == "replans"]
@@ -317,9 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     """Print the report; always 0."""
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 and 50 revisions only")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also the bytes of 50 and 200 on PostgreSQL"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     rows = asyncio.run(measure_for(args.quick))
     print(markdown(rows))
+    if args.postgres:
+        print(postgres_markdown(asyncio.run(measure_postgres())))
     return 0
 
 
