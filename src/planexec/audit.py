@@ -466,7 +466,13 @@ class _Checkpoint:
 
     def _listed(self, key: str, make: Callable[[Mapping[str, Any]], None]) -> None:
         earlier = list(self.before.get(key) or [])
-        for item in self.values.get(key) or []:
+        items = list(self.values.get(key) or [])
+        if len(items) >= len(earlier) and all(a is b for a, b in zip(items, earlier, strict=False)):
+            # The walk appends to the parent's very items: what is new is what follows.
+            for item in items[len(earlier) :]:
+                make(item)
+            return
+        for item in items:
             if item in earlier:
                 earlier.remove(item)
             else:
