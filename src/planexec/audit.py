@@ -1,9 +1,11 @@
 """The audit trail of a thread: what happened, in order, rebuilt from its checkpoints.
 
-Every checkpoint holds the whole state, and the state keeps every plan revision, review
-decision, step approval and step result. Comparing each checkpoint with its parent
-shows what that checkpoint added, so each event is reported once, in the checkpoint
-that recorded it, however many checkpoints the thread has. Any LangGraph saver works.
+The state at every checkpoint keeps every plan revision, review decision, step approval
+and step result (the history lists are stored as the updates written, and rebuilt).
+Comparing each checkpoint's state with its parent's shows what that checkpoint added, so
+each event is reported once, in the checkpoint that recorded it, however many
+checkpoints the thread has. The checkpoints are read one at a time, oldest first, each
+state rebuilt from its parent's. Any LangGraph saver works.
 
 Each record is a JSON object with a `type` and the time it happened (`at`, UTC ISO
 8601), plus `checkpoint_id` (the checkpoint that recorded it), `written_by` (the
