@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import cold, concurrency, goals, linear
+from bench import cold, concurrency, goals, growth, linear
 from bench import library as plan_library
 from bench import prompts as replanner_prompts
 from bench.report import as_json, markdown
@@ -39,7 +39,7 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
         default=[],
         metavar="NAME",
         help="run only this workload or group (latency, overhead, scale, concurrency, "
-        "library, linear, prompts, cold, goals); "
+        "library, linear, prompts, growth, cold, goals); "
         "repeatable, or comma-separated",
     )
     parser.add_argument(
@@ -51,7 +51,10 @@ def parse(argv: list[str]) -> tuple[Options, Path | None]:
     )
     args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
-    names = [*known_names(), "concurrency", "library", "linear", "prompts", "cold", "goals"]
+    names = [
+        *known_names(),
+        *("concurrency", "library", "linear", "prompts", "growth", "cold", "goals"),
+    ]
     unknown = sorted(set(only) - set(names))
     if unknown:
         parser.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(names)}")
@@ -78,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LANGSMITH_TRACING"] = "false"
     os.environ["LANGCHAIN_TRACING_V2"] = "false"
     load = os.getloadavg()[0]
-    separate = ("concurrency", "library", "linear", "prompts", "cold", "goals")
+    separate = ("concurrency", "library", "linear", "prompts", "growth", "cold", "goals")
     workloads = [name for name in options.only if name not in separate]
     with_suite = not options.only or bool(workloads)
     with_concurrency = not options.only or "concurrency" in options.only
     with_library = not options.only or "library" in options.only
     with_linear = not options.only or "linear" in options.only
     with_prompts = not options.only or "prompts" in options.only
+    with_growth = not options.only or "growth" in options.only
     with_cold = not options.only or "cold" in options.only
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
     suite_options = Options(quick=options.quick, only=workloads)
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if with_prompts:
         revisions = (10, 50) if options.quick else replanner_prompts.REVISIONS
         prompt_rows, prompt_wall = asyncio.run(replanner_prompts.measure(revisions))
+    growth_rows = asyncio.run(growth.measure_for(options.quick)) if with_growth else []
     cold_report = cold.measure_all(quick=options.quick) if with_cold else None
     goal_part = _goals(options)
     loads = (load, os.getloadavg()[0])
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n" + linear.markdown(algorithms, linear_runs)
     if prompt_rows:
         report += "\n" + replanner_prompts.markdown(prompt_rows, prompt_wall)
+    report += growth.section(growth_rows)
     if cold_report is not None:
         report += "\n" + cold.markdown(cold_report)
     report += goal_part[0]
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             data["linear"] = linear.as_json(algorithms, linear_runs)
         if prompt_rows:
             data["prompts"] = replanner_prompts.as_json(prompt_rows, prompt_wall)
+        data.update(growth.json_part(growth_rows))
         if cold_report is not None:
             data["cold"] = cold_report.as_json()
         data.update(goal_part[1])

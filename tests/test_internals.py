@@ -22,9 +22,12 @@ from planexec import Context, ScriptedChatModel, build_graph
 from planexec.internals import (
     CHECKPOINTER_KEY,
     DURABILITY_KEY,
+    MISSING,
+    astate_snapshot,
     has_streaming_listener,
     lend_saver,
     saver_of,
+    state_snapshot,
 )
 from planexec.models import for_running_loop
 from planexec.scripted import plan_reply, replan_reply
@@ -139,3 +142,26 @@ def test_the_direct_checkpoint_readers_langgraph_names() -> None:
     assert latest.START == graph_state.START
     assert latest.CHECKPOINT_FORMAT == _checkpoint.LATEST_VERSION
     assert latest._EXT_KW_ARGS == jsonplus.EXT_CONSTRUCTOR_KW_ARGS
+
+
+class _NoHistory(InMemorySaver):
+    """A saver that must not be asked for any checkpoint's history."""
+
+    def get_delta_channel_history(self, *, config: Any, channels: Any) -> Any:
+        return {ch: {"seed": MISSING, "writes": []} for ch in channels}
+
+
+async def test_a_snapshot_is_built_from_a_tuple_asking_the_given_saver_for_history() -> None:
+    saver = InMemorySaver()
+    graph = probe_graph(saver, [])
+    await graph.ainvoke({"goal": "probe"}, config(), context=Context(review="never"))
+    saved = await saver.aget_tuple(config())
+    assert saved is not None
+    assert "revisions" not in saved.checkpoint["channel_values"]  # stored by delta
+    expected = await graph.aget_state(saved.config)
+    built = await astate_snapshot(graph, saved, saver)
+    assert (built.values, built.next) == (expected.values, expected.next)
+    assert state_snapshot(graph, saved, saver).values == expected.values
+    assert [r["revision"] for r in built.values["revisions"]] == [1]
+    # The history comes from the saver given, not the graph's: here, none at all.
+    assert (await astate_snapshot(graph, saved, _NoHistory())).values["revisions"] == []

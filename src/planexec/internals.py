@@ -12,16 +12,26 @@ from typing import Any, cast
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph._internal._typing import MISSING as _MISSING
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
+from langgraph.pregel import Pregel
+from langgraph.types import StateSnapshot
 
 __all__ = [
     "CHECKPOINTER_KEY",
     "DURABILITY_KEY",
+    "MISSING",
+    "astate_snapshot",
     "has_streaming_listener",
     "lend_saver",
     "saver_of",
+    "state_snapshot",
 ]
+
+MISSING: Any = _MISSING
+"""What a channel's stored value is when the checkpoint holds none: a `DeltaChannel`
+left out of `channel_values` is rebuilt from its ancestors' writes."""
 
 CHECKPOINTER_KEY: str = CONFIG_KEY_CHECKPOINTER
 """Where LangGraph keeps the saver a run uses in its config: a parent graph lends its
@@ -64,3 +74,21 @@ def has_streaming_listener(callbacks: Any) -> bool:
     else:
         return False
     return any(isinstance(handler, _StreamingCallbackHandler) for handler in handlers)
+
+
+def state_snapshot(
+    graph: Pregel[Any, Any, Any, Any], saved: CheckpointTuple, saver: BaseCheckpointSaver[Any]
+) -> StateSnapshot:
+    """The snapshot `get_state_history` makes of `saved`.
+
+    `saver` is asked for the values of the channels stored by delta
+    (`get_delta_channel_history`).
+    """
+    return graph._prepare_state_snapshot(saved.config, saved, saver=saver)
+
+
+async def astate_snapshot(
+    graph: Pregel[Any, Any, Any, Any], saved: CheckpointTuple, saver: BaseCheckpointSaver[Any]
+) -> StateSnapshot:
+    """`state_snapshot`, asking `saver` through its async methods."""
+    return await graph._aprepare_state_snapshot(saved.config, saved, saver=saver)

@@ -17,11 +17,12 @@ numbered across the thread, each naming its goal.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it before 3.12
@@ -193,6 +194,38 @@ class GoalRecord(TypedDict):
     usage: dict[str, Usage]
 
 
+def append_all(old: list[Any], batches: Sequence[list[Any]]) -> list[Any]:
+    """`old` followed by every item of `batches`, in order (a new list)."""
+    return [*old, *(item for batch in batches for item in batch)]
+
+
+def merge_all_results(
+    old: dict[str, StepResult], batches: Sequence[dict[str, StepResult] | None]
+) -> dict[str, StepResult]:
+    """`merge_results` of `old` with each of `batches` in turn."""
+    merged = old
+    for batch in batches:
+        merged = merge_results(merged, batch)
+    return merged
+
+
+HISTORY_SNAPSHOT_EVERY = 1_000_000
+"""Updates between full copies of a history channel (`DeltaChannel`'s snapshot
+frequency). So large that LangGraph's own bound decides instead: a full copy once
+every `LANGGRAPH_DELTA_MAX_SUPERSTEPS_SINCE_SNAPSHOT` steps (5,000 by default), which
+bounds how many stored updates a state load replays."""
+
+
+def _history(reducer: Callable[[Any, Sequence[Any]], Any]) -> DeltaChannel[Any]:
+    """A channel that checkpoints store as the updates written, not as the whole value.
+
+    Each checkpoint keeps what the step before it wrote (LangGraph saves every write
+    anyway); loading a checkpoint replays its ancestors' writes through `reducer`, as
+    `get_state`, `get_state_history` and a fork from an old checkpoint all do.
+    """
+    return DeltaChannel(reducer, snapshot_frequency=HISTORY_SNAPSHOT_EVERY)
+
+
 @with_config(_DOCUMENTED)
 class InputState(TypedDict, total=False):
     """What a caller sends to start a run: a goal, or a chat message that holds it."""
@@ -217,11 +250,11 @@ class OutputState(TypedDict, total=False):
     """Why the run ended as it did, in a sentence."""
     plan: PlanDict | None
     """The last plan."""
-    results: Annotated[dict[str, StepResult], merge_results]
+    results: Annotated[dict[str, StepResult], _history(merge_all_results)]
     """Every step's outcome by step id, including steps of earlier plan revisions."""
-    revisions: Annotated[list[PlanRevision], operator.add]
+    revisions: Annotated[list[PlanRevision], _history(append_all)]
     """Every plan revision, in order."""
-    reviews: Annotated[list[ReviewRecord], operator.add]
+    reviews: Annotated[list[ReviewRecord], _history(append_all)]
     """Every plan review decision, in order."""
     usage: Annotated[dict[str, Usage], add_usage]
     """Model calls, tokens and cost per role (planner, executor, replanner), this goal's."""
@@ -231,12 +264,16 @@ class OutputState(TypedDict, total=False):
     goal ended, its final answer last. Never tool outputs."""
     goal_index: int
     """The number of the thread's current goal, from 1."""
-    earlier_goals: Annotated[list[GoalRecord], operator.add]
+    earlier_goals: Annotated[list[GoalRecord], _history(append_all)]
     """The thread's goals before the current one, as each ended."""
 
 
 class State(OutputState, total=False):
     """What the nodes share."""
+
+    revision: int
+    """The current plan revision's number, kept beside `revisions` so that a reader of
+    one checkpoint (`planexec threads`) has it without replaying the history."""
 
     draft_errors: list[str]
     """Why the planner's or replanner's last reply was not a valid plan; empty otherwise."""

@@ -93,7 +93,7 @@ JOIN checkpoints c
 ORDER BY page.latest DESC
 """
 
-_CHANNELS = ["status", "goal", "revisions"]
+_CHANNELS = ["status", "goal", "revision", "revisions"]
 """The state channels a summary reads (PostgreSQL keeps strings inline, the rest in blobs)."""
 
 _NO_LIMIT = -1
@@ -158,9 +158,11 @@ def _summary(
     updated_at: str | None,
     interrupts: Sequence[Any],
 ) -> ThreadSummary:
-    revisions = values.get("revisions")
-    last = revisions[-1] if isinstance(revisions, list) and revisions else None
-    revision = last.get("revision") if isinstance(last, dict) else None
+    revision = values.get("revision")
+    if revision is None:  # a thread from before `revision` was kept, with `revisions` whole
+        revisions = values.get("revisions")
+        last = revisions[-1] if isinstance(revisions, list) and revisions else None
+        revision = last.get("revision") if isinstance(last, dict) else None
     return ThreadSummary(
         thread_id=thread,
         # A summary has a checkpoint but not the graph's next nodes: with no ending and no

@@ -237,6 +237,7 @@ def _replay(revision: PlanRevision, context: Context, runtime: Runtime[Context])
     return {
         "plan": revision["plan"],
         "revisions": [revision],
+        "revision": revision["revision"],
         "answer": None,
         "results": {},
         **valid_reply(),
@@ -251,7 +252,7 @@ def _new_revision(
         reason = "first plan" if first else "rewritten after the reviewer's feedback"
     revision = next_revision(state, plan, "planner", reason)
     emit_plan_ready(runtime.stream_writer, revision)
-    return {"plan": plan, "revisions": [revision]}
+    return {"plan": plan, "revisions": [revision], "revision": revision["revision"]}
 
 
 def _direct_answer(state: State, answer: str, runtime: Runtime[Context]) -> dict[str, Any]:

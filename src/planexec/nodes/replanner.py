@@ -363,7 +363,7 @@ def _revision(
         reason=reason,
         diff=revision["diff"],
     )
-    return {"plan": plan, "revisions": [revision]}
+    return {"plan": plan, "revisions": [revision], "revision": revision["revision"]}
 
 
 def _call_failed(

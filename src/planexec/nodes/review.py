@@ -277,5 +277,10 @@ def _apply_edit(
     )
     return Command(
         goto="executor",
-        update={"reviews": [record], "plan": edited, "revisions": [new_revision]},
+        update={
+            "reviews": [record],
+            "plan": edited,
+            "revisions": [new_revision],
+            "revision": new_revision["revision"],
+        },
     )
