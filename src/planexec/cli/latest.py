@@ -46,6 +46,7 @@ STATE_CHANNELS = (
     "messages",
     "goal_index",
     "earlier_goals",
+    "revision",
     "draft_errors",
     "draft",
     "draft_attempts",
@@ -63,15 +64,19 @@ UNREAD = frozenset({"messages"})
 """Channels this module does not report: the conversation holds LangChain messages,
 which `show` and `threads` do not print; `Latest.values` leaves them out."""
 
+STORED_BY_DELTA = frozenset({"results", "revisions", "reviews", "earlier_goals"})
+"""History channels LangGraph stores by delta (`planexec.state`): once written, a
+checkpoint does not hold them, and this module refuses to read it."""
+
 DEFAULTS: Mapping[str, Any] = {
     "results": {},
     "revisions": [],
     "reviews": [],
+    "earlier_goals": [],
     "usage": {},
+    "messages": [],
     "approvals": {},
     "active_s": 0.0,
-    "messages": [],
-    "earlier_goals": [],
 }
 """What `get_state` reports for a reducer channel that was never written."""
 
@@ -344,6 +349,7 @@ __all__ = [
     "DEFAULTS",
     "NODES",
     "STATE_CHANNELS",
+    "STORED_BY_DELTA",
     "UNREAD",
     "Decoder",
     "Latest",
