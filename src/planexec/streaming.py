@@ -107,6 +107,11 @@ class AnswerStream:
         self._task: asyncio.Task[Any] | None = None
         self._done = False
 
+    @property
+    def relayed(self) -> bool:
+        """Whether a streaming listener was attached, so chunks may have been sent."""
+        return self._node is not None
+
     async def __aenter__(self) -> AnswerStream:
         return self
 

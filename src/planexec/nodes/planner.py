@@ -205,7 +205,7 @@ async def _draft(
                 **spent,
                 **valid_reply(),
                 **_direct_answer(state, answer, runtime),
-                "answer_id": answer_id,
+                "answer_id": answer_id if streamed.relayed else None,
             }
         errors: list[PlanError] = [
             PlanError(None, "direct answers are off: write a plan with at least one step")

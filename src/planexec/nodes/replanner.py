@@ -276,7 +276,8 @@ async def _decide(
         return {
             "status": "completed",
             "answer": decision.answer,
-            "answer_id": answer_id,
+            # The end message takes the chunks' id; with nothing streamed, its own.
+            "answer_id": answer_id if answer.relayed else None,
             "reason": decision.reason,
             **valid_reply(),
             **spent,
